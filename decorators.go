@@ -1,0 +1,251 @@
+package secrets
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Info is what the layers of a stack learn about one resolve, for the audit
+// decorator: which backend answered, whether a cache answered instead, and
+// whether the value was legacy plaintext. Layers record into the Info found
+// with InfoFrom; every method is safe on a nil *Info and for concurrent use.
+type Info struct {
+	mu        sync.Mutex
+	backend   string
+	cacheHit  bool
+	stale     bool
+	plaintext bool
+}
+
+// InfoSnapshot is a copy of an Info's fields.
+type InfoSnapshot struct {
+	Backend   string // the backend that answered, "" if unknown
+	CacheHit  bool   // a cache answered without calling the backend
+	Stale     bool   // the cache answered with a stale value because the backend failed
+	Plaintext bool   // the value was stored as legacy plaintext (fernetstore migration mode)
+}
+
+type infoKey struct{}
+
+// WithInfo returns a context carrying a fresh Info, and the Info.
+func WithInfo(ctx context.Context) (context.Context, *Info) {
+	i := new(Info)
+	return context.WithValue(ctx, infoKey{}, i), i
+}
+
+// InfoFrom returns the Info carried by ctx, or nil.
+func InfoFrom(ctx context.Context) *Info {
+	i, _ := ctx.Value(infoKey{}).(*Info)
+	return i
+}
+
+// SetBackend records the backend that answered, unless an inner layer already did.
+func (i *Info) SetBackend(name string) {
+	if i == nil {
+		return
+	}
+	i.mu.Lock()
+	if i.backend == "" {
+		i.backend = name
+	}
+	i.mu.Unlock()
+}
+
+// MarkCacheHit records that a cache answered without calling the backend;
+// stale is true when it served a stale value because the backend failed.
+func (i *Info) MarkCacheHit(stale bool) {
+	if i == nil {
+		return
+	}
+	i.mu.Lock()
+	i.cacheHit = true
+	i.stale = i.stale || stale
+	i.mu.Unlock()
+}
+
+// MarkPlaintext records that the value was read from legacy plaintext.
+func (i *Info) MarkPlaintext() {
+	if i == nil {
+		return
+	}
+	i.mu.Lock()
+	i.plaintext = true
+	i.mu.Unlock()
+}
+
+// Merge copies what o recorded into i (a cache copies what its detached fetch
+// learned into each waiting caller's Info).
+func (i *Info) Merge(o InfoSnapshot) {
+	if i == nil {
+		return
+	}
+	i.mu.Lock()
+	if i.backend == "" {
+		i.backend = o.Backend
+	}
+	i.cacheHit = i.cacheHit || o.CacheHit
+	i.stale = i.stale || o.Stale
+	i.plaintext = i.plaintext || o.Plaintext
+	i.mu.Unlock()
+}
+
+// Snapshot returns a copy of what has been recorded.
+func (i *Info) Snapshot() InfoSnapshot {
+	if i == nil {
+		return InfoSnapshot{}
+	}
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return InfoSnapshot{Backend: i.backend, CacheHit: i.cacheHit, Stale: i.stale, Plaintext: i.plaintext}
+}
+
+// ExpiryOptions configures EnforceExpiry. A nil *ExpiryOptions means defaults.
+type ExpiryOptions struct {
+	// Now returns the current time; nil means time.Now. Tests inject a clock.
+	Now func() time.Time
+}
+
+type expiry struct {
+	next KeyResolver
+	now  func() time.Time
+}
+
+// EnforceExpiry returns a KeyResolver that fails with ErrExpired when next
+// returns a secret whose ExpiresAt is not after now, whatever the backend
+// itself enforces.
+func EnforceExpiry(next KeyResolver, opts *ExpiryOptions) KeyResolver {
+	e := &expiry{next: next, now: time.Now}
+	if opts != nil && opts.Now != nil {
+		e.now = opts.Now
+	}
+	return e
+}
+
+func (e *expiry) Resolve(ctx context.Context, ref string) (Secret, error) {
+	s, err := e.next.Resolve(ctx, ref)
+	if err != nil {
+		return Secret{}, err
+	}
+	if s.ExpiredAt(e.now()) {
+		backend := InfoFrom(ctx).Snapshot().Backend
+		return Secret{}, &Error{Op: "resolve", Backend: backend, Ref: ref, Code: CodeExpired,
+			Reason: "the secret expired at " + s.ExpiresAt.UTC().Format(time.RFC3339) + "; rotate it in its backend"}
+	}
+	return s, nil
+}
+
+// Unwrap returns the wrapped resolver, so optional abilities can be found.
+func (e *expiry) Unwrap() KeyResolver { return e.next }
+
+// AuditEvent describes one resolve. It never holds the value.
+type AuditEvent struct {
+	Time      time.Time
+	Ref       string
+	Backend   string // from the innermost layer that recorded it
+	Outcome   string // "ok", "canceled", or a Code's Name: "not_found", "unavailable", ...
+	Err       error  // nil on success; an error's text never holds a value
+	Latency   time.Duration
+	CacheHit  bool // answered by a cache without a backend call
+	Stale     bool // answered by a cache with a stale value during a backend failure
+	Plaintext bool // the value was read from legacy plaintext
+}
+
+// Auditor receives audit events. Implementations must be safe for concurrent
+// use and should not block: they run on the resolve path.
+type Auditor interface {
+	Audit(ctx context.Context, ev AuditEvent)
+}
+
+// AuditFunc adapts a function to an Auditor.
+type AuditFunc func(ctx context.Context, ev AuditEvent)
+
+// Audit calls f.
+func (f AuditFunc) Audit(ctx context.Context, ev AuditEvent) { f(ctx, ev) }
+
+// SlogAuditor returns an Auditor that logs each event to l: at Info for
+// success, Warn for plaintext reads and failures other than not found.
+func SlogAuditor(l *slog.Logger) Auditor {
+	return AuditFunc(func(ctx context.Context, ev AuditEvent) {
+		level := slog.LevelInfo
+		if ev.Plaintext || (ev.Err != nil && !errors.Is(ev.Err, ErrNotFound) && !errors.Is(ev.Err, context.Canceled)) {
+			level = slog.LevelWarn
+		}
+		attrs := []slog.Attr{
+			slog.String("ref", ev.Ref),
+			slog.String("backend", ev.Backend),
+			slog.String("outcome", ev.Outcome),
+			slog.Duration("latency", ev.Latency),
+			slog.Bool("cache_hit", ev.CacheHit),
+		}
+		if ev.Stale {
+			attrs = append(attrs, slog.Bool("stale", true))
+		}
+		if ev.Plaintext {
+			attrs = append(attrs, slog.Bool("plaintext", true))
+		}
+		if ev.Err != nil {
+			attrs = append(attrs, slog.String("error", ev.Err.Error()))
+		}
+		l.LogAttrs(ctx, level, "keyward resolve", attrs...)
+	})
+}
+
+// AuditOptions configures NewAudit. A nil *AuditOptions means defaults.
+type AuditOptions struct {
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+type audit struct {
+	next KeyResolver
+	to   Auditor
+	now  func() time.Time
+}
+
+// NewAudit returns a KeyResolver that reports every resolve through next to
+// to: ref, backend, outcome, latency, and whether a cache answered. Put it
+// outermost, so it sees cache hits as well as backend calls.
+func NewAudit(next KeyResolver, to Auditor, opts *AuditOptions) KeyResolver {
+	a := &audit{next: next, to: to, now: time.Now}
+	if opts != nil && opts.Now != nil {
+		a.now = opts.Now
+	}
+	return a
+}
+
+func (a *audit) Resolve(ctx context.Context, ref string) (Secret, error) {
+	ctx, info := WithInfo(ctx)
+	start := a.now()
+	s, err := a.next.Resolve(ctx, ref)
+	snap := info.Snapshot()
+	a.to.Audit(ctx, AuditEvent{
+		Time: start, Ref: ref, Backend: snap.Backend, Outcome: Outcome(err), Err: err,
+		Latency: a.now().Sub(start), CacheHit: snap.CacheHit, Stale: snap.Stale, Plaintext: snap.Plaintext,
+	})
+	return s, err
+}
+
+// Unwrap returns the wrapped resolver.
+func (a *audit) Unwrap() KeyResolver { return a.next }
+
+// Unwrapper is implemented by decorators; Find follows it.
+type Unwrapper interface{ Unwrap() KeyResolver }
+
+// Find walks r and the resolvers it wraps and returns the first that is a T.
+func Find[T any](r KeyResolver) (T, bool) {
+	for r != nil {
+		if t, ok := r.(T); ok {
+			return t, true
+		}
+		u, ok := r.(Unwrapper)
+		if !ok {
+			break
+		}
+		r = u.Unwrap()
+	}
+	var zero T
+	return zero, false
+}

@@ -1,0 +1,135 @@
+package secrets
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// OpenerFunc opens a backend from a URL that names the resource only.
+// Credentials come from the environment or the SDK's chain, never the URL.
+// An opener must reject query parameters it does not know (see CheckParams)
+// and should do no I/O: clients are made on first use.
+type OpenerFunc func(ctx context.Context, u *url.URL) (KeyResolver, error)
+
+// DecoratorFunc wraps next in a decorator configured by params
+// (the cache registers "cache": "cache = size=1000&ttl=5m").
+type DecoratorFunc func(next KeyResolver, params url.Values) (KeyResolver, error)
+
+// registry maps names to openers. Its zero value is ready to use.
+type registry[T any] struct {
+	mu sync.RWMutex
+	m  map[string]T
+}
+
+func (r *registry[T]) register(kind, name string, v T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[string]T{}
+	}
+	if _, dup := r.m[name]; dup {
+		panic(fmt.Sprintf("secrets: %s %q registered twice", kind, name))
+	}
+	r.m[name] = v
+}
+
+func (r *registry[T]) lookup(name string) (T, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	v, ok := r.m[name]
+	return v, ok
+}
+
+func (r *registry[T]) names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.m))
+	for n := range r.m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+var (
+	openers    registry[OpenerFunc]
+	decorators registry[DecoratorFunc]
+)
+
+// Register makes a backend openable by Open under the URL scheme. Backend
+// packages call it from init. It panics if the scheme is already registered
+// or open is nil.
+func Register(scheme string, open OpenerFunc) {
+	if open == nil {
+		panic("secrets: Register of a nil opener for " + scheme)
+	}
+	openers.register("URL scheme", scheme, open)
+}
+
+// RegisterDecorator makes a decorator usable by name in a configuration.
+// It panics if the name is already registered or d is nil.
+func RegisterDecorator(name string, d DecoratorFunc) {
+	if d == nil {
+		panic("secrets: RegisterDecorator of a nil decorator for " + name)
+	}
+	decorators.register("decorator", name, d)
+}
+
+// Schemes returns the registered URL schemes, sorted.
+func Schemes() []string { return openers.names() }
+
+// Open opens the backend named by rawURL ("env://?allow=ANTHROPIC_*",
+// "fernet://?table=api_keys", "awssm://?region=eu-west-1"). The backend's
+// package must be imported (for its init) for its scheme to be known.
+func Open(ctx context.Context, rawURL string) (KeyResolver, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		// url.Error quotes the URL; the URL should hold no secret, but a
+		// mistaken one might, so say only what kind of thing is wrong.
+		return nil, &Error{Op: "open", Code: CodeInvalidRef, Reason: "cannot parse the backend URL: write it as scheme://host?option=value"}
+	}
+	if u.User != nil {
+		return nil, &Error{Op: "open", Backend: u.Scheme, Code: CodeInvalidRef,
+			Reason: "the backend URL holds user information; credentials come from the environment (see the README), never from the URL"}
+	}
+	if u.Scheme == "" {
+		return nil, &Error{Op: "open", Code: CodeUnknownScheme,
+			Reason: fmt.Sprintf("the backend URL has no scheme; registered schemes: %s", strings.Join(Schemes(), ", "))}
+	}
+	open, ok := openers.lookup(u.Scheme)
+	if !ok {
+		return nil, &Error{Op: "open", Backend: u.Scheme, Code: CodeUnknownScheme,
+			Reason: fmt.Sprintf("no backend registered for URL scheme %q (registered: %s); forgotten import?", u.Scheme, strings.Join(Schemes(), ", "))}
+	}
+	return open(ctx, u)
+}
+
+// CheckParams returns an error naming the first query parameter of u that is
+// not in allowed, and any parameter given twice. Openers call it first.
+func CheckParams(u *url.URL, allowed ...string) error {
+	q := u.Query()
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !slices.Contains(allowed, k) {
+			want := "none"
+			if len(allowed) > 0 {
+				want = strings.Join(allowed, ", ")
+			}
+			return &Error{Op: "open", Backend: u.Scheme, Code: CodeInvalidRef,
+				Reason: fmt.Sprintf("unknown URL parameter %q (known: %s)", k, want)}
+		}
+		if len(q[k]) > 1 {
+			return &Error{Op: "open", Backend: u.Scheme, Code: CodeInvalidRef,
+				Reason: fmt.Sprintf("URL parameter %q given more than once", k)}
+		}
+	}
+	return nil
+}
