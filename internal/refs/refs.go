@@ -43,10 +43,8 @@ func Parse(s string, allowed ...string) (Ref, error) {
 	if !utf8.ValidString(s) {
 		return Ref{}, invalid("ref is not valid UTF-8")
 	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
-			return Ref{}, invalid("ref contains a control character")
-		}
+	if hasControl(s) {
+		return Ref{}, invalid("ref contains a control character")
 	}
 	var r Ref
 	rest := s
@@ -54,6 +52,9 @@ func Parse(s string, allowed ...string) (Ref, error) {
 		field, err := url.PathUnescape(rest[i+1:])
 		if err != nil {
 			return Ref{}, invalid("bad %%-escape in #field")
+		}
+		if hasControl(field) || !utf8.ValidString(field) {
+			return Ref{}, invalid("#field contains a control character or invalid UTF-8")
 		}
 		if field == "" {
 			return Ref{}, invalid("empty #field: write name#field, or leave out the '#'")
@@ -87,8 +88,20 @@ func Parse(s string, allowed ...string) (Ref, error) {
 	if path == "" {
 		return Ref{}, invalid("empty name")
 	}
+	if hasControl(path) || !utf8.ValidString(path) {
+		return Ref{}, invalid("name contains a control character or invalid UTF-8")
+	}
 	r.Path = path
 	return r, nil
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(list []string, s string) bool {

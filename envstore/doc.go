@@ -1,0 +1,22 @@
+// Package envstore resolves refs that name environment variables: the row
+// holds "ANTHROPIC_API_KEY", the value lives in the service's environment (or
+// a .env file). A policy of allow and deny patterns decides which names a ref
+// may read, and by default denies the variables that hold other secrets
+// (DefaultDeny), because refs often come from rows a tenant can edit.
+//
+// # URLs
+//
+// Registered as "env": env://?allow=ANTHROPIC_*,OPENAI_*&deny=INTERNAL_*&dotenv=.env
+// Parameters are comma-separated path.Match patterns (allow, deny) and .env
+// file paths (dotenv). Unknown parameters are an error.
+//
+// # Errors
+//
+//   - ErrNotFound: the variable is not set (set but empty resolves to "").
+//     The message names the variable and says where to set it.
+//   - ErrPermission: the policy denies the name, or it is not in the allow list.
+//   - ErrInvalidRef: the ref is not a variable name, or its #field is used on a
+//     value that is not a JSON object.
+//   - ErrUnavailable: a .env file cannot be read or parsed; the message never
+//     quotes the file's contents.
+package envstore

@@ -1,0 +1,245 @@
+package envstore
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+	"sync"
+
+	"github.com/joho/godotenv"
+
+	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/internal/refs"
+)
+
+// Backend is the name envstore reports in errors and audit events.
+const Backend = "env"
+
+// DefaultDeny lists the variables a ref may never name unless
+// Options.ReplaceDefaultDeny is set: they hold the keys to other secrets, and
+// refs often come from rows a tenant can edit.
+var DefaultDeny = []string{
+	"ENCRYPTION_KEY*",
+	"AWS_SECRET_ACCESS_KEY",
+	"AWS_SESSION_TOKEN",
+	"VAULT_TOKEN",
+	"VAULT_SECRET_ID",
+	"AZURE_CLIENT_SECRET",
+	"AZURE_CLIENT_CERTIFICATE_PASSWORD",
+	"DATABASE_URL",
+	"KEYWARD_*",
+}
+
+// Options configures a Store. A nil *Options means the process environment
+// under the default policy.
+type Options struct {
+	// Lookup finds a variable; nil means os.LookupEnv. Set but empty is a
+	// value; unset is ErrNotFound.
+	Lookup func(name string) (value string, ok bool)
+	// DotEnv names .env files read on first use, after the environment:
+	// a variable set in the environment wins over the file.
+	DotEnv []string
+	// Allow lists patterns (path.Match syntax: ANTHROPIC_*) of names that may
+	// be read. Empty means every name not denied.
+	Allow []string
+	// Deny lists patterns of names that may never be read, in addition to
+	// DefaultDeny (or instead of it, with ReplaceDefaultDeny).
+	Deny []string
+	// ReplaceDefaultDeny drops DefaultDeny, leaving only Deny.
+	ReplaceDefaultDeny bool
+}
+
+// Store resolves environment variable names to their values.
+type Store struct {
+	lookup func(string) (string, bool)
+	allow  []string
+	deny   []string
+
+	dotenvFiles []string
+	dotenvOnce  sync.Once
+	dotenv      map[string]string
+	dotenvErr   error
+}
+
+var (
+	_ secrets.KeyResolver = (*Store)(nil)
+	_ secrets.Pinger      = (*Store)(nil)
+)
+
+// New returns a Store. It does no I/O: .env files are read on first use.
+// It panics if a pattern is malformed (a programming error); openers
+// validate patterns from configuration with ValidatePatterns first.
+func New(opts *Options) *Store {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	s := &Store{lookup: o.Lookup, allow: clone(o.Allow), dotenvFiles: clone(o.DotEnv)}
+	if s.lookup == nil {
+		s.lookup = os.LookupEnv
+	}
+	if !o.ReplaceDefaultDeny {
+		s.deny = append(s.deny, DefaultDeny...)
+	}
+	s.deny = append(s.deny, o.Deny...)
+	if err := ValidatePatterns(append(clone(s.allow), s.deny...)); err != nil {
+		panic("envstore: " + err.Error())
+	}
+	return s
+}
+
+func clone(s []string) []string { return append([]string(nil), s...) }
+
+// ValidatePatterns reports the first malformed pattern.
+func ValidatePatterns(patterns []string) error {
+	for _, p := range patterns {
+		if _, err := path.Match(p, ""); err != nil {
+			return fmt.Errorf("malformed pattern %q: use path.Match syntax such as ANTHROPIC_*", p)
+		}
+	}
+	return nil
+}
+
+func match(patterns []string, name string) (string, bool) {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, name); ok {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// validName reports whether name is a portable environment variable name.
+func validName(name string) bool {
+	if name == "" || name[0] >= '0' && name[0] <= '9' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Resolve returns the value of the variable named by ref ("ANTHROPIC_API_KEY",
+// or "BOT_CONFIG#api_key" for a field of a JSON value).
+func (s *Store) Resolve(ctx context.Context, ref string) (secrets.Secret, error) {
+	if err := ctx.Err(); err != nil {
+		return secrets.Secret{}, err
+	}
+	secrets.InfoFrom(ctx).SetBackend(Backend)
+	fail := func(code secrets.Code, reason string) (secrets.Secret, error) {
+		return secrets.Secret{}, &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: code, Reason: reason}
+	}
+	r, err := refs.Parse(ref)
+	if err != nil {
+		return fail(secrets.CodeInvalidRef, err.Error())
+	}
+	name := r.Path
+	if !validName(name) {
+		return fail(secrets.CodeInvalidRef, "not a variable name: use letters, digits and '_', not starting with a digit")
+	}
+	if p, denied := match(s.deny, name); denied {
+		return fail(secrets.CodePermission, fmt.Sprintf("variable %s is denied by the policy (pattern %q): it holds the key to other secrets", name, p))
+	}
+	if len(s.allow) > 0 {
+		if _, ok := match(s.allow, name); !ok {
+			return fail(secrets.CodePermission, fmt.Sprintf("variable %s is not in the allow list (%s)", name, strings.Join(s.allow, ", ")))
+		}
+	}
+	value, ok := s.lookup(name)
+	if !ok {
+		if err := s.loadDotEnv(); err != nil {
+			return secrets.Secret{}, &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodeUnavailable, Reason: err.Error()}
+		}
+		value, ok = s.dotenv[name]
+	}
+	if !ok {
+		where := "the service's environment"
+		if len(s.dotenvFiles) > 0 {
+			where += " or " + strings.Join(s.dotenvFiles, ", ")
+		}
+		return fail(secrets.CodeNotFound, fmt.Sprintf("variable %s is not set: set it in %s", name, where))
+	}
+	if r.Field != "" {
+		v, err := refs.Field([]byte(value), r.Field)
+		switch err {
+		case nil:
+			value = v
+		case refs.ErrNoField:
+			return fail(secrets.CodeNotFound, fmt.Sprintf("variable %s has no field %q", name, r.Field))
+		default:
+			return fail(secrets.CodeInvalidRef, fmt.Sprintf("variable %s: %v", name, err))
+		}
+	}
+	return secrets.NewSecret(value), nil
+}
+
+// loadDotEnv reads the .env files once. Parse errors are reported without
+// godotenv's text, which quotes the offending line (and so a value).
+func (s *Store) loadDotEnv() error {
+	s.dotenvOnce.Do(func() {
+		s.dotenv = map[string]string{}
+		// Earlier files win, as with godotenv.Load.
+		for i := len(s.dotenvFiles) - 1; i >= 0; i-- {
+			f := s.dotenvFiles[i]
+			m, err := godotenv.Read(f)
+			if err != nil {
+				if pe, ok := err.(*fs.PathError); ok {
+					s.dotenvErr = fmt.Errorf("cannot read .env file %s: %v", f, pe.Err)
+				} else {
+					s.dotenvErr = fmt.Errorf("cannot parse .env file %s: check its syntax (NAME=value, one per line)", f)
+				}
+				return
+			}
+			for k, v := range m {
+				s.dotenv[k] = v
+			}
+		}
+	})
+	return s.dotenvErr
+}
+
+// Ping reads the .env files, if any, and reports whether they parse.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.loadDotEnv(); err != nil {
+		return &secrets.Error{Op: "ping", Backend: Backend, Code: secrets.CodeUnavailable, Reason: err.Error()}
+	}
+	return nil
+}
+
+func init() {
+	secrets.Register("env", openURL)
+}
+
+// openURL opens "env://?allow=A_*,B_*&deny=C_*&dotenv=.env".
+func openURL(_ context.Context, u *url.URL) (secrets.KeyResolver, error) {
+	if err := secrets.CheckParams(u, "allow", "deny", "dotenv"); err != nil {
+		return nil, err
+	}
+	if u.Host != "" || (u.Path != "" && u.Path != "/") {
+		return nil, &secrets.Error{Op: "open", Backend: Backend, Code: secrets.CodeInvalidRef,
+			Reason: "env URLs take no host or path: write env:// or env://?allow=ANTHROPIC_*"}
+	}
+	q := u.Query()
+	list := func(k string) []string {
+		if q.Get(k) == "" {
+			return nil
+		}
+		return strings.Split(q.Get(k), ",")
+	}
+	o := &Options{Allow: list("allow"), Deny: list("deny"), DotEnv: list("dotenv")}
+	if err := ValidatePatterns(append(clone(o.Allow), o.Deny...)); err != nil {
+		return nil, &secrets.Error{Op: "open", Backend: Backend, Code: secrets.CodeInvalidRef, Reason: err.Error()}
+	}
+	return New(o), nil
+}

@@ -1,0 +1,436 @@
+package secrets_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	secrets "github.com/keyward/secrets"
+	_ "github.com/keyward/secrets/envstore"
+	"github.com/keyward/secrets/secretstest"
+)
+
+const leakValue = "sk-ant-api03-LEAKCHECK-9f8e7d6c5b4a"
+
+func TestSecretNeverPrintsValue(t *testing.T) {
+	s := secrets.NewSecret(leakValue)
+	s.Version = "v7"
+	s.ExpiresAt = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	var out bytes.Buffer
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%10s", "%-8v", "%T"} {
+		fmt.Fprintf(&out, verb+"\n", s)
+		fmt.Fprintf(&out, verb+"\n", &s)
+		fmt.Fprintf(&out, verb+"\n", []secrets.Secret{s})
+		fmt.Fprintf(&out, verb+"\n", struct{ Key secrets.Secret }{s})
+		fmt.Fprintf(&out, verb+"\n", map[string]any{"k": s})
+	}
+	fmt.Fprint(&out, s, &s)
+	fmt.Fprintln(&out, s, &s)
+	out.WriteString(s.String() + s.GoString())
+	j, err := json.Marshal(map[string]any{"v": s, "p": &s, "list": []secrets.Secret{s}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Write(j)
+	txt, _ := s.MarshalText()
+	out.Write(txt)
+	for _, h := range []slog.Handler{slog.NewJSONHandler(&out, nil), slog.NewTextHandler(&out, nil)} {
+		l := slog.New(h)
+		l.Info("m", "secret", s, "ptr", &s, "group", slog.GroupValue(slog.Any("inner", s)))
+		l.Info("m", slog.Any("struct", struct{ Key secrets.Secret }{s}))
+	}
+	if strings.Contains(out.String(), leakValue) || strings.Contains(out.String(), "LEAKCHECK") {
+		t.Fatalf("a printed or encoded Secret shows the value:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), secrets.Redacted) {
+		t.Fatal("no redaction marker in the output")
+	}
+	if !strings.Contains(s.GoString(), `Version:"v7"`) {
+		t.Errorf("GoString should keep the non-secret metadata: %s", s.GoString())
+	}
+	if s.Reveal() != leakValue || s.Len() != len(leakValue) {
+		t.Fatal("Reveal/Len do not return the value")
+	}
+}
+
+func TestSecretExpiredAt(t *testing.T) {
+	now := time.Now()
+	s := secrets.NewSecret("x")
+	if s.ExpiredAt(now) {
+		t.Error("a secret without expiry expired")
+	}
+	s.ExpiresAt = now
+	if !s.ExpiredAt(now) {
+		t.Error("a secret is expired at its ExpiresAt")
+	}
+	if s.ExpiredAt(now.Add(-time.Nanosecond)) {
+		t.Error("a secret expired before its ExpiresAt")
+	}
+}
+
+type sdkError struct{ code string }
+
+func (e *sdkError) Error() string { return "sdk: " + e.code }
+
+func TestErrorUnwrapsToCodeAndCause(t *testing.T) {
+	cause := &sdkError{code: "ResourceNotFoundException"}
+	err := fmt.Errorf("outer: %w", secrets.NewError("resolve", "awssm", "prod/key", secrets.CodeNotFound, "no such secret", cause))
+	if !errors.Is(err, secrets.ErrNotFound) {
+		t.Error("errors.Is(err, ErrNotFound) is false")
+	}
+	if errors.Is(err, secrets.ErrUnavailable) {
+		t.Error("errors.Is matched another code")
+	}
+	var se *sdkError
+	if !errors.As(err, &se) || se != cause {
+		t.Error("errors.As cannot reach the SDK error")
+	}
+	var ke *secrets.Error
+	if !errors.As(err, &ke) || ke.Backend != "awssm" || ke.Ref != "prod/key" || ke.Op != "resolve" {
+		t.Errorf("errors.As(*secrets.Error) = %+v", ke)
+	}
+	want := `keyward: awssm: resolve "prod/key": not found: no such secret: sdk: ResourceNotFoundException`
+	if got := ke.Error(); got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+	if secrets.CodeOf(err) != secrets.CodeNotFound || secrets.Outcome(err) != "not_found" {
+		t.Errorf("CodeOf/Outcome = %v/%v", secrets.CodeOf(err), secrets.Outcome(err))
+	}
+	if secrets.Outcome(nil) != "ok" || secrets.Outcome(context.Canceled) != "canceled" ||
+		secrets.CodeOf(context.DeadlineExceeded) != secrets.CodeUnavailable || secrets.CodeOf(errors.New("x")) != secrets.CodeUnknown {
+		t.Error("Outcome/CodeOf of nil, cancel, deadline or a plain error is wrong")
+	}
+	if got := secrets.Code(200).Error(); got != "code 200" {
+		t.Errorf("unknown code text = %q", got)
+	}
+}
+
+func TestMux(t *testing.T) {
+	ctx := context.Background()
+	db, cloud := new(secretstest.Fake), new(secretstest.Fake)
+	db.Set("42", "sk-db-42")
+	cloud.Set("arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/anthropic-AbCdEf", `{"api_key":"sk-arn"}`)
+	var m secrets.Mux // the zero value is ready
+	m.Handle("db", db)
+	m.Handle("awssm", cloud)
+
+	if s, err := m.Resolve(ctx, "db:42"); err != nil || s.Reveal() != "sk-db-42" {
+		t.Fatalf("db:42 = %v", err)
+	}
+	s, err := m.Resolve(ctx, "awssm:arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/anthropic-AbCdEf#api_key")
+	if err != nil || s.Reveal() != "sk-arn" {
+		t.Fatalf("an ARN after awssm: must keep its colons: %v", err)
+	}
+	_, err = m.Resolve(ctx, "vault:secret/x")
+	if !errors.Is(err, secrets.ErrUnknownScheme) || !strings.Contains(err.Error(), "awssm, db") {
+		t.Fatalf("unknown scheme: got %v, want ErrUnknownScheme listing awssm, db", err)
+	}
+	for _, bad := range []string{"", "no-colon", "Upper:x", "1db:x", ":x"} {
+		if _, err := m.Resolve(ctx, bad); !errors.Is(err, secrets.ErrInvalidRef) {
+			t.Errorf("Resolve(%q) = %v, want ErrInvalidRef", bad, err)
+		}
+	}
+	if got := m.Schemes(); strings.Join(got, ",") != "awssm,db" {
+		t.Errorf("Schemes() = %v", got)
+	}
+
+	res, err := m.ResolveMany(ctx, []string{"db:42", "nope:1", "db:missing", "awssm:arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/anthropic-AbCdEf#api_key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Err != nil || res[0].Secret.Reveal() != "sk-db-42" || !errors.Is(res[1].Err, secrets.ErrUnknownScheme) ||
+		!errors.Is(res[2].Err, secrets.ErrNotFound) || res[3].Secret.Reveal() != "sk-arn" || res[3].Ref == "" {
+		t.Fatalf("ResolveMany results wrong: %v", res)
+	}
+
+	mustPanic(t, "duplicate scheme", func() { m.Handle("db", db) })
+	mustPanic(t, "bad scheme", func() { m.Handle("DB", db) })
+	mustPanic(t, "nil resolver", func() { m.Handle("x", nil) })
+}
+
+func mustPanic(t *testing.T, what string, f func()) {
+	t.Helper()
+	defer func() {
+		if recover() == nil {
+			t.Errorf("%s: no panic", what)
+		}
+	}()
+	f()
+}
+
+func TestMuxConformance(t *testing.T) {
+	f := new(secretstest.Fake)
+	var m secrets.Mux
+	m.Handle("fake", f)
+	secretstest.RunConformance(t, secretstest.Harness{
+		Resolver: &m,
+		Put: func(t *testing.T, name, value string, exp time.Time) (string, error) {
+			s := secrets.NewSecret(value)
+			s.ExpiresAt = exp
+			return "fake:" + f.SetSecret(name, s), nil
+		},
+		MissingRef:  "fake:missing",
+		InvalidRefs: []string{"nocolon", "fake:", "fake:x#"},
+		Documents:   true,
+		Expiry:      true,
+	})
+}
+
+func TestEnforceExpiry(t *testing.T) {
+	f := new(secretstest.Fake)
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	s := secrets.NewSecret("sk-expiring-1")
+	s.ExpiresAt = now.Add(time.Minute)
+	f.SetSecret("k", s)
+	clock := now
+	r := secrets.EnforceExpiry(f, &secrets.ExpiryOptions{Now: func() time.Time { return clock }})
+	if _, err := r.Resolve(context.Background(), "k"); err != nil {
+		t.Fatalf("before expiry: %v", err)
+	}
+	clock = now.Add(time.Minute)
+	_, err := r.Resolve(context.Background(), "k")
+	if !errors.Is(err, secrets.ErrExpired) || !strings.Contains(err.Error(), "2026-11-26T12:01:00Z") {
+		t.Fatalf("at expiry: got %v, want ErrExpired naming the time", err)
+	}
+	if strings.Contains(err.Error(), "sk-expiring") {
+		t.Fatal("the expiry error holds the value")
+	}
+}
+
+func TestAudit(t *testing.T) {
+	f := new(secretstest.Fake)
+	f.Set("k", "sk-audited-value-1")
+	var events []secrets.AuditEvent
+	clock := time.Unix(1000, 0)
+	r := secrets.NewAudit(f, secrets.AuditFunc(func(_ context.Context, ev secrets.AuditEvent) {
+		events = append(events, ev)
+	}), &secrets.AuditOptions{Now: func() time.Time { clock = clock.Add(3 * time.Millisecond); return clock }})
+	r.Resolve(context.Background(), "k")
+	r.Resolve(context.Background(), "missing")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r.Resolve(ctx, "k")
+	if len(events) != 3 {
+		t.Fatalf("got %d events, want 3", len(events))
+	}
+	if e := events[0]; e.Ref != "k" || e.Backend != "fake" || e.Outcome != "ok" || e.Err != nil || e.Latency != 3*time.Millisecond {
+		t.Errorf("success event = %+v", e)
+	}
+	if e := events[1]; e.Outcome != "not_found" || !errors.Is(e.Err, secrets.ErrNotFound) {
+		t.Errorf("not-found event = %+v", e)
+	}
+	if e := events[2]; e.Outcome != "canceled" {
+		t.Errorf("canceled event = %+v", e)
+	}
+
+	// A layer that marks a cache hit and a plaintext read is reported as such.
+	marker := resolverFunc(func(ctx context.Context, ref string) (secrets.Secret, error) {
+		secrets.InfoFrom(ctx).MarkCacheHit(true)
+		secrets.InfoFrom(ctx).MarkPlaintext()
+		return f.Resolve(ctx, ref)
+	})
+	var buf bytes.Buffer
+	secrets.NewAudit(marker, secrets.SlogAuditor(slog.New(slog.NewJSONHandler(&buf, nil))), nil).Resolve(context.Background(), "k")
+	for _, want := range []string{`"cache_hit":true`, `"stale":true`, `"plaintext":true`, `"level":"WARN"`, `"backend":"fake"`} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("audit log %s lacks %s", buf.String(), want)
+		}
+	}
+	if strings.Contains(buf.String(), "sk-audited") {
+		t.Fatal("the audit log holds the value")
+	}
+}
+
+type resolverFunc func(ctx context.Context, ref string) (secrets.Secret, error)
+
+func (f resolverFunc) Resolve(ctx context.Context, ref string) (secrets.Secret, error) {
+	return f(ctx, ref)
+}
+
+func TestInfoNilSafe(t *testing.T) {
+	var i *secrets.Info
+	i.SetBackend("x")
+	i.MarkCacheHit(true)
+	i.MarkPlaintext()
+	i.Merge(secrets.InfoSnapshot{Backend: "y"})
+	if i.Snapshot() != (secrets.InfoSnapshot{}) {
+		t.Fatal("a nil Info recorded something")
+	}
+	if secrets.InfoFrom(context.Background()) != nil {
+		t.Fatal("InfoFrom of a bare context is not nil")
+	}
+}
+
+func TestOpenRegistry(t *testing.T) {
+	ctx := context.Background()
+	_, err := secrets.Open(ctx, "nosuch://x")
+	if !errors.Is(err, secrets.ErrUnknownScheme) || !strings.Contains(err.Error(), "env") || !strings.Contains(err.Error(), "forgotten import?") {
+		t.Fatalf("unknown URL scheme: %v", err)
+	}
+	_, err = secrets.Open(ctx, "env://user:hunter2@host")
+	if !errors.Is(err, secrets.ErrInvalidRef) || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("a URL with a password: %v", err)
+	}
+	_, err = secrets.Open(ctx, "%%%")
+	if err == nil || strings.Contains(err.Error(), "%%%") {
+		t.Fatalf("an unparsable URL: %v", err)
+	}
+	mustPanic(t, "duplicate scheme", func() {
+		secrets.Register("env", func(context.Context, *url.URL) (secrets.KeyResolver, error) { return nil, nil })
+	})
+	mustPanic(t, "nil opener", func() { secrets.Register("kwtest-nil", nil) })
+}
+
+func TestParseConfig(t *testing.T) {
+	c, err := secrets.ParseConfig(`
+# keyward configuration
+db      = fernet://?table=api_keys   # the encrypted column
+env     = env://?allow=ANTHROPIC_*,OPENAI_*
+audit   = on
+timeout = 5s
+cache   = size=100&ttl=1m`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Backends["db"] != "fernet://?table=api_keys" || c.Backends["env"] != "env://?allow=ANTHROPIC_*,OPENAI_*" ||
+		!c.Audit || c.Timeout != 5*time.Second || c.Cache != "size=100&ttl=1m" || len(c.Backends) != 2 {
+		t.Fatalf("ParseConfig = %+v", c)
+	}
+	inline, err := secrets.ParseConfig("env = env://; audit = off")
+	if err != nil || inline.Audit || inline.Backends["env"] != "env://" {
+		t.Fatalf("inline config = %+v, %v", inline, err)
+	}
+	for text, want := range map[string]string{
+		"db fernet://":                "line 1: want name = value",
+		"db = fernet://\ndb = env://": `line 2: "db" is set twice`,
+		"DB = env://":                 "neither cache",
+		"audit = maybe":               "audit must be on or off",
+		"timeout = soon":              "timeout must be a Go duration",
+		"db = not a url":              "must be a URL",
+		"db = fernet://u:pw@host":     "holds user information",
+	} {
+		_, err := secrets.ParseConfig(text)
+		if !errors.Is(err, secrets.ErrInvalidRef) || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseConfig(%q) = %v, want an error containing %q", text, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), "pw@") {
+			t.Errorf("the config error echoes a credential: %v", err)
+		}
+	}
+}
+
+func TestOpenConfigStack(t *testing.T) {
+	t.Setenv("ANTHROPIC_API_KEY_9", "sk-ant-stack-9")
+	own := new(secretstest.Fake)
+	own.Set("7", "sk-db-7")
+	c, err := secrets.ParseConfig("env = env://?allow=ANTHROPIC_*\naudit = on\ntimeout = 1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []secrets.AuditEvent
+	st, err := secrets.OpenConfig(context.Background(), c, &secrets.StackOptions{
+		Backends: map[string]secrets.KeyResolver{"db": own},
+		Auditor:  secrets.AuditFunc(func(_ context.Context, ev secrets.AuditEvent) { events = append(events, ev) }),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for ref, want := range map[string]string{"env:ANTHROPIC_API_KEY_9": "sk-ant-stack-9", "db:7": "sk-db-7"} {
+		if s, err := st.Resolve(context.Background(), ref); err != nil || s.Reveal() != want {
+			t.Errorf("%s: %v", ref, err)
+		}
+	}
+	if len(events) != 2 || events[0].Backend == "" {
+		t.Errorf("audit events = %+v", events)
+	}
+	if err := st.Ping(context.Background()); err != nil {
+		t.Errorf("Ping: %v", err)
+	}
+
+	_, err = secrets.OpenConfig(context.Background(), &secrets.Config{Backends: map[string]string{"x": "nosuch://"}}, nil)
+	if !errors.Is(err, secrets.ErrUnknownScheme) || !strings.Contains(err.Error(), "forgotten import?") {
+		t.Errorf("unregistered URL scheme: %v", err)
+	}
+}
+
+func TestConfigFromEnv(t *testing.T) {
+	t.Setenv(secrets.ConfigEnv, "env = env://")
+	c, err := secrets.ConfigFromEnv()
+	if err != nil || c.Backends["env"] != "env://" {
+		t.Fatalf("KEYWARD_CONFIG: %+v %v", c, err)
+	}
+	file := t.TempDir() + "/keyward.conf"
+	t.Setenv(secrets.ConfigFileEnv, file)
+	if _, err := secrets.ConfigFromEnv(); err == nil || !strings.Contains(err.Error(), "both set") {
+		t.Fatalf("both set: %v", err)
+	}
+	t.Setenv(secrets.ConfigEnv, "")
+	if _, err := secrets.ConfigFromEnv(); !errors.Is(err, secrets.ErrUnavailable) {
+		t.Fatalf("missing file: %v", err)
+	}
+	t.Setenv(secrets.ConfigFileEnv, "")
+	c, err = secrets.ConfigFromEnv()
+	if err != nil || c.Backends["env"] != "env://" || !c.Audit {
+		t.Fatalf("default config: %+v %v", c, err)
+	}
+}
+
+func TestLazyOpensOnceAndRetriesFailures(t *testing.T) {
+	f := new(secretstest.Fake)
+	f.Set("k", "v1")
+	var opens atomic.Int32
+	fail := true
+	r := secrets.Lazy(func(ctx context.Context) (secrets.KeyResolver, error) {
+		opens.Add(1)
+		if fail {
+			return nil, secrets.NewError("open", "fake", "", secrets.CodeUnavailable, "down", nil)
+		}
+		return f, nil
+	})
+	if _, err := r.Resolve(context.Background(), "k"); !errors.Is(err, secrets.ErrUnavailable) {
+		t.Fatalf("failed open: %v", err)
+	}
+	fail = false
+	for range 3 {
+		if s, err := r.Resolve(context.Background(), "k"); err != nil || s.Reveal() != "v1" {
+			t.Fatalf("after open: %v", err)
+		}
+	}
+	if opens.Load() != 2 {
+		t.Errorf("opened %d times, want 2 (one failure, one success)", opens.Load())
+	}
+}
+
+func TestWithTimeout(t *testing.T) {
+	f := new(secretstest.Fake)
+	f.Set("k", "v")
+	f.SetLatency(time.Hour)
+	_, err := secrets.WithTimeout(f, time.Millisecond).Resolve(context.Background(), "k")
+	if !errors.Is(err, context.DeadlineExceeded) || secrets.CodeOf(err) != secrets.CodeUnavailable {
+		t.Fatalf("got %v, want a deadline error classified unavailable", err)
+	}
+	if secrets.WithTimeout(f, 0) != secrets.KeyResolver(f) {
+		t.Error("WithTimeout(0) should return next itself")
+	}
+}
+
+func TestResolveManyFallsBackToOneByOne(t *testing.T) {
+	f := new(secretstest.Fake)
+	f.Set("a", "1")
+	res, err := secrets.ResolveMany(context.Background(), f, []string{"a", "b"})
+	if err != nil || len(res) != 2 || res[0].Secret.Reveal() != "1" || !errors.Is(res[1].Err, secrets.ErrNotFound) {
+		t.Fatalf("ResolveMany = %v, %v", res, err)
+	}
+	if _, ok := secrets.Find[secrets.BatchResolver](secrets.WithTimeout(f, time.Second)); !ok {
+		t.Error("Find did not find the timeout decorator's batch ability")
+	}
+}
