@@ -1,0 +1,70 @@
+// Package awssm resolves keyward refs against AWS Secrets Manager, through
+// the official SDK (github.com/aws/aws-sdk-go-v2/service/secretsmanager).
+//
+// A ref is a secret's name or full ARN (colons and all), an optional version
+// selector, and an optional #field for a secret that holds a JSON object:
+//
+//	prod/anthropic                       the current version (AWSCURRENT)
+//	prod/anthropic#api_key               one field of a JSON secret
+//	prod/anthropic?stage=AWSPREVIOUS     a staging label (AWSPREVIOUS or a custom one)
+//	prod/anthropic?version=<VersionId>   one version
+//	arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/anthropic-AbCdEf#api_key
+//
+// ?stage= and ?version= exclude each other. A '#', '?' or '%' in a name is
+// written %23, %3F, %25. SecretString is returned as is; a secret stored as
+// SecretBinary is returned as its bytes. Secret.Version is the VersionId.
+// Secrets Manager has no expiry of its own, so Secret.ExpiresAt is zero.
+//
+// New takes a client the host configured; NewFromEnv and the URL opener
+// build one from the environment on first use. The Store also resolves in
+// batches (secrets.ResolveMany, used by the cache's Warm) with
+// BatchGetSecretValue, 20 secrets a call, one fetch however many #fields of a
+// secret are asked for; and pings (secrets.Pinger) with ListSecrets.
+//
+// # URLs
+//
+// Importing the package registers the scheme "awssm" with secrets.Open:
+//
+//	awssm://?region=eu-west-1
+//	awssm://?region=eu-west-1&profile=prod
+//
+// region and profile are the only parameters, both optional; the URL names
+// no host, path or credential. The client is built on the first resolve with
+// config.LoadDefaultConfig, which reads AWS_REGION (when the URL has no
+// region), AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+// AWS_SESSION_TOKEN, AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_SECRETS_MANAGER),
+// AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE, AWS_WEB_IDENTITY_TOKEN_FILE,
+// AWS_ROLE_ARN and the rest of the SDK's chain (SSO, ECS and EC2 roles).
+//
+// The credentials need secretsmanager:GetSecretValue on the secrets (and
+// kms:Decrypt for a customer-managed key); secretsmanager:BatchGetSecretValue
+// for batches (without it, batches fall back to one call a secret); and
+// secretsmanager:ListSecrets for Ping.
+//
+// # Errors
+//
+// Every error is a *secrets.Error with Backend "awssm". Service error codes
+// are classified by a table, never by HTTP status:
+//
+//	ResourceNotFoundException                         secrets.ErrNotFound
+//	InvalidRequestException "marked for deletion"     secrets.ErrNotFound, with that reason
+//	AccessDeniedException, UnrecognizedClientException,
+//	  expired or bad signatures, no credentials       secrets.ErrPermission
+//	ThrottlingException, InternalServiceError, HTTP 5xx,
+//	  no answer, undecodable answers                  secrets.ErrUnavailable (after the SDK's retries)
+//	DecryptionFailure                                 secrets.ErrUndecryptable
+//	InvalidParameterException, a malformed ref        secrets.ErrInvalidRef
+//	#field absent from the JSON secret                secrets.ErrNotFound
+//	#field of a value that is not a JSON object       secrets.ErrInvalidRef
+//
+// A canceled or timed-out context gives an error matching context.Canceled
+// or context.DeadlineExceeded (the latter is also ErrUnavailable).
+//
+// The service's error message is never part of an error's text, because it
+// comes from the response body and a proxy or emulator can echo anything
+// there. The text keeps the operation, the error code, the HTTP status, the
+// request id (to find the call in CloudTrail) and the number of attempts.
+// errors.As still finds a message-less copy of the service error
+// (*types.ResourceNotFoundException, smithy.APIError, ...). Errors raised
+// before any response (connection refused, DNS) keep the SDK error whole.
+package awssm
