@@ -1,0 +1,73 @@
+// Package cache is keyward's caching decorator: a bounded LRU
+// (github.com/hashicorp/golang-lru/v2) in front of any KeyResolver, so that a
+// service resolving a bot's key on every request pays for one backend call per
+// ref per TTL, and keeps serving through a backend outage.
+//
+//   - Bounded: Size entries at most (there is no unbounded mode); golang-lru
+//     decides what to evict.
+//   - TTL with jitter, and never past a secret's ExpiresAt: an entry lives
+//     min(TTL - random jitter, ExpiresAt), and is not served stale past ExpiresAt.
+//   - One backend call per ref however many callers miss it at once. The call
+//     runs detached from the callers' cancellation (context.WithoutCancel) with
+//     its own FetchTimeout; each caller returns on its own ctx.Done().
+//   - Refresh-ahead: a hit past RefreshAhead of the entry's lifetime answers at
+//     once and starts one background refresh, so hot refs never wait.
+//   - Stale-if-error: when the backend fails with ErrUnavailable, the last good
+//     value is served for StaleGrace past its TTL, with retries spaced by a
+//     doubling backoff (MinBackoff to MaxBackoff).
+//   - Negative caching of ErrNotFound for NegativeTTL.
+//   - Invalidate, Purge (neither waits for the backend), Warm (one ResolveMany
+//     when the backend has secrets.BatchResolver), Stats, Close.
+//
+// A hit takes no lock, makes no allocation and reads no clock: the index is an
+// immutable map snapshot behind an atomic pointer, the time comes from a
+// coarse clock that a goroutine ticks every ClockResolution (1 ms), the hit
+// counter is striped, and the LRU's recency is updated at most once a
+// millisecond per ref. Near a secret's ExpiresAt the precise clock decides.
+//
+// The audit decorator (secrets.NewAudit) placed outside the cache sees cache
+// hits: the cache marks secrets.Info with MarkCacheHit (stale or not) and
+// copies in what the backend recorded when the value was fetched (its name,
+// legacy plaintext).
+//
+// Close stops the cache's goroutines but does not close the resolver it wraps;
+// reach that with secrets.Find[io.Closer](c.Unwrap()).
+//
+// # URLs
+//
+// The package registers the decorator "cache" (import it for its init), used
+// in a configuration as "cache = size=1000&ttl=5m". Parameters:
+//
+//   - size: the most refs cached, 1 to MaxSize (default 1000).
+//   - ttl: a Go duration (default 5m).
+//   - jitter: a Go duration, at most ttl/2, cut at random from each entry's
+//     TTL (default ttl/10; 0 for none).
+//   - refresh_ahead: the fraction of the lifetime after which a hit refreshes
+//     in the background, above 0 and at most 1 (default 0.8; 1 for none).
+//   - stale_grace: a Go duration a value may be served past its TTL while the
+//     backend is unavailable (default 10m; 0 for none).
+//   - negative_ttl: a Go duration an ErrNotFound is remembered (default 5s;
+//     0 for none).
+//
+// An unknown or repeated parameter, or a bad value, is an ErrInvalidRef error
+// that names the known parameters.
+//
+// # Errors
+//
+// The cache returns the backend's own *secrets.Error (so its Backend and Code
+// are the backend's), with these exceptions:
+//
+//   - The caller's context ended: ctx.Err() itself (errors.Is(err,
+//     context.Canceled) holds), while the shared fetch goes on for the others.
+//   - ErrUnavailable inside the grace window with a value cached: no error,
+//     the stale value (Stats.StaleServed, secrets.Info's Stale flag).
+//   - ErrUnavailable, Backend "cache": the cache is closed; or, with the
+//     backend's name, the backend did not answer within FetchTimeout (the
+//     error wraps context.DeadlineExceeded).
+//   - ErrExpired: the backend returned a secret already past its ExpiresAt.
+//   - A backend error that is not a *secrets.Error is wrapped in one, with
+//     the code secrets.CodeOf gives it, and stays reachable with errors.As.
+//
+// ErrNotFound, ErrPermission, ErrExpired and ErrUndecryptable are never masked
+// by a stale value: they drop what was cached for the ref.
+package cache

@@ -1,0 +1,29 @@
+package cache
+
+import (
+	"runtime"
+	"time"
+)
+
+// Quiesce waits until no backend call is in flight, so a test can check what
+// a background refresh stored. It polls for goroutines to finish; it never
+// waits for a TTL (the tests' clock is fake).
+func (c *Cache) Quiesce() {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c.mu.Lock()
+		n := len(c.inflight)
+		c.mu.Unlock()
+		if n == 0 || time.Now().After(deadline) {
+			return
+		}
+		runtime.Gosched()
+		time.Sleep(50 * time.Microsecond)
+	}
+}
+
+// ParseParams exposes the decorator's parameter parser to the tests.
+var ParseParams = parseParams
+
+// Decorate is the function registered as the "cache" decorator.
+var Decorate = decorate
