@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"strings"
 
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/smithy-go"
 
@@ -119,7 +119,11 @@ func classify(ctx context.Context, op, refStr, operation string, err error) erro
 		// answer. The SDK keeps a snapshot of the body in the error, and the
 		// body of a GetSecretValue answer is the secret, so the cause goes.
 		e.Code = secrets.CodeUnavailable
-		e.Reason = fmt.Sprintf("%s: the answer (HTTP %d) could not be decoded; is the endpoint a Secrets Manager endpoint?", operation, status)
+		e.Reason = "the answer could not be decoded; is the endpoint a Secrets Manager endpoint?"
+		if status >= 500 || status == 429 {
+			e.Reason = reasons[e.Code]
+		}
+		e.Err = &serviceError{operation: operation, status: status, requestID: requestID, attempts: attempts}
 	case status != 0:
 		// A response without a service error code: its body is not kept.
 		e.Code = secrets.CodeUnknown
