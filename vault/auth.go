@@ -1,0 +1,302 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/api/auth/approle"
+	"github.com/hashicorp/vault/api/auth/kubernetes"
+
+	secrets "github.com/keyward/secrets"
+)
+
+// authState is the token the Store uses. mu serialises logins, so that a
+// revoked token seen by many resolves at once leads to one login.
+type authState struct {
+	mu     sync.Mutex
+	secret *api.Secret // the last login's answer, for the LifetimeWatcher
+	expiry time.Time
+	kick   chan struct{} // a resolve logged in again: follow the new token
+}
+
+// checkToken looks up the static token once, so a missing, revoked or
+// expired VAULT_TOKEN is reported at start with a clear reason, and its
+// expiry is known (TokenExpiry) and logged.
+func (s *Store) checkToken(ctx context.Context, ref string) error {
+	if s.client.Token() == "" {
+		return &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodePermission,
+			Reason: "no Vault token: set VAULT_TOKEN, or open with auth=approle or auth=kubernetes"}
+	}
+	sec, err := s.client.Auth().Token().LookupSelfWithContext(ctx)
+	if err != nil {
+		e := classify(ctx, "resolve", ref, "checking the Vault token (lookup-self)", err)
+		var se *secrets.Error
+		if isStatus(err, 403) && errors.As(e, &se) {
+			se.Reason = "checking the Vault token (lookup-self): Vault refused it: the token is invalid, expired or revoked"
+		}
+		return e
+	}
+	ttl, _ := sec.TokenTTL()
+	renewable, _ := sec.TokenIsRenewable()
+	var expiry time.Time
+	if ttl > 0 {
+		expiry = s.opts.Now().Add(ttl)
+	}
+	s.auth.mu.Lock()
+	s.auth.expiry = expiry
+	s.auth.mu.Unlock()
+	if expiry.IsZero() {
+		s.opts.Logger.Info("vault: token checked; it does not expire")
+	} else {
+		// A static token is not renewed by the Store: whoever issued it must
+		// replace it before this time.
+		s.opts.Logger.Warn("vault: token checked; it expires and is not renewed by keyward",
+			"expires", expiry.UTC().Format(time.RFC3339), "ttl", ttl.Round(time.Second).String(), "renewable", renewable)
+	}
+	return nil
+}
+
+// login logs in with the Auth method and sets the token on the client.
+// Callers hold no lock; login takes auth.mu.
+func (s *Store) login(ctx context.Context, ref string) error {
+	s.auth.mu.Lock()
+	defer s.auth.mu.Unlock()
+	return s.loginLocked(ctx, ref)
+}
+
+func (s *Store) loginLocked(ctx context.Context, ref string) error {
+	sec, err := s.client.Auth().Login(ctx, s.opts.Auth)
+	if err != nil {
+		var cfg *authConfigError
+		if errors.As(err, &cfg) {
+			return &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodePermission, Reason: "logging in to Vault: " + cfg.reason}
+		}
+		return classify(ctx, "resolve", ref, "logging in to Vault", err)
+	}
+	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
+		return &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodePermission,
+			Reason: "logging in to Vault: the answer holds no token"}
+	}
+	s.auth.secret = sec
+	s.auth.expiry = time.Time{}
+	ttl := time.Duration(sec.Auth.LeaseDuration) * time.Second
+	if ttl > 0 {
+		s.auth.expiry = s.opts.Now().Add(ttl)
+	}
+	s.opts.Logger.Info("vault: logged in", "ttl", ttl.String(), "renewable", sec.Auth.Renewable)
+	return nil
+}
+
+// relogin logs in again unless another caller already replaced oldToken.
+func (s *Store) relogin(ctx context.Context, oldToken, why string) error {
+	s.auth.mu.Lock()
+	defer s.auth.mu.Unlock()
+	if s.client.Token() != oldToken {
+		return nil
+	}
+	s.opts.Logger.Warn("vault: logging in again", "why", why)
+	return s.loginLocked(ctx, "")
+}
+
+// kickRenewal tells the renewal goroutine that a resolve logged in again,
+// so it stops watching the old token and watches the new one.
+func (s *Store) kickRenewal() {
+	select {
+	case s.auth.kick <- struct{}{}:
+	default:
+	}
+}
+
+// tokenDead reports whether Vault refuses the current token itself, as
+// opposed to refusing one path to a valid token; only then is logging in
+// again of any use.
+func (s *Store) tokenDead(ctx context.Context) bool {
+	_, err := s.client.Auth().Token().LookupSelfWithContext(ctx)
+	return isStatus(err, 403) || isStatus(err, 401)
+}
+
+// renew keeps the logged-in token alive until ctx ends: a LifetimeWatcher
+// renews it, and when renewal is no longer possible (max TTL reached, token
+// revoked, Vault down past its expiry) the Store logs in again, retrying
+// every ReloginWait until it works.
+func (s *Store) renew(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	for {
+		s.auth.mu.Lock()
+		sec := s.auth.secret
+		s.auth.mu.Unlock()
+		w, err := s.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: sec})
+		if err != nil {
+			s.opts.Logger.Error("vault: cannot watch the token", "error", err.Error())
+			return
+		}
+		go w.Start()
+		switch s.follow(ctx, w, sec) {
+		case stopped:
+			return
+		case replaced:
+			continue
+		}
+		for {
+			err := s.relogin(ctx, sec.Auth.ClientToken, "the token can no longer be renewed")
+			if err == nil {
+				break
+			}
+			s.opts.Logger.Error("vault: logging in again failed; will retry", "error", err.Error(), "wait", s.opts.ReloginWait.String())
+			t := time.NewTimer(s.opts.ReloginWait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+	}
+}
+
+// Why follow returned.
+const (
+	stopped  = iota // ctx ended
+	replaced        // a resolve logged in again: watch the new token
+	ended           // the watcher ended: log in again
+)
+
+// follow relays w's renewals of sec until w ends, a resolve replaces sec, or
+// ctx ends. It always waits for w's goroutine to exit.
+func (s *Store) follow(ctx context.Context, w *api.LifetimeWatcher, sec *api.Secret) int {
+	for {
+		select {
+		case <-ctx.Done():
+			w.Stop()
+			<-w.DoneCh()
+			return stopped
+		case <-s.auth.kick:
+			s.auth.mu.Lock()
+			same := s.auth.secret == sec
+			s.auth.mu.Unlock()
+			if same {
+				continue // a stale kick, from before sec was watched
+			}
+			w.Stop()
+			<-w.DoneCh()
+			return replaced
+		case r := <-w.RenewCh():
+			if r == nil || r.Secret == nil || r.Secret.Auth == nil {
+				continue
+			}
+			ttl := time.Duration(r.Secret.Auth.LeaseDuration) * time.Second
+			s.auth.mu.Lock()
+			s.auth.expiry = s.opts.Now().Add(ttl)
+			s.auth.mu.Unlock()
+			s.opts.Logger.Info("vault: token renewed", "ttl", ttl.String())
+		case err := <-w.DoneCh():
+			if err != nil {
+				s.opts.Logger.Warn("vault: token renewal stopped", "error", err.Error())
+			} else {
+				s.opts.Logger.Info("vault: token reached the end of its renewals")
+			}
+			return ended
+		}
+	}
+}
+
+// authConfigError is a local misconfiguration of a login method (a missing
+// role id file): it names what to set, never a credential.
+type authConfigError struct{ reason string }
+
+func (e *authConfigError) Error() string { return e.reason }
+
+// lazyAuth builds its login method on every login, so credentials read from
+// files (a rotated secret id, Kubernetes' projected service-account token,
+// which the kubelet replaces hourly) are read fresh, and so that opening a
+// Store does no file I/O.
+type lazyAuth func() (api.AuthMethod, error)
+
+func (f lazyAuth) Login(ctx context.Context, c *api.Client) (*api.Secret, error) {
+	m, err := f()
+	if err != nil {
+		return nil, err
+	}
+	return m.Login(ctx, c)
+}
+
+// fromEnvOrFile reads a credential from env var name, or from the file named
+// by name_FILE. The value is trimmed of surrounding whitespace.
+func fromEnvOrFile(name string) (string, error) {
+	if v := os.Getenv(name); v != "" {
+		return strings.TrimSpace(v), nil
+	}
+	file := os.Getenv(name + "_FILE")
+	if file == "" {
+		return "", &authConfigError{fmt.Sprintf("set %s, or %s_FILE to a file holding it", name, name)}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		// The path is configuration, not a secret; the error is the OS's.
+		return "", &authConfigError{fmt.Sprintf("cannot read %s_FILE: %v", name, err)}
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", &authConfigError{name + "_FILE names an empty file"}
+	}
+	return v, nil
+}
+
+// appRoleAuth logs in with AppRole: the role id from VAULT_ROLE_ID or
+// VAULT_ROLE_ID_FILE, the secret id from VAULT_SECRET_ID or
+// VAULT_SECRET_ID_FILE, at the auth mount (default "approle").
+func appRoleAuth(mount string) api.AuthMethod {
+	return lazyAuth(func() (api.AuthMethod, error) {
+		roleID, err := fromEnvOrFile("VAULT_ROLE_ID")
+		if err != nil {
+			return nil, err
+		}
+		secretID, err := fromEnvOrFile("VAULT_SECRET_ID")
+		if err != nil {
+			return nil, err
+		}
+		var opts []approle.LoginOption
+		if mount != "" {
+			opts = append(opts, approle.WithMountPath(mount))
+		}
+		m, err := approle.NewAppRoleAuth(roleID, &approle.SecretID{FromString: secretID}, opts...)
+		if err != nil {
+			return nil, &authConfigError{"AppRole: " + err.Error()}
+		}
+		return m, nil
+	})
+}
+
+// DefaultKubernetesTokenFile is where Kubernetes mounts a pod's
+// service-account token.
+const DefaultKubernetesTokenFile = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+// kubernetesAuth logs in with the pod's service-account JWT, read from
+// VAULT_KUBERNETES_TOKEN_FILE or DefaultKubernetesTokenFile at every login.
+func kubernetesAuth(role, mount string) api.AuthMethod {
+	return lazyAuth(func() (api.AuthMethod, error) {
+		file := os.Getenv("VAULT_KUBERNETES_TOKEN_FILE")
+		if file == "" {
+			file = DefaultKubernetesTokenFile
+		}
+		jwt, err := os.ReadFile(file)
+		if err != nil {
+			return nil, &authConfigError{fmt.Sprintf("Kubernetes: cannot read the service-account token: %v (set VAULT_KUBERNETES_TOKEN_FILE)", err)}
+		}
+		opts := []kubernetes.LoginOption{kubernetes.WithServiceAccountToken(strings.TrimSpace(string(jwt)))}
+		if mount != "" {
+			opts = append(opts, kubernetes.WithMountPath(mount))
+		}
+		m, err := kubernetes.NewKubernetesAuth(role, opts...)
+		if err != nil {
+			return nil, &authConfigError{"Kubernetes: " + err.Error()}
+		}
+		return m, nil
+	})
+}
