@@ -3,13 +3,18 @@ package cache_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/golang-lru/v2/expirable"
 
+	secrets "github.com/keyward/secrets"
 	"github.com/keyward/secrets/cache"
 	"github.com/keyward/secrets/secretstest"
 )
@@ -130,5 +135,153 @@ func BenchmarkHit(b *testing.B) {
 				}
 			}
 		})
+	})
+}
+
+// The Zipf workload: zipfResolves resolves over zipfRefs refs drawn from a
+// Zipf distribution (s = 1.1, rank 0 hottest), TTL 5 minutes of fake time,
+// the backend (secretstest.Fake) sleeping a real 20 ms on every call.
+//
+// Fake time is driven by the workload: resolve number i happens at
+// start + i*zipfStep, that is 1,000 resolves a second of fake time, so the
+// 1,000,000 resolves span 16m40s, more than three TTLs. Workers pull i from a
+// shared counter and advance the clock before resolving, so time only moves
+// forward. Latency is real time around Resolve, per resolve.
+//
+// The no-cache baseline resolves the fake directly. At 20 ms a call, a million
+// resolves would take 20,000 s of waiting, so it runs zipfNoCacheResolves
+// (same distribution) with more workers; its calls per 1,000 resolves are
+// 1,000 by construction and its latency is the backend's.
+const (
+	zipfRefs            = 10_000
+	zipfResolves        = 1_000_000
+	zipfNoCacheResolves = 20_000
+	zipfStep            = time.Millisecond
+	zipfTTL             = 5 * time.Minute
+	zipfLatency         = 20 * time.Millisecond
+	zipfWorkers         = 64
+	zipfNoCacheWorkers  = 400
+)
+
+func zipfSequence(n int) []uint32 {
+	z := rand.NewZipf(rand.New(rand.NewPCG(1, 2)), 1.1, 1, zipfRefs-1)
+	seq := make([]uint32, n)
+	for i := range seq {
+		seq[i] = uint32(z.Uint64())
+	}
+	return seq
+}
+
+func zipfRefName(i uint32) string { return fmt.Sprintf("bots/%05d/anthropic-api-key", i) }
+
+type zipfResult struct {
+	calls     int
+	latencies []time.Duration // per resolve, in resolve order
+}
+
+func runZipf(b *testing.B, r secrets.KeyResolver, f *secretstest.Fake, clk *fakeClock, seq []uint32, workers int) zipfResult {
+	refs := make([]string, zipfRefs)
+	for i := range refs {
+		refs[i] = zipfRefName(uint32(i))
+	}
+	start := clk.ns.Load()
+	lat := make([]time.Duration, len(seq))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	before := f.TotalCalls()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(len(seq)) {
+					return
+				}
+				at := start + i*int64(zipfStep)
+				for cur := clk.ns.Load(); cur < at && !clk.ns.CompareAndSwap(cur, at); cur = clk.ns.Load() {
+				}
+				t0 := time.Now()
+				_, err := r.Resolve(ctx, refs[seq[i]])
+				lat[i] = time.Since(t0)
+				if err != nil {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		b.Fatalf("%d resolves failed", n)
+	}
+	return zipfResult{calls: f.TotalCalls() - before, latencies: lat}
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+func reportZipf(b *testing.B, res zipfResult, warm int) {
+	n := len(res.latencies)
+	b.ReportMetric(float64(res.calls)*1000/float64(n), "calls/1k")
+	b.ReportMetric(float64(percentile(res.latencies, 0.50)), "p50-ns")
+	b.ReportMetric(float64(percentile(res.latencies, 0.99)), "p99-ns")
+	if warm > 0 && warm < n {
+		after := res.latencies[warm:]
+		b.ReportMetric(float64(percentile(after, 0.99)), "p99-warm-ns")
+		b.ReportMetric(float64(percentile(after, 0.999)), "p99.9-warm-ns")
+		slow := 0
+		for _, d := range after {
+			if d >= zipfLatency {
+				slow++
+			}
+		}
+		b.ReportMetric(float64(slow)*100/float64(len(after)), "%waited-warm")
+	}
+}
+
+func newZipfBackend() *secretstest.Fake {
+	f := new(secretstest.Fake)
+	for i := range zipfRefs {
+		f.Set(zipfRefName(uint32(i)), fmt.Sprintf("sk-ant-zipf-%05d", i))
+	}
+	f.SetLatency(zipfLatency)
+	return f
+}
+
+// BenchmarkZipf runs the whole workload once per iteration: run it with
+// -benchtime 1x. Metrics: backend calls per 1,000 resolves, p50 and p99
+// resolve latency over all resolves, and after warm-up (the first TTL of
+// fake time, 300,000 resolves) the p99, p99.9 and the share of resolves
+// that waited at least the backend's 20 ms.
+func BenchmarkZipf(b *testing.B) {
+	seq := zipfSequence(zipfResolves)
+	warm := int(zipfTTL / zipfStep)
+	for _, lazy := range []bool{false, true} {
+		name := "cache"
+		if lazy {
+			name = "cache-lazyrefresh"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				f := newZipfBackend()
+				clk := newClock()
+				c := cache.New(f, &cache.Options{Size: zipfRefs, TTL: zipfTTL, LazyRefresh: lazy, Now: clk.Now})
+				res := runZipf(b, c, f, clk, seq, zipfWorkers)
+				c.Close()
+				reportZipf(b, res, warm)
+			}
+		})
+	}
+	b.Run("nocache", func(b *testing.B) {
+		for b.Loop() {
+			f := newZipfBackend()
+			res := runZipf(b, f, f, newClock(), seq[:zipfNoCacheResolves], zipfNoCacheWorkers)
+			reportZipf(b, res, 0)
+		}
 	})
 }

@@ -75,6 +75,13 @@ type Options struct {
 	// ClockResolution is the tick of the coarse clock (real clock only).
 	// Zero or negative means DefaultResolution.
 	ClockResolution time.Duration
+	// LazyRefresh turns off the refresh sweep: without it, an entry is
+	// refreshed ahead only when a hit arrives between RefreshAhead and the
+	// end of its lifetime. With the sweep (the default), an entry that was hit
+	// at least once since it was fetched is also refreshed when it reaches
+	// RefreshAhead, so refs used less often than the refresh window still
+	// never wait; an entry not hit during a whole lifetime is left to expire.
+	LazyRefresh bool
 }
 
 // Stats counts what the cache did since New. Every resolve that reaches the
@@ -116,6 +123,12 @@ type Cache struct {
 	all        map[string]*entry              // the live entries, mirroring lru
 	readMisses int                            // lookups that found in all what read lacked
 	inflight   map[string]*call
+	// The refresh sweep: wheel holds, per bucket of refreshAt times, the
+	// entries whose value becomes due then; buckets up to swept are done.
+	wheel     map[int64][]*entry
+	swept     int64
+	width     int64        // bucket width, ns
+	nextSweep atomic.Int64 // a resolve at or after this sweeps (unix ns)
 	closed     bool
 	// wg counts the background goroutines (fetches, the clock). A pointer:
 	// the clock goroutine must not keep c reachable.
@@ -154,6 +167,7 @@ type value struct {
 	freshUntil int64 // TTL (or ExpiresAt) ends
 	staleUntil int64 // grace window ends (ErrUnavailable only)
 	hardExpiry int64 // ExpiresAt; 0 means none
+	used       atomic.Bool // hit since fetched: the sweep refreshes it
 }
 
 // call is one backend fetch shared by every caller that misses the same ref.
@@ -177,7 +191,14 @@ func New(next secrets.KeyResolver, opts *Options) *Cache {
 		o = *opts
 	}
 	o = normalise(o)
-	c := &Cache{next: next, o: o, now: o.Now, all: map[string]*entry{}, inflight: map[string]*call{}, wg: new(sync.WaitGroup)}
+	c := &Cache{next: next, o: o, now: o.Now, all: map[string]*entry{}, inflight: map[string]*call{}, wg: new(sync.WaitGroup),
+		wheel: map[int64][]*entry{}}
+	// Buckets narrow enough that an entry is refreshed well inside its
+	// refresh window (the last 1-RefreshAhead of its lifetime).
+	c.width = int64(max(time.Millisecond, min(o.TTL/64, time.Duration(float64(o.TTL)*(1-o.RefreshAhead)/8))))
+	if o.LazyRefresh || o.RefreshAhead >= 1 {
+		c.nextSweep.Store(math.MaxInt64)
+	}
 	c.lru, _ = simplelru.NewLRU[string, *entry](o.Size, nil) // Size > 0 after normalise
 	empty := map[string]*entry{}
 	c.read.Store(&empty)
@@ -251,6 +272,12 @@ func (c *Cache) Resolve(ctx context.Context, ref string) (secrets.Secret, error)
 			if tick := now >> tickShift; e.touched.Load() != tick {
 				c.touch(e, tick)
 			}
+			if !v.used.Load() {
+				v.used.Store(true)
+			}
+			if now >= c.nextSweep.Load() {
+				c.sweep(now)
+			}
 			// answer's work, inlined by hand: a call returning a Secret
 			// through two frames copied it twice, a third of the hit's cost.
 			if info := secrets.InfoFrom(ctx); info != nil {
@@ -309,6 +336,9 @@ func (c *Cache) resolveSlow(ctx context.Context, ref string) (secrets.Secret, er
 	}
 	c.startClock()
 	now := c.now().UnixNano()
+	if now >= c.nextSweep.Load() {
+		c.sweep(now)
+	}
 	if e := c.lookup(ref); e != nil {
 		if v := e.val.Load(); v != nil {
 			switch {
@@ -320,6 +350,9 @@ func (c *Cache) resolveSlow(ctx context.Context, ref string) (secrets.Secret, er
 				// Never served past ExpiresAt, not even stale: fetch.
 			case now < v.freshUntil:
 				c.touch(e, now>>tickShift)
+				if !v.used.Load() {
+					v.used.Store(true)
+				}
 				if now >= v.refreshAt && now >= e.retryAt.Load() {
 					c.refresh(ctx, e)
 				}
@@ -382,6 +415,48 @@ func (c *Cache) rebuildLocked() {
 	}
 	c.read.Store(&m)
 	c.readMisses = 0
+}
+
+// sweep starts a background refresh of every entry that was hit since it was
+// fetched and whose refresh time has passed, bucket by bucket. One caller
+// does it per bucket width; the others find nextSweep moved on.
+func (c *Cache) sweep(now int64) {
+	due := now / c.width // buckets before due are wholly past
+	c.mu.Lock()
+	if c.closed || now < c.nextSweep.Load() {
+		c.mu.Unlock()
+		return
+	}
+	if c.swept == 0 {
+		c.swept = due - 1
+	}
+	var todo []*entry
+	take := func(b int64) {
+		todo = append(todo, c.wheel[b]...)
+		delete(c.wheel, b)
+	}
+	if due-c.swept > int64(len(c.wheel)) {
+		// The clock jumped (or the cache sat idle): walk the buckets
+		// that exist rather than every bucket in between.
+		for b := range c.wheel {
+			if b < due {
+				take(b)
+			}
+		}
+	} else {
+		for b := c.swept + 1; b < due; b++ {
+			take(b)
+		}
+	}
+	c.swept = due - 1
+	c.nextSweep.Store((due + 1) * c.width)
+	c.mu.Unlock()
+	for _, e := range todo {
+		v := e.val.Load()
+		if v != nil && v.err == nil && v.used.Load() && v.refreshAt <= now && now < v.freshUntil && now >= e.retryAt.Load() {
+			c.refresh(context.Background(), e)
+		}
+	}
 }
 
 // refresh starts one background refresh of e, unless one is running.
@@ -460,7 +535,12 @@ func (c *Cache) store(ref string, cl *call, s secrets.Secret, err error, info se
 			if e == nil {
 				e = c.insertLocked(ref)
 			}
-			e.val.Store(c.newValue(s, nil, info, now))
+			v := c.newValue(s, nil, info, now)
+			e.val.Store(v)
+			if v.refreshAt < v.freshUntil && c.nextSweep.Load() != math.MaxInt64 {
+				b := v.refreshAt / c.width
+				c.wheel[b] = append(c.wheel[b], e)
+			}
 			e.failures.Store(0)
 			e.retryAt.Store(0)
 		}
@@ -681,6 +761,7 @@ func (c *Cache) Purge() {
 }
 
 func (c *Cache) purgeLocked() {
+	clear(c.wheel)
 	for ref, cl := range c.inflight {
 		cl.invalidated = true
 		delete(c.inflight, ref)

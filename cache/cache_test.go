@@ -415,6 +415,50 @@ func TestRefreshAhead(t *testing.T) {
 	}
 }
 
+// The sweep refreshes an entry that was hit since it was fetched even when no
+// hit falls in its refresh window, and leaves alone one that was not.
+func TestRefreshSweep(t *testing.T) {
+	for _, lazy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("LazyRefresh=%v", lazy), func(t *testing.T) {
+			f := new(secretstest.Fake)
+			used := f.Set("used", "sk-used-v1")
+			unused := f.Set("unused", "sk-unused")
+			hot := f.Set("hot", "sk-hot")
+			clk := newClock()
+			c := newCache(t, f, clk, cache.Options{TTL: time.Minute, Jitter: -1, RefreshAhead: 0.5, LazyRefresh: lazy})
+			for _, ref := range []string{used, unused, hot} {
+				c.Resolve(context.Background(), ref)
+			}
+			clk.Advance(time.Second)
+			mustResolve(t, c, used, "sk-used-v1") // hit once: worth keeping warm
+			f.Set("used", "sk-used-v2")
+			// Only the hot ref is asked for in the refresh window; its
+			// resolves drive the sweep.
+			for range 12 {
+				clk.Advance(5 * time.Second)
+				mustResolve(t, c, hot, "sk-hot")
+				c.Quiesce()
+			}
+			misses := c.Stats().Misses
+			mustResolve(t, c, unused, "sk-unused")
+			if got := c.Stats().Misses - misses; got != 1 {
+				t.Fatalf("the entry never hit after its fetch: %d misses, want 1 (it is left to expire)", got)
+			}
+			s, err := c.Resolve(context.Background(), used)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := c.Stats().Misses - misses - 1
+			switch {
+			case !lazy && (got != 0 || s.Reveal() != "sk-used-v2"):
+				t.Fatalf("the used entry: %d misses, fresh value %v; want a hit on the refreshed value", got, s.Reveal() == "sk-used-v2")
+			case lazy && got != 1:
+				t.Fatalf("LazyRefresh: %d misses for the used entry, want 1", got)
+			}
+		})
+	}
+}
+
 func TestJitterSpreadsExpiry(t *testing.T) {
 	f := new(secretstest.Fake)
 	clk := newClock()
