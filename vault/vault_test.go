@@ -487,11 +487,19 @@ func openFromEnv(t *testing.T, srv *testenv.VaultServer, rawURL string) *Store {
 	return s
 }
 
+// noLeaks checks, after every other cleanup (the server's stop included),
+// that the test left no goroutine behind: the Store's renewal goroutine and
+// its LifetimeWatcher must be gone after Close.
+func noLeaks(t *testing.T) {
+	opt := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, opt) })
+}
+
 // TestAppRoleRenewal is the one test that waits on Vault's clock: the token
 // lives 10 s, so resolves that keep working past 13 s with the same token
 // prove the LifetimeWatcher renewed it.
 func TestAppRoleRenewal(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	noLeaks(t)
 	srv := testenv.Vault(t)
 	root, _ := newClient(t, srv.Addr, srv.RootToken)
 	appRole(t, root, "10s", "10m")
@@ -551,7 +559,7 @@ func TestAppRoleRenewal(t *testing.T) {
 // TestReloginAfterRevoke revokes the Store's token behind its back: the next
 // resolve logs in again and succeeds, and renewal follows the new token.
 func TestReloginAfterRevoke(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	noLeaks(t)
 	srv := testenv.Vault(t)
 	root, _ := newClient(t, srv.Addr, srv.RootToken)
 	appRole(t, root, "1h", "24h")
