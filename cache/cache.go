@@ -109,6 +109,9 @@ type Cache struct {
 	// path is one atomic load and one map lookup with no lock. It may hold
 	// dead entries (val nil) until the next rebuild.
 	read atomic.Pointer[map[string]*entry]
+	// nextSweep: a resolve at or after this time sweeps (unix ns). Read by
+	// every hit, written once a bucket width.
+	nextSweep atomic.Int64
 
 	// Counted on the hit path, so striped, and padded away from the fields
 	// every hit reads (false sharing would cost more than the counting).
@@ -125,11 +128,10 @@ type Cache struct {
 	inflight   map[string]*call
 	// The refresh sweep: wheel holds, per bucket of refreshAt times, the
 	// entries whose value becomes due then; buckets up to swept are done.
-	wheel     map[int64][]*entry
-	swept     int64
-	width     int64        // bucket width, ns
-	nextSweep atomic.Int64 // a resolve at or after this sweeps (unix ns)
-	closed     bool
+	wheel  map[int64][]*entry
+	swept  int64
+	width  int64 // bucket width, ns
+	closed bool
 	// wg counts the background goroutines (fetches, the clock). A pointer:
 	// the clock goroutine must not keep c reachable.
 	wg        *sync.WaitGroup
@@ -137,8 +139,6 @@ type Cache struct {
 	cancel    context.CancelFunc
 	clockOnce sync.Once
 	isClosed  atomic.Bool
-
-	onComplete func(ref string) // test hook, called after each fetch completes
 }
 
 var (
@@ -162,11 +162,11 @@ type value struct {
 	secret     secrets.Secret
 	err        error // non-nil for a remembered ErrNotFound
 	info       secrets.InfoSnapshot
-	fastUntil  int64 // the lock-free path answers before this
-	refreshAt  int64 // a hit after this starts a background refresh
-	freshUntil int64 // TTL (or ExpiresAt) ends
-	staleUntil int64 // grace window ends (ErrUnavailable only)
-	hardExpiry int64 // ExpiresAt; 0 means none
+	fastUntil  int64       // the lock-free path answers before this
+	refreshAt  int64       // a hit after this starts a background refresh
+	freshUntil int64       // TTL (or ExpiresAt) ends
+	staleUntil int64       // grace window ends (ErrUnavailable only)
+	hardExpiry int64       // ExpiresAt; 0 means none
 	used       atomic.Bool // hit since fetched: the sweep refreshes it
 }
 
@@ -504,9 +504,6 @@ func (c *Cache) run(ctx context.Context, ref string, cl *call) {
 	cl.info = info.Snapshot()
 	cl.secret, cl.err, cl.stale = c.store(ref, cl, s, err, cl.info)
 	close(cl.done)
-	if c.onComplete != nil {
-		c.onComplete(ref)
-	}
 }
 
 // store records the outcome of a backend call for ref and returns what the
