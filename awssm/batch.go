@@ -14,6 +14,7 @@ import (
 // call. Refs that name the same secret (several #fields of one JSON secret)
 // share one fetch. Refs with ?version= or a ?stage= other than AWSCURRENT
 // use GetSecretValue, since the batch call returns current versions only.
+// Refs of one secret version share one fetch in every case.
 // A secret the batch call does not answer for (a partial ARN, say) is
 // fetched with GetSecretValue; when the batch call itself is denied (IAM
 // policies written before it existed allow GetSecretValue only), every
@@ -31,7 +32,10 @@ func (s *Store) ResolveMany(ctx context.Context, refList []string) ([]secrets.Re
 	// Refs of the current version, grouped by secret id in first-seen order.
 	byID := map[string][]int{}
 	var ids []string
-	var single []int
+	// Refs fetched one secret version a call, grouped by that version.
+	type version struct{ id, stage, version string }
+	bySingle := map[version][]int{}
+	var singles []version
 	for i, rs := range refList {
 		out[i].Ref = rs
 		r, err := parseRef(rs)
@@ -41,7 +45,11 @@ func (s *Store) ResolveMany(ctx context.Context, refList []string) ([]secrets.Re
 		}
 		parsed[i] = r
 		if !r.current() || s.opts.NoBatch {
-			single = append(single, i)
+			k := version{r.id, r.stage, r.version}
+			if _, seen := bySingle[k]; !seen {
+				singles = append(singles, k)
+			}
+			bySingle[k] = append(bySingle[k], i)
 			continue
 		}
 		if _, seen := byID[r.id]; !seen {
@@ -49,7 +57,7 @@ func (s *Store) ResolveMany(ctx context.Context, refList []string) ([]secrets.Re
 		}
 		byID[r.id] = append(byID[r.id], i)
 	}
-	if len(single)+len(ids) == 0 {
+	if len(singles)+len(ids) == 0 {
 		return out, nil
 	}
 	api, err := s.api(ctx)
@@ -63,7 +71,7 @@ func (s *Store) ResolveMany(ctx context.Context, refList []string) ([]secrets.Re
 	}
 
 	// fill answers every ref of secret id from one fetch.
-	fill := func(id string, v value, fetchErr error, idx []int) {
+	fill := func(v value, fetchErr error, idx []int) {
 		for _, i := range idx {
 			switch {
 			case fetchErr != nil:
@@ -73,7 +81,7 @@ func (s *Store) ResolveMany(ctx context.Context, refList []string) ([]secrets.Re
 			}
 		}
 	}
-	getOne := func(id string, r ref, idx []int) error {
+	getOne := func(r ref, idx []int) error {
 		v, err := s.get(ctx, api, r)
 		if err != nil {
 			err = classify(ctx, "resolve", refList[idx[0]], "GetSecretValue", err)
@@ -81,7 +89,7 @@ func (s *Store) ResolveMany(ctx context.Context, refList []string) ([]secrets.Re
 				return err
 			}
 		}
-		fill(id, v, err, idx)
+		fill(v, err, idx)
 		return nil
 	}
 
@@ -95,7 +103,7 @@ func (s *Store) ResolveMany(ctx context.Context, refList []string) ([]secrets.Re
 			err = classify(ctx, "resolve", "", "BatchGetSecretValue", err)
 			if !errors.Is(err, secrets.ErrPermission) && !unknownOperation(err) {
 				for _, id := range chunk {
-					fill(id, value{}, err, byID[id])
+					fill(value{}, err, byID[id])
 				}
 				continue
 			}
@@ -105,7 +113,7 @@ func (s *Store) ResolveMany(ctx context.Context, refList []string) ([]secrets.Re
 		for _, id := range chunk {
 			idx := byID[id]
 			if v, ok := found[id]; ok {
-				fill(id, v, nil, idx)
+				fill(v, nil, idx)
 				continue
 			}
 			if e, ok := entryErrs[id]; ok {
@@ -114,13 +122,13 @@ func (s *Store) ResolveMany(ctx context.Context, refList []string) ([]secrets.Re
 				}
 				continue
 			}
-			if err := getOne(id, ref{id: id}, idx); err != nil {
+			if err := getOne(ref{id: id}, idx); err != nil {
 				return nil, err
 			}
 		}
 	}
-	for _, i := range single {
-		if err := getOne(parsed[i].id, parsed[i], []int{i}); err != nil {
+	for _, k := range singles {
+		if err := getOne(ref{id: k.id, stage: k.stage, version: k.version}, bySingle[k]); err != nil {
 			return nil, err
 		}
 	}
