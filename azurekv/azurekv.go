@@ -346,7 +346,10 @@ type kvError struct {
 
 var codeRE = regexp.MustCompile(`^[A-Za-z]{1,64}$`)
 
-// safeCode returns c if it looks like an error code rather than free text.
+// safeCode returns c if it looks like one of Key Vault's error codes, which
+// are words ("SecretNotFound", "ForbiddenByRbac"), and "" otherwise: a body
+// that echoes a value into its code field (API keys have digits and dashes)
+// must not get it into the error through the code either.
 func safeCode(c string) string {
 	if codeRE.MatchString(c) {
 		return c
