@@ -526,21 +526,27 @@ func (c *Cache) store(ref string, cl *call, s secrets.Secret, err error, info se
 	} else if err != nil {
 		err = asError(ref, info, err, c.o.FetchTimeout)
 	}
+	if err != nil {
+		s = secrets.Secret{}
+	}
+	if !keep {
+		// Invalidated meanwhile (or closed): answer the callers that were
+		// waiting, but leave the cache as Invalidate left it.
+		return s, err, nil
+	}
 	switch code := secrets.CodeOf(err); {
 	case err == nil:
-		if keep {
-			if e == nil {
-				e = c.insertLocked(ref)
-			}
-			v := c.newValue(s, nil, info, now)
-			e.val.Store(v)
-			if v.refreshAt < v.freshUntil && c.nextSweep.Load() != math.MaxInt64 {
-				b := v.refreshAt / c.width
-				c.wheel[b] = append(c.wheel[b], e)
-			}
-			e.failures.Store(0)
-			e.retryAt.Store(0)
+		if e == nil {
+			e = c.insertLocked(ref)
 		}
+		v := c.newValue(s, nil, info, now)
+		e.val.Store(v)
+		if v.refreshAt < v.freshUntil && c.nextSweep.Load() != math.MaxInt64 {
+			b := v.refreshAt / c.width
+			c.wheel[b] = append(c.wheel[b], e)
+		}
+		e.failures.Store(0)
+		e.retryAt.Store(0)
 		return s, nil, nil
 	case code == secrets.CodeUnavailable && e != nil:
 		if v := e.val.Load(); v != nil && v.err == nil && now < v.staleUntil && (v.hardExpiry == 0 || now < v.hardExpiry) {
@@ -549,7 +555,7 @@ func (c *Cache) store(ref string, cl *call, s secrets.Secret, err error, info se
 			return secrets.Secret{}, err, v
 		}
 		c.removeLocked(e)
-	case code == secrets.CodeNotFound && c.o.NegativeTTL > 0 && keep:
+	case code == secrets.CodeNotFound && c.o.NegativeTTL > 0:
 		if e == nil {
 			e = c.insertLocked(ref)
 		}
