@@ -1,0 +1,288 @@
+// Command chatservice is a small chat service that shows keyward at work:
+// each bot's provider key is resolved through Mux + cache + expiry + audit
+// and sent to the provider with the bot's message.
+//
+// With no configuration it runs on embedded SQLite (chatservice.db), makes a
+// development ENCRYPTION_KEY on first run, seeds two bots (one key in the
+// encrypted column, one in an env var read from chatservice.env), and starts
+// a local stand-in for the providers, so everything runs offline:
+//
+//	go run ./examples/chatservice
+//
+// Configuration, all optional: CHAT_ADDR (default 127.0.0.1:8080),
+// DATABASE_URL (default sqlite:chatservice.db), ENCRYPTION_KEY and
+// ENCRYPTION_KEY_PREVIOUS, KEYWARD_CONFIG or KEYWARD_CONFIG_FILE (the
+// backends, see the keyward README), ANTHROPIC_BASE_URL and OPENAI_BASE_URL
+// (real providers instead of the stand-in), CHAT_RATE and CHAT_BURST (the
+// per-client rate limit), CHAT_DATA_DIR (where the development key and
+// chatservice.env are kept; default the working directory).
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	secrets "github.com/keyward/secrets"
+	_ "github.com/keyward/secrets/all"
+	"github.com/keyward/secrets/cache"
+	"github.com/keyward/secrets/fernetstore"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "chatservice:", err)
+		os.Exit(1)
+	}
+}
+
+const (
+	devKeyFile = ".keyward-dev-key"
+	demoEnv    = "chatservice.env"
+	demoEnvVar = "CHAT_DEMO_OPENAI_KEY"
+)
+
+// app is a running service, for tests: its address and its parts.
+type app struct {
+	addr    string
+	bots    *botStore
+	keys    *fernetstore.Store
+	stack   *secrets.Stack
+	standIn *standIn
+}
+
+// run starts the service and blocks until ctx is done. ready, if not nil, is
+// called once the service listens.
+func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer, ready func(*app)) error {
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	env := func(k, d string) string {
+		if v := getenv(k); v != "" {
+			return v
+		}
+		return d
+	}
+	dataDir := env("CHAT_DATA_DIR", ".")
+
+	ring, devKey, err := keyRing(getenv, dataDir)
+	if err != nil {
+		return err
+	}
+	if devKey != "" {
+		fmt.Fprintf(stderr, "\n"+
+			"  !!! WARNING: ENCRYPTION_KEY is not set, so this run uses a DEVELOPMENT key kept in %s.\n"+
+			"  !!! Anyone who can read that file can decrypt every key in the database. For production,\n"+
+			"  !!! make a key with `go run ./cmd/keyward genkey`, keep it in your secret store, and set ENCRYPTION_KEY.\n\n",
+			devKey)
+	}
+
+	dsn := env("DATABASE_URL", "sqlite:"+filepath.Join(dataDir, "chatservice.db"))
+	db, err := fernetstore.OpenDB(dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	dialect, err := fernetstore.DetectDialect(db)
+	if err != nil {
+		return err
+	}
+	keys := fernetstore.New(db, ring, nil)
+	bots := &botStore{db: db, dialect: dialect}
+	if err := keys.CreateSchema(ctx); err != nil {
+		return err
+	}
+	if err := bots.createTable(ctx); err != nil {
+		return fmt.Errorf("create the bots table: %w", err)
+	}
+	dotenv := filepath.Join(dataDir, demoEnv)
+	if err := seed(ctx, bots, keys, dotenv); err != nil {
+		return err
+	}
+
+	m := newMetrics()
+	stack, err := openStack(ctx, getenv, keys, dotenv, secrets.AuditFunc(func(ctx context.Context, ev secrets.AuditEvent) {
+		m.Audit(ctx, ev)
+		secrets.SlogAuditor(log).Audit(ctx, ev)
+	}))
+	if err != nil {
+		return err
+	}
+	defer stack.Close()
+	if c, ok := secrets.Find[*cache.Cache](stack); ok {
+		m.watchCache(c)
+	}
+
+	a := &app{bots: bots, keys: keys, stack: stack}
+	providers := map[string]string{"anthropic": getenv("ANTHROPIC_BASE_URL"), "openai": getenv("OPENAI_BASE_URL")}
+	if providers["anthropic"] == "" || providers["openai"] == "" {
+		a.standIn = new(standIn)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		ps := &http.Server{Handler: a.standIn, ReadHeaderTimeout: 5 * time.Second}
+		go ps.Serve(ln)
+		defer ps.Close()
+		for p, u := range providers {
+			if u == "" {
+				providers[p] = "http://" + ln.Addr().String()
+			}
+		}
+		fmt.Fprintf(stdout, "stand-in provider on http://%s (set ANTHROPIC_BASE_URL and OPENAI_BASE_URL for real ones)\n", ln.Addr())
+		// The stand-in must know the bots' keys to check them. Resolving
+		// them now also warms the cache, so the first chat is a hit.
+		all, err := bots.all(ctx)
+		if err != nil {
+			return err
+		}
+		for _, b := range all {
+			k, err := stack.Resolve(ctx, b.KeyRef)
+			if err != nil {
+				log.Warn("bot key does not resolve", "bot", b.Name, "ref", b.KeyRef, "error", err)
+				continue
+			}
+			a.standIn.accept(k.Reveal())
+		}
+	}
+
+	rps, _ := strconv.ParseFloat(env("CHAT_RATE", "5"), 64)
+	burst, _ := strconv.Atoi(env("CHAT_BURST", "10"))
+	s := &server{
+		bots: bots, keys: stack, providers: providers,
+		client:  &http.Client{Timeout: 60 * time.Second},
+		limits:  newClientLimits(rps, burst),
+		metrics: m, log: log,
+	}
+	ln, err := net.Listen("tcp", env("CHAT_ADDR", "127.0.0.1:8080"))
+	if err != nil {
+		return err
+	}
+	a.addr = ln.Addr().String()
+	hs := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+
+	all, _ := bots.all(ctx)
+	fmt.Fprintf(stdout, "chatservice listening on http://%s\ntry:\n", a.addr)
+	for _, b := range all {
+		fmt.Fprintf(stdout, "  curl -s -X POST http://%s/api/chat/%d -d '{\"message\":\"hello\"}'   # %s (%s, key at %s)\n", a.addr, b.ID, b.Name, b.Provider, b.KeyRef)
+	}
+	fmt.Fprintf(stdout, "  curl -s http://%s/metrics | grep keyward_\n", a.addr)
+	if ready != nil {
+		ready(a)
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return hs.Shutdown(shutdown)
+}
+
+// keyRing returns the ring from ENCRYPTION_KEY, or a development key kept in
+// dataDir (made on first run, mode 0600); devKey is that file's path.
+func keyRing(getenv func(string) string, dataDir string) (ring *fernetstore.KeyRing, devKey string, err error) {
+	if primary := getenv(fernetstore.EnvKey); primary != "" {
+		var prev []string
+		if p := getenv(fernetstore.EnvPreviousKeys); p != "" {
+			prev = strings.Split(p, ",")
+		}
+		ring, err = fernetstore.ParseKeyRing(primary, prev...)
+		return ring, "", err
+	}
+	path := filepath.Join(dataDir, devKeyFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		key, err := fernetstore.GenerateKey()
+		if err != nil {
+			return nil, "", err
+		}
+		if err := os.WriteFile(path, []byte(key+"\n"), 0o600); err != nil {
+			return nil, "", fmt.Errorf("write the development key: %w", err)
+		}
+		b = []byte(key)
+	} else if err != nil {
+		return nil, "", fmt.Errorf("read the development key: %w", err)
+	}
+	ring, err = fernetstore.ParseKeyRing(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, "", fmt.Errorf("the development key in %s is malformed; delete the file to make a new one (and the database with it): %w", path, err)
+	}
+	return ring, path, nil
+}
+
+// seed adds the two demo bots to an empty bots table: one key in the
+// encrypted column, one in an environment variable read from dotenv.
+func seed(ctx context.Context, bots *botStore, keys *fernetstore.Store, dotenv string) error {
+	existing, err := bots.all(ctx)
+	if err != nil || len(existing) > 0 {
+		return err
+	}
+	id, err := keys.Put(ctx, "support-bot", "anthropic", "sk-ant-demo-"+randomHex(16), time.Time{})
+	if err != nil {
+		return err
+	}
+	if err := bots.add(ctx, "support", "anthropic", "db:"+id); err != nil {
+		return err
+	}
+	if _, err := os.Stat(dotenv); errors.Is(err, os.ErrNotExist) {
+		line := demoEnvVar + "=sk-openai-demo-" + randomHex(16) + "\n"
+		if err := os.WriteFile(dotenv, []byte(line), 0o600); err != nil {
+			return err
+		}
+	}
+	return bots.add(ctx, "sales", "openai", "env:"+demoEnvVar)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// openStack builds the keyward stack from KEYWARD_CONFIG / KEYWARD_CONFIG_FILE,
+// or from the defaults: every backend, the env backend also reading the demo's
+// .env file, the cache, audit and a 5 s timeout. The "db" scheme is always
+// this service's own encrypted column, on its own database connection.
+func openStack(ctx context.Context, getenv func(string) string, keys *fernetstore.Store, dotenv string, audit secrets.Auditor) (*secrets.Stack, error) {
+	var cfg *secrets.Config
+	var err error
+	switch {
+	case getenv(secrets.ConfigEnv) != "":
+		cfg, err = secrets.ParseConfig(getenv(secrets.ConfigEnv))
+	case getenv(secrets.ConfigFileEnv) != "":
+		var b []byte
+		if b, err = os.ReadFile(getenv(secrets.ConfigFileEnv)); err == nil {
+			cfg, err = secrets.ParseConfig(string(b))
+		}
+	default:
+		cfg = secrets.DefaultConfig()
+		cfg.Backends["env"] = "env://?dotenv=" + url.QueryEscape(dotenv)
+		cfg.Timeout = 5 * time.Second
+	}
+	if err != nil {
+		return nil, err
+	}
+	return secrets.OpenConfig(ctx, cfg, &secrets.StackOptions{
+		Auditor:  audit,
+		Backends: map[string]secrets.KeyResolver{"db": keys},
+	})
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/cache"
+)
+
+// metrics is the service's Prometheus registry: resolves by backend and
+// outcome (fed by the audit decorator), their latency, the cache's stats, and
+// chat responses by status.
+type metrics struct {
+	reg      *prometheus.Registry
+	resolves *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	chats    *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		resolves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keyward_resolves_total",
+			Help: "Key resolves by backend, outcome and whether the cache answered.",
+		}, []string{"backend", "outcome", "source"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "keyward_resolve_duration_seconds",
+			Help:    "Key resolve latency by backend and outcome.",
+			Buckets: []float64{0.00001, 0.0001, 0.001, 0.005, 0.02, 0.1, 0.5, 2},
+		}, []string{"backend", "outcome"}),
+		chats: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chatservice_requests_total",
+			Help: "Chat requests by HTTP status.",
+		}, []string{"code"}),
+	}
+	m.reg.MustRegister(m.resolves, m.latency, m.chats,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Audit implements secrets.Auditor.
+func (m *metrics) Audit(_ context.Context, ev secrets.AuditEvent) {
+	backend := ev.Backend
+	if backend == "" {
+		backend = "none"
+	}
+	source := "backend"
+	if ev.CacheHit {
+		source = "cache"
+	}
+	m.resolves.WithLabelValues(backend, ev.Outcome, source).Inc()
+	m.latency.WithLabelValues(backend, ev.Outcome).Observe(ev.Latency.Seconds())
+}
+
+// watchCache exports c's stats. They are read at scrape time, so the hit
+// path pays nothing for them.
+func (m *metrics) watchCache(c *cache.Cache) {
+	stat := func(name, help string, get func(cache.Stats) uint64) {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyward_cache_" + name, Help: help},
+			func() float64 { return float64(get(c.Stats())) }))
+	}
+	stat("hits_total", "Resolves answered from the cache.", func(s cache.Stats) uint64 { return s.Hits })
+	stat("misses_total", "Resolves that waited for a backend call.", func(s cache.Stats) uint64 { return s.Misses })
+	stat("backend_calls_total", "Calls the cache made to the backends.", func(s cache.Stats) uint64 { return s.BackendCalls })
+	stat("refreshes_total", "Background refreshes started.", func(s cache.Stats) uint64 { return s.Refreshes })
+	stat("stale_served_total", "Stale values served while a backend was unavailable.", func(s cache.Stats) uint64 { return s.StaleServed })
+	stat("negative_hits_total", "Resolves answered with a remembered not-found.", func(s cache.Stats) uint64 { return s.NegativeHits })
+	stat("evictions_total", "Entries evicted to stay within the size bound.", func(s cache.Stats) uint64 { return s.Evictions })
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyward_cache_entries", Help: "Entries in the cache."},
+		func() float64 { return float64(c.Len()) }))
+}
