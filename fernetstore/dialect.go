@@ -1,0 +1,250 @@
+package fernetstore
+
+import (
+	"database/sql"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/stdlib"
+	secrets "github.com/keyward/secrets"
+	"modernc.org/sqlite"
+)
+
+// Dialect names the SQL flavour of a database.
+type Dialect string
+
+// The supported dialects.
+const (
+	SQLite   Dialect = "sqlite"   // modernc.org/sqlite, driver name "sqlite"
+	Postgres Dialect = "postgres" // github.com/jackc/pgx/v5/stdlib, driver name "pgx"
+	MySQL    Dialect = "mysql"    // github.com/go-sql-driver/mysql (MySQL and MariaDB)
+)
+
+// DetectDialect returns the dialect of db from the type of its driver, with
+// no I/O. It knows the three drivers this package imports, and by name lib/pq
+// and mattn/go-sqlite3.
+func DetectDialect(db *sql.DB) (Dialect, error) {
+	switch d := db.Driver().(type) {
+	case *sqlite.Driver:
+		return SQLite, nil
+	case *stdlib.Driver:
+		return Postgres, nil
+	case *mysql.MySQLDriver:
+		return MySQL, nil
+	default:
+		name := strings.ToLower(fmt.Sprintf("%T", d))
+		switch {
+		case strings.Contains(name, "sqlite"):
+			return SQLite, nil
+		case strings.Contains(name, "pq.") || strings.Contains(name, "pgx") || strings.Contains(name, "postgres"):
+			return Postgres, nil
+		case strings.Contains(name, "mysql"):
+			return MySQL, nil
+		}
+		return "", fmt.Errorf("cannot tell the SQL dialect of driver %T: set Options.Dialect to %q, %q or %q", d, SQLite, Postgres, MySQL)
+	}
+}
+
+// identRE is what a configured table or column name may be: letters, digits
+// and underscores, not starting with a digit, at most 63 bytes (PostgreSQL's
+// limit). Names come from configuration, so they are checked, then quoted.
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+// quoteIdent checks and quotes a name; a table may be schema-qualified ("app.api_keys").
+func (d Dialect) quoteIdent(name string, qualified bool) (string, error) {
+	parts := []string{name}
+	if qualified {
+		parts = strings.Split(name, ".")
+		if len(parts) > 2 {
+			return "", fmt.Errorf("table name %q has more than one '.'", name)
+		}
+	}
+	for i, p := range parts {
+		if !identRE.MatchString(p) {
+			return "", fmt.Errorf("name %q is not allowed: use letters, digits and '_' (at most 63, not starting with a digit)", name)
+		}
+		if d == MySQL {
+			parts[i] = "`" + p + "`"
+		} else {
+			parts[i] = `"` + p + `"`
+		}
+	}
+	return strings.Join(parts, "."), nil
+}
+
+// ph returns the n-th (1-based) placeholder.
+func (d Dialect) ph(n int) string {
+	if d == Postgres {
+		return "$" + strconv.Itoa(n)
+	}
+	return "?"
+}
+
+// OpenDB opens a database from a URL-style DSN, with no I/O:
+//
+//	sqlite:PATH                     SQLite file (created on first write), WAL, busy timeout 10 s
+//	sqlite::memory:                 an in-memory SQLite database (one connection)
+//	postgres://user@host:5432/db?sslmode=disable   (also postgresql://)
+//	mysql://user@tcp(host:3306)/db?parseTime=true  (go-sql-driver form after "mysql://")
+//	mysql://user@host:3306/db                      (converted to the form above)
+//
+// Errors name the accepted forms and never quote the DSN, which may hold a password.
+func OpenDB(dsn string) (*sql.DB, error) {
+	driver, conn, err := driverDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open(driver, conn)
+	if err != nil {
+		return nil, &secrets.Error{Op: "open database", Backend: Backend, Code: secrets.CodeInvalidRef,
+			Reason: "the " + driver + " driver rejected the DSN (its text is not shown: it may hold a password); " + dsnForms}
+	}
+	if conn == ":memory:" || strings.HasPrefix(conn, ":memory:?") || strings.Contains(conn, "mode=memory") {
+		// Each connection to ":memory:" is a separate empty database.
+		db.SetMaxOpenConns(1)
+	}
+	return db, nil
+}
+
+const dsnForms = "accepted forms: sqlite:PATH, sqlite::memory:, postgres://user@host:5432/db?sslmode=disable (or postgresql://), mysql://user@tcp(host:3306)/db?parseTime=true, mysql://user@host:3306/db"
+
+func dsnError(what string) error {
+	return &secrets.Error{Op: "open database", Backend: Backend, Code: secrets.CodeInvalidRef, Reason: what + "; " + dsnForms}
+}
+
+// driverDSN maps a URL-style DSN to a driver name and the driver's own DSN.
+func driverDSN(dsn string) (driver, conn string, err error) {
+	scheme, rest, ok := strings.Cut(dsn, ":")
+	if !ok {
+		return "", "", dsnError("the database URL has no scheme")
+	}
+	switch strings.ToLower(scheme) {
+	case "sqlite", "sqlite3", "file":
+		path := strings.TrimPrefix(rest, "//")
+		if strings.ToLower(scheme) == "file" {
+			path = rest
+		}
+		if path == "" {
+			return "", "", dsnError("the sqlite URL has no path")
+		}
+		if path == ":memory:" {
+			return "sqlite", ":memory:", nil
+		}
+		// Two processes (the service and a `keyward rotate`) share the file:
+		// WAL lets readers run during a write, the busy timeout makes a
+		// writer wait for the other's transaction instead of failing.
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		if !strings.Contains(path, "busy_timeout") {
+			path += sep + "_pragma=busy_timeout(10000)"
+			sep = "&"
+		}
+		if !strings.Contains(path, "journal_mode") {
+			path += sep + "_pragma=journal_mode(WAL)"
+		}
+		return "sqlite", "file:" + path, nil
+	case "postgres", "postgresql":
+		return "pgx", dsn, nil
+	case "mysql", "mariadb":
+		r := strings.TrimPrefix(rest, "//")
+		if strings.Contains(r, "@tcp(") || strings.Contains(r, "@unix(") || strings.HasPrefix(r, "tcp(") || strings.HasPrefix(r, "unix(") {
+			if _, err := mysql.ParseDSN(r); err != nil {
+				return "", "", dsnError("the mysql DSN does not parse")
+			}
+			return "mysql", r, nil
+		}
+		u, err := url.Parse("mysql://" + r)
+		if err != nil || u.Host == "" {
+			return "", "", dsnError("the mysql URL does not parse")
+		}
+		cfg := mysql.NewConfig()
+		cfg.Net = "tcp"
+		cfg.Addr = u.Host
+		if u.Port() == "" {
+			cfg.Addr = u.Host + ":3306"
+		}
+		if u.User != nil {
+			cfg.User = u.User.Username()
+			cfg.Passwd, _ = u.User.Password()
+		}
+		cfg.DBName = strings.TrimPrefix(u.Path, "/")
+		cfg.ParseTime = true
+		for k, vs := range u.Query() {
+			if len(vs) == 0 {
+				continue
+			}
+			switch k {
+			case "parseTime":
+				cfg.ParseTime = vs[0] == "true" || vs[0] == "1"
+			default:
+				if cfg.Params == nil {
+					cfg.Params = map[string]string{}
+				}
+				cfg.Params[k] = vs[0]
+			}
+		}
+		return "mysql", cfg.FormatDSN(), nil
+	}
+	return "", "", dsnError(fmt.Sprintf("unknown database URL scheme %q", scheme))
+}
+
+// timeFormats are the textual time forms found in the wild: modernc's own,
+// Python's str(datetime) and isoformat(), SQLAlchemy's, MySQL's.
+var timeFormats = []string{
+	"2006-01-02 15:04:05.999999999-07:00",
+	"2006-01-02T15:04:05.999999999-07:00",
+	"2006-01-02 15:04:05.999999999Z07:00",
+	time.RFC3339Nano,
+	"2006-01-02 15:04:05.999999999",
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04:05",
+	"2006-01-02T15:04:05",
+	"2006-01-02 15:04",
+	"2006-01-02",
+}
+
+// parseDBTime turns what a driver returns for a time column into a time.
+// Times without a zone are UTC (what Python's datetime.utcnow() stores).
+func parseDBTime(v any) (time.Time, error) {
+	switch t := v.(type) {
+	case nil:
+		return time.Time{}, nil
+	case time.Time:
+		return t, nil
+	case int64:
+		if t == 0 {
+			return time.Time{}, nil
+		}
+		return time.Unix(t, 0).UTC(), nil
+	case float64:
+		return time.Unix(0, int64(t*1e9)).UTC(), nil
+	case []byte:
+		return parseTimeText(string(t))
+	case string:
+		return parseTimeText(t)
+	}
+	return time.Time{}, fmt.Errorf("unsupported time value of type %T", v)
+}
+
+func parseTimeText(s string) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" || strings.HasPrefix(s, "0000-00-00") {
+		return time.Time{}, nil
+	}
+	for _, f := range timeFormats {
+		if t, err := time.Parse(f, s); err == nil {
+			return t, nil
+		}
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(n, 0).UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("unrecognised time format (%d bytes)", len(s))
+}

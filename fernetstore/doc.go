@@ -1,0 +1,62 @@
+// Package fernetstore keeps API keys in a table of any database/sql database
+// (SQLite, PostgreSQL, MySQL/MariaDB), encrypted with Fernet under a key ring
+// from the environment, byte-compatible with Python's cryptography Fernet:
+// rows written by a Python service with Fernet(ENCRYPTION_KEY) resolve here,
+// and rows written here decrypt in Python.
+//
+// A Store resolves a row id to its value (secrets.KeyResolver), writes rows
+// (Put, Update, Delete), lists metadata without decrypting (List), and
+// rewrites rows in place: Migrate encrypts legacy plaintext, Rotate moves
+// tokens made under an old key to the primary. Both are batched, resumable
+// and use compare-and-swap updates, so they are safe while the service runs,
+// from two processes at once, and after a kill at any moment.
+//
+// Legacy plaintext is recognised by structure (Classify), never by a failed
+// decryption: a value shaped like a token whose HMAC fails under every key is
+// ErrUndecryptable, never returned as plaintext. Plaintext rows resolve only
+// in migration mode (Options.AllowPlaintext), and each such read is reported
+// to the audit decorator.
+//
+// Encrypted is a sql.Scanner/driver.Valuer column type bound to a key ring,
+// for a host's own models.
+//
+// # Keys
+//
+// ENCRYPTION_KEY is the primary key: the 44-character url-safe base64 of 32
+// bytes that Python's Fernet.generate_key() prints (GenerateKey makes one).
+// ENCRYPTION_KEY_PREVIOUS holds older keys, comma-separated, which decrypt
+// only. Decryption tries the primary first, so extra keys cost nothing for
+// current rows.
+//
+// # URLs
+//
+//	fernet://?table=api_keys&plaintext=allow
+//
+// Parameters: table (default api_keys); plaintext=allow|deny (migration
+// mode; default deny); dialect=sqlite|postgres|mysql (default: from the
+// driver); id_column, name_column, provider_column, value_column,
+// expires_column, created_column (the last four may be "-" when the table
+// lacks them). Unknown parameters are rejected. The database comes from
+// DATABASE_URL (default sqlite:keyward.db; see OpenDB for the forms) and the
+// keys from ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS, all read on first
+// use: opening does no I/O. The table is never created implicitly; call
+// Store.CreateSchema (or `keyward init`).
+//
+// # Errors
+//
+// Every error from Resolve is a *secrets.Error with Backend "fernet":
+//
+//   - ErrInvalidRef: the ref is not a positive integer id (with an optional
+//     #field), or the options name an invalid table or column.
+//   - ErrNotFound: no row with that id, a NULL value, or no such #field.
+//   - ErrExpired: the row is past its expires_at.
+//   - ErrUndecryptable: a token no key in the ring opens (wrong or missing
+//     key, tampering), a damaged token, or legacy plaintext outside
+//     migration mode (the reason says to run `keyward migrate`).
+//   - ErrUnavailable: the database failed or the store is closed; the
+//     driver's error is kept in the chain for errors.As.
+//   - Context errors pass through: errors.Is(err, context.Canceled) holds.
+//
+// Key errors (KeyRingFromEnv, ParseKeyRing) name the variable or position
+// and the expected shape, never the value, not even a prefix.
+package fernetstore

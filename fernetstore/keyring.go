@@ -1,0 +1,362 @@
+package fernetstore
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fernet/fernet-go"
+	secrets "github.com/keyward/secrets"
+)
+
+// The environment variables KeyRingFromEnv reads.
+const (
+	// EnvKey holds the primary key: new values are encrypted under it.
+	EnvKey = "ENCRYPTION_KEY"
+	// EnvPreviousKeys holds older keys, comma-separated, used to decrypt only.
+	EnvPreviousKeys = "ENCRYPTION_KEY_PREVIOUS"
+)
+
+// keyShape is what every key error says a key must look like. It never
+// quotes the offending value, not even a prefix: a half-pasted key is still
+// most of a key.
+const keyShape = "want the 44-character url-safe base64 encoding of 32 bytes, as Python's Fernet.generate_key() prints (make one with `keyward genkey`)"
+
+// PrimaryKeyName is the Version of secrets decrypted with the primary key;
+// older keys are named by PreviousKeyName.
+const PrimaryKeyName = "primary"
+
+// KeyName names key i of a ring for Secret.Version and listings: "primary"
+// for 0, "previous-1" for the first previous key, and so on.
+func KeyName(i int) string {
+	if i == 0 {
+		return PrimaryKeyName
+	}
+	return "previous-" + strconv.Itoa(i)
+}
+
+// KeyRing holds the primary Fernet key, which encrypts, and any previous keys,
+// which only decrypt. Decryption tries the primary first, so a token under
+// the primary costs the same however many previous keys the ring holds.
+// A KeyRing is immutable and safe for concurrent use.
+type KeyRing struct {
+	keys   []*fernet.Key
+	single [][]*fernet.Key // single[i] = {keys[i]}, for fernet.VerifyAndDecrypt
+	macs   []sync.Pool     // per key: reusable HMAC-SHA256 states for KeyOf
+}
+
+// ParseKeyRing builds a ring from a primary key and previous keys, each in the
+// form Python's Fernet.generate_key() prints (url-safe base64 of 32 bytes;
+// standard base64 is accepted too, as Python accepts it). Surrounding
+// whitespace is ignored and empty previous entries are skipped. Errors name
+// the key by position ("primary", "previous key 2") and the expected shape,
+// never its value.
+func ParseKeyRing(primary string, previous ...string) (*KeyRing, error) {
+	return parseRing(primary, previous, "the primary key", func(n int) string {
+		return "previous key " + strconv.Itoa(n)
+	})
+}
+
+// KeyRingFromEnv builds a ring from ENCRYPTION_KEY (required) and
+// ENCRYPTION_KEY_PREVIOUS (optional, comma-separated). Errors name the
+// variable and the expected shape, never the value.
+func KeyRingFromEnv() (*KeyRing, error) {
+	primary, ok := os.LookupEnv(EnvKey)
+	if !ok || strings.TrimSpace(primary) == "" {
+		return nil, keyError(EnvKey + " is not set; " + keyShape)
+	}
+	var prev []string
+	if p := os.Getenv(EnvPreviousKeys); p != "" {
+		prev = strings.Split(p, ",")
+	}
+	return parseRing(primary, prev, EnvKey, func(n int) string {
+		return fmt.Sprintf("%s entry %d (comma-separated)", EnvPreviousKeys, n)
+	})
+}
+
+func keyError(reason string) error {
+	return &secrets.Error{Op: "load keys", Backend: Backend, Code: secrets.CodeUnknown, Reason: reason}
+}
+
+func parseRing(primary string, previous []string, primaryName string, prevName func(int) string) (*KeyRing, error) {
+	k, err := decodeKey(primary, primaryName)
+	if err != nil {
+		return nil, err
+	}
+	keys := []*fernet.Key{k}
+	n := 0
+	for _, p := range previous {
+		if strings.TrimSpace(p) == "" {
+			continue
+		}
+		n++
+		k, err := decodeKey(p, prevName(n))
+		if err != nil {
+			return nil, err
+		}
+		dup := false
+		for _, have := range keys {
+			if *have == *k {
+				dup = true // a key listed twice would only cost a second HMAC
+			}
+		}
+		if !dup {
+			keys = append(keys, k)
+		}
+	}
+	return newRing(keys), nil
+}
+
+func newRing(keys []*fernet.Key) *KeyRing {
+	r := &KeyRing{keys: keys, single: make([][]*fernet.Key, len(keys)), macs: make([]sync.Pool, len(keys))}
+	for i, k := range keys {
+		r.single[i] = []*fernet.Key{k}
+		sign := append([]byte(nil), k[:16]...)
+		r.macs[i].New = func() any { return hmac.New(sha256.New, sign) }
+	}
+	return r
+}
+
+// decodeKey checks the shape of a key and decodes it. Its errors say what is
+// wrong in terms that reveal nothing of the value beyond its length.
+func decodeKey(s, name string) (*fernet.Key, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, keyError(name + " is empty; " + keyShape)
+	}
+	if len(s) != 44 {
+		return nil, keyError(fmt.Sprintf("%s is %d characters long; %s", name, len(s), keyShape))
+	}
+	enc := base64.URLEncoding
+	if strings.ContainsAny(s, "+/") {
+		enc = base64.StdEncoding
+	}
+	b, err := enc.DecodeString(s)
+	if err != nil || len(b) != 32 {
+		return nil, keyError(name + " is not valid base64 of 32 bytes; " + keyShape)
+	}
+	k := new(fernet.Key)
+	copy(k[:], b)
+	return k, nil
+}
+
+// GenerateKey returns a new random key in the form Python's
+// Fernet.generate_key() prints, which Python's Fernet(key) accepts.
+func GenerateKey() (string, error) {
+	var k fernet.Key
+	if err := k.Generate(); err != nil {
+		return "", fmt.Errorf("fernetstore: reading random bytes for a key: %w", err)
+	}
+	return k.Encode(), nil
+}
+
+// Len returns the number of keys in the ring, the primary included.
+func (r *KeyRing) Len() int { return len(r.keys) }
+
+// Encrypt returns a Fernet token of plaintext under the primary key, which
+// Python's Fernet(key).decrypt accepts.
+func (r *KeyRing) Encrypt(plaintext []byte) (string, error) {
+	return r.encryptAt(plaintext, time.Now())
+}
+
+func (r *KeyRing) encryptAt(plaintext []byte, ts time.Time) (string, error) {
+	tok, err := fernet.EncryptAndSignAtTime(plaintext, r.keys[0], ts)
+	if err != nil {
+		return "", fmt.Errorf("fernetstore: encrypt: %w", err)
+	}
+	return string(tok), nil
+}
+
+// Decrypt returns the plaintext of a Fernet token and the index of the key
+// that opened it (0 for the primary; see KeyName). Tokens carry no expiry
+// here: Fernet's timestamp is not checked, as Python's Fernet.decrypt without
+// a ttl does not. A value that is not a well-formed token, or whose HMAC
+// fails under every key, is an error matching secrets.ErrUndecryptable.
+func (r *KeyRing) Decrypt(token string) ([]byte, int, error) {
+	tok, kind := normalize(token)
+	if kind != KindToken {
+		return nil, -1, undecryptable("", "the value is not a well-formed Fernet token")
+	}
+	for i, one := range r.single {
+		if msg := fernet.VerifyAndDecrypt(tok, 0, one); msg != nil {
+			return msg, i, nil
+		}
+	}
+	return nil, -1, undecryptable("", noKeyReason)
+}
+
+const noKeyReason = "the value is shaped like a Fernet token but its HMAC fails under every key in the ring (wrong ENCRYPTION_KEY, a missing ENCRYPTION_KEY_PREVIOUS entry, or a tampered value)"
+
+func undecryptable(ref, reason string) error {
+	return &secrets.Error{Op: "decrypt", Backend: Backend, Ref: ref, Code: secrets.CodeUndecryptable, Reason: reason}
+}
+
+// KeyOf returns the index of the key a token was made under by checking its
+// HMAC only: no decryption, so no plaintext is ever produced. It is what
+// listings and rotation use to tell current rows from old ones. It returns
+// -1 and an error matching secrets.ErrUndecryptable when no key matches or
+// the value is not a well-formed token.
+func (r *KeyRing) KeyOf(token string) (int, error) {
+	tok, kind := normalize(token)
+	if kind != KindToken {
+		return -1, undecryptable("", "the value is not a well-formed Fernet token")
+	}
+	var stack [512]byte
+	buf := stack[:0]
+	if n := base64.URLEncoding.DecodedLen(len(tok)); n > len(stack) {
+		buf = make([]byte, 0, n)
+	}
+	b := buf[:base64.URLEncoding.DecodedLen(len(tok))]
+	n, err := base64.URLEncoding.Decode(b, tok)
+	if err != nil {
+		return -1, undecryptable("", "the value is not a well-formed Fernet token")
+	}
+	b = b[:n]
+	body, sum := b[:n-sha256.Size], b[n-sha256.Size:]
+	var mac [sha256.Size]byte
+	for i := range r.keys {
+		h := r.macs[i].Get().(hash.Hash)
+		h.Reset()
+		h.Write(body)
+		got := h.Sum(mac[:0])
+		r.macs[i].Put(h)
+		if subtle.ConstantTimeCompare(got, sum) == 1 {
+			return i, nil
+		}
+	}
+	return -1, undecryptable("", noKeyReason)
+}
+
+// reencrypt decrypts token and encrypts its plaintext under the primary,
+// keeping the token's timestamp as Python's MultiFernet.rotate does (so a
+// reader that checks a ttl sees the original age). It returns the key index
+// the token was under.
+func (r *KeyRing) reencrypt(token string) (string, int, error) {
+	msg, i, err := r.Decrypt(token)
+	if err != nil {
+		return "", -1, err
+	}
+	if i == 0 {
+		return token, 0, nil
+	}
+	tok, _ := normalize(token)
+	ts := tokenTime(tok)
+	out, err := r.encryptAt(msg, ts)
+	clear(msg)
+	return out, i, err
+}
+
+// tokenTime reads the timestamp of a well-formed, padded token.
+func tokenTime(tok []byte) time.Time {
+	var b [12]byte // first 16 chars decode to 12 bytes: version + 8-byte time + 3
+	base64.URLEncoding.Decode(b[:], tok[:16])
+	return time.Unix(int64(binary.BigEndian.Uint64(b[1:9])), 0)
+}
+
+// Kind is what the structural classifier makes of a stored value.
+type Kind uint8
+
+// The kinds of stored value.
+const (
+	// KindPlaintext: not shaped like a Fernet token; legacy plaintext.
+	KindPlaintext Kind = iota
+	// KindToken: shaped like a Fernet token (base64url, version byte 0x80,
+	// at least 57 bytes decoded, ciphertext a whole number of 16-byte blocks).
+	KindToken
+	// KindMalformedToken: base64url that decodes to the version byte 0x80
+	// and a timestamp, but breaks the length or block rule: a truncated or
+	// damaged token. It is never plaintext; reads fail as undecryptable.
+	KindMalformedToken
+)
+
+// String names the kind.
+func (k Kind) String() string {
+	switch k {
+	case KindToken:
+		return "token"
+	case KindMalformedToken:
+		return "malformed-token"
+	}
+	return "plaintext"
+}
+
+// Classify tells a Fernet token from legacy plaintext by structure alone,
+// never by trying to decrypt: a value that fails decryption is undecryptable,
+// not plaintext. Surrounding ASCII whitespace is ignored, since Python's
+// base64 decoder ignores it and would still decrypt such a token. Both padded
+// and unpadded base64url count.
+func Classify(v string) Kind {
+	_, k := classify(v)
+	return k
+}
+
+const (
+	minTokenLen = 1 + 8 + 16 + 32 // version, timestamp, IV, HMAC (no ciphertext)
+	minPrefix   = 1 + 8           // version and timestamp: enough to call it a token
+)
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// classify returns the value trimmed of whitespace and without padding, and its kind.
+func classify(v string) (string, Kind) {
+	s := v
+	for len(s) > 0 && isSpace(s[0]) {
+		s = s[1:]
+	}
+	for len(s) > 0 && isSpace(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	body := strings.TrimRight(s, "=")
+	pad := len(s) - len(body)
+	if pad > 2 || (pad > 0 && len(s)%4 != 0) || len(body)%4 == 1 || len(body) < 12 {
+		return v, KindPlaintext
+	}
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return v, KindPlaintext
+		}
+	}
+	// The version byte 0x80 is the first 8 bits: 'g' (32 = 100000) then a
+	// character whose top two bits are 00 ('A'..'P').
+	if body[0] != 'g' || body[1] < 'A' || body[1] > 'P' {
+		return v, KindPlaintext
+	}
+	n := len(body) / 4 * 3
+	switch len(body) % 4 {
+	case 2:
+		n++
+	case 3:
+		n += 2
+	}
+	if n < minPrefix {
+		return v, KindPlaintext
+	}
+	if n < minTokenLen || (n-minTokenLen)%16 != 0 {
+		return body, KindMalformedToken
+	}
+	return body, KindToken
+}
+
+// normalize returns the canonical padded form of a token and its kind.
+func normalize(v string) ([]byte, Kind) {
+	body, k := classify(v)
+	if k != KindToken {
+		return nil, k
+	}
+	out := make([]byte, len(body), len(body)+2)
+	copy(out, body)
+	for len(out)%4 != 0 {
+		out = append(out, '=')
+	}
+	return out, k
+}

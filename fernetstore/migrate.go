@@ -1,0 +1,238 @@
+package fernetstore
+
+import (
+	"context"
+	"database/sql"
+	"strconv"
+
+	secrets "github.com/keyward/secrets"
+)
+
+// WalkOptions configures Migrate and Rotate. A nil *WalkOptions means the defaults.
+type WalkOptions struct {
+	// BatchSize is the number of rows read and updated per transaction; default 500.
+	BatchSize int
+	// DryRun counts what would change without writing anything.
+	DryRun bool
+	// After resumes the walk after this position (Report.Position of an
+	// earlier run); 0 starts at the beginning. A rerun from 0 is also safe:
+	// rows already done are recognised by their HMAC and skipped cheaply.
+	After int64
+	// Progress, if set, is called after each batch with the report so far.
+	Progress func(Report)
+}
+
+// maxUndecryptableIDs bounds Report.UndecryptableIDs; the count is exact.
+const maxUndecryptableIDs = 1000
+
+// Report says what a Migrate or Rotate did. It holds row ids, never values.
+type Report struct {
+	Scanned        int  // rows read
+	Done           int  // rows rewritten (or, with DryRun, that would be)
+	Skipped        int  // rows changed or deleted by someone else between read and write: left alone
+	Undecryptable  int  // token-shaped rows no key opens: left untouched
+	AlreadyCurrent int  // rows already in the wanted form
+	Plaintext      int  // Rotate only: plaintext rows it leaves for Migrate
+	Null           int  // rows whose value is NULL
+	DryRun         bool // nothing was written
+	// Position is the last position walked (the SQLite rowid, else the id):
+	// pass it as WalkOptions.After to resume.
+	Position int64
+	// UndecryptableIDs lists the ids of undecryptable rows (the first 1000).
+	UndecryptableIDs []string
+}
+
+// Migrate encrypts every legacy plaintext row under the primary key. Tokens
+// are left as they are (Rotate moves old-key tokens to the primary). It is
+// safe while the service runs, from several processes at once, and after a
+// crash at any point: each row is rewritten with a compare-and-swap on its old
+// value, so a concurrent write is never overwritten (it counts as Skipped),
+// and a rerun finishes the job.
+func (s *Store) Migrate(ctx context.Context, opts *WalkOptions) (Report, error) {
+	return s.walk(ctx, "migrate", opts, func(b *base, v string) (string, outcome, error) {
+		switch Classify(v) {
+		case KindToken:
+			if _, err := b.ring.KeyOf(v); err != nil {
+				return "", undecryptableRow, nil
+			}
+			return "", current, nil
+		case KindMalformedToken:
+			return "", undecryptableRow, nil
+		}
+		tok, err := b.ring.Encrypt([]byte(v))
+		return tok, rewrite, err
+	})
+}
+
+// Rotate re-encrypts under the primary key every token made under a previous
+// key, keeping its Fernet timestamp (as Python's MultiFernet.rotate does).
+// Plaintext rows are counted and left for Migrate; undecryptable rows are
+// left untouched and reported by id. Like Migrate it is batched, resumable,
+// and uses compare-and-swap updates, so it is safe to run while the service
+// runs, from two processes at once, and to kill at any point.
+func (s *Store) Rotate(ctx context.Context, opts *WalkOptions) (Report, error) {
+	return s.walk(ctx, "rotate", opts, func(b *base, v string) (string, outcome, error) {
+		switch Classify(v) {
+		case KindPlaintext:
+			return "", plaintextRow, nil
+		case KindMalformedToken:
+			return "", undecryptableRow, nil
+		}
+		i, err := b.ring.KeyOf(v)
+		if err != nil {
+			return "", undecryptableRow, nil
+		}
+		if i == 0 {
+			return "", current, nil
+		}
+		tok, _, err := b.ring.reencrypt(v)
+		if err != nil {
+			// The HMAC matched but the plaintext did not unpad: damaged.
+			return "", undecryptableRow, nil
+		}
+		return tok, rewrite, nil
+	})
+}
+
+type outcome uint8
+
+const (
+	current outcome = iota
+	rewrite
+	undecryptableRow
+	plaintextRow
+)
+
+type pending struct {
+	id       int64
+	old, new string
+}
+
+func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide func(*base, string) (string, outcome, error)) (Report, error) {
+	var o WalkOptions
+	if opts != nil {
+		o = *opts
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	rep := Report{DryRun: o.DryRun, Position: o.After}
+	b, err := s.getBase(op)
+	if err != nil {
+		return rep, err
+	}
+	batch := make([]pending, 0, o.BatchSize)
+	for {
+		if err := ctx.Err(); err != nil {
+			return rep, s.dbError(ctx, op, "", err)
+		}
+		batch = batch[:0]
+		n := 0
+		rows, err := b.db.QueryContext(ctx, b.q.batch, rep.Position, o.BatchSize)
+		if err != nil {
+			return rep, s.dbError(ctx, op, "", err)
+		}
+		for rows.Next() {
+			var pos, id int64
+			var v sql.NullString
+			if err := rows.Scan(&pos, &id, &v); err != nil {
+				rows.Close()
+				return rep, s.dbError(ctx, op, "", err)
+			}
+			n++
+			rep.Scanned++
+			rep.Position = pos
+			if !v.Valid {
+				rep.Null++
+				continue
+			}
+			tok, out, err := decide(b, v.String)
+			if err != nil {
+				rows.Close()
+				return rep, &secrets.Error{Op: op, Backend: Backend, Ref: strconv.FormatInt(id, 10), Code: secrets.CodeUnknown, Reason: "encrypt", Err: err}
+			}
+			switch out {
+			case current:
+				rep.AlreadyCurrent++
+			case plaintextRow:
+				rep.Plaintext++
+			case undecryptableRow:
+				rep.Undecryptable++
+				if len(rep.UndecryptableIDs) < maxUndecryptableIDs {
+					rep.UndecryptableIDs = append(rep.UndecryptableIDs, strconv.FormatInt(id, 10))
+				}
+			case rewrite:
+				batch = append(batch, pending{id: id, old: v.String, new: tok})
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return rep, s.dbError(ctx, op, "", err)
+		}
+		if o.DryRun {
+			rep.Done += len(batch)
+		} else if len(batch) > 0 {
+			done, err := s.applyBatch(ctx, b, batch)
+			if err != nil {
+				return rep, s.dbError(ctx, op, "", err)
+			}
+			rep.Done += done
+			rep.Skipped += len(batch) - done
+		}
+		if o.Progress != nil {
+			p := rep
+			p.UndecryptableIDs = append([]string(nil), rep.UndecryptableIDs...)
+			o.Progress(p)
+		}
+		if n < o.BatchSize {
+			return rep, nil
+		}
+	}
+}
+
+// applyBatch writes a batch in one transaction (one commit, one fsync), each
+// row with a compare-and-swap on its old value. A transaction that fails (a
+// deadlock or serialization failure with a concurrent rotation) is retried:
+// the compare-and-swap makes a retry harmless.
+func (s *Store) applyBatch(ctx context.Context, b *base, batch []pending) (int, error) {
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		done, err := s.tryBatch(ctx, b, batch)
+		if err == nil {
+			return done, nil
+		}
+		if ctx.Err() != nil {
+			return 0, err
+		}
+		lastErr = err
+	}
+	return 0, lastErr
+}
+
+func (s *Store) tryBatch(ctx context.Context, b *base, batch []pending) (done int, err error) {
+	tx, err := b.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	st, err := tx.PrepareContext(ctx, b.q.cas)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	for _, p := range batch {
+		res, err := st.ExecContext(ctx, p.new, p.id, p.old)
+		if err != nil {
+			return 0, err
+		}
+		if n, err := res.RowsAffected(); err == nil && n > 0 {
+			done++
+		}
+	}
+	return done, tx.Commit()
+}
