@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	secrets "github.com/keyward/secrets"
 )
 
 // syncBuffer is a bytes.Buffer safe for the service's concurrent writers.
@@ -43,6 +45,11 @@ type service struct {
 
 func start(t *testing.T, env map[string]string) *service {
 	t.Helper()
+	return startWith(t, env, nil)
+}
+
+func startWith(t *testing.T, env map[string]string, backends map[string]secrets.KeyResolver) *service {
+	t.Helper()
 	if env["CHAT_DATA_DIR"] == "" {
 		env["CHAT_DATA_DIR"] = t.TempDir()
 	}
@@ -52,7 +59,8 @@ func start(t *testing.T, env map[string]string) *service {
 	ready := make(chan *app, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, func(k string) string { return env[k] }, s.stdout, s.stderr, func(a *app) { ready <- a })
+		done <- run(ctx, func(k string) string { return env[k] }, s.stdout, s.stderr, &runOptions{
+			ready: func(a *app) { ready <- a }, backends: backends})
 	}()
 	select {
 	case s.app = <-ready:

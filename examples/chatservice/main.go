@@ -67,9 +67,21 @@ type app struct {
 	standIn *standIn
 }
 
-// run starts the service and blocks until ctx is done. ready, if not nil, is
-// called once the service listens.
-func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer, ready func(*app)) error {
+// runOptions are for tests; main passes nil.
+type runOptions struct {
+	// ready is called once the service listens.
+	ready func(*app)
+	// backends are resolvers by scheme that take the place of the
+	// configuration's URL, for a backend that tests cannot reach by URL
+	// (Azure Key Vault without Azure AD).
+	backends map[string]secrets.KeyResolver
+}
+
+// run starts the service and blocks until ctx is done.
+func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writer, opts *runOptions) error {
+	if opts == nil {
+		opts = new(runOptions)
+	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	env := func(k, d string) string {
 		if v := getenv(k); v != "" {
@@ -115,7 +127,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	}
 
 	m := newMetrics()
-	stack, err := openStack(ctx, getenv, keys, dotenv, secrets.AuditFunc(func(ctx context.Context, ev secrets.AuditEvent) {
+	stack, err := openStack(ctx, getenv, keys, dotenv, opts.backends, secrets.AuditFunc(func(ctx context.Context, ev secrets.AuditEvent) {
 		m.Audit(ctx, ev)
 		secrets.SlogAuditor(log).Audit(ctx, ev)
 	}))
@@ -183,8 +195,8 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		fmt.Fprintf(stdout, "  curl -s -X POST http://%s/api/chat/%d -d '{\"message\":\"hello\"}'   # %s (%s, key at %s)\n", a.addr, b.ID, b.Name, b.Provider, b.KeyRef)
 	}
 	fmt.Fprintf(stdout, "  curl -s http://%s/metrics | grep keyward_\n", a.addr)
-	if ready != nil {
-		ready(a)
+	if opts.ready != nil {
+		opts.ready(a)
 	}
 
 	select {
@@ -262,7 +274,7 @@ func randomHex(n int) string {
 // or from the defaults: every backend, the env backend also reading the demo's
 // .env file, the cache, audit and a 5 s timeout. The "db" scheme is always
 // this service's own encrypted column, on its own database connection.
-func openStack(ctx context.Context, getenv func(string) string, keys *fernetstore.Store, dotenv string, audit secrets.Auditor) (*secrets.Stack, error) {
+func openStack(ctx context.Context, getenv func(string) string, keys *fernetstore.Store, dotenv string, extra map[string]secrets.KeyResolver, audit secrets.Auditor) (*secrets.Stack, error) {
 	var cfg *secrets.Config
 	var err error
 	switch {
@@ -281,8 +293,9 @@ func openStack(ctx context.Context, getenv func(string) string, keys *fernetstor
 	if err != nil {
 		return nil, err
 	}
-	return secrets.OpenConfig(ctx, cfg, &secrets.StackOptions{
-		Auditor:  audit,
-		Backends: map[string]secrets.KeyResolver{"db": keys},
-	})
+	backends := map[string]secrets.KeyResolver{"db": keys}
+	for scheme, r := range extra {
+		backends[scheme] = r
+	}
+	return secrets.OpenConfig(ctx, cfg, &secrets.StackOptions{Auditor: audit, Backends: backends})
 }
