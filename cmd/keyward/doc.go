@@ -1,0 +1,62 @@
+// Command keyward is the operator's tool for the keys around a keyward
+// service: it makes encryption keys, stores API keys in the encrypted column,
+// lists rows without their values, resolves any ref through the configured
+// stack, migrates legacy plaintext, rotates to a new key, and checks that
+// everything is in order.
+//
+//	keyward genkey                          print ENCRYPTION_KEY=<new key>
+//	keyward init                            create the default table
+//	keyward put --name N --provider P [--expires DATE] < secret
+//	keyward list                            id, name, provider, state, key, expiry
+//	keyward resolve [--reveal] SCHEME:REF   print a value, masked unless --reveal
+//	keyward migrate [--dry-run] [--batch N] encrypt legacy plaintext rows
+//	keyward rotate  [--dry-run] [--batch N] re-encrypt old-key rows under ENCRYPTION_KEY
+//	keyward check                           exit non-zero on anything to fix
+//
+// A secret value is never an argument (other users see the process list):
+// put reads it from stdin, without echo on a terminal. The only output that
+// ever holds a value is that of resolve --reveal.
+//
+// # URLs
+//
+// The global flag --db names the database of the encrypted column ("db:"
+// refs, and every command but genkey and resolve of other schemes):
+//
+//	sqlite:PATH                      an SQLite file (the default is sqlite:keyward.db)
+//	postgres://user@host:5432/db?sslmode=disable
+//	mysql://user@tcp(host:3306)/db   or mysql://user@host:3306/db (MySQL, MariaDB)
+//
+// With no --db, DATABASE_URL is used, then sqlite:keyward.db. --table and
+// --column name an existing table and its value column. Passwords in --db are
+// never printed; prefer a password file or PGPASSWORD to a password in the URL.
+//
+// Keys come from ENCRYPTION_KEY (the primary: encrypts and decrypts) and
+// ENCRYPTION_KEY_PREVIOUS (comma-separated, decrypt only). Other backends come
+// from the configuration the library reads (KEYWARD_CONFIG or
+// KEYWARD_CONFIG_FILE; with neither, every linked backend under its defaults:
+// env:, awssm:, azurekv:, vault:), each opened only when a ref needs it. The
+// "db" scheme is always the encrypted column on --db; when the configuration
+// maps db to a fernet:// URL, its table and column parameters are the defaults
+// of --table and --column.
+//
+// # Errors
+//
+// Exit codes, the same for every command:
+//
+//	0    success; for migrate, rotate and check: every row is encrypted under
+//	     the primary key, none expired, and every checked backend answers
+//	1    findings or work left: check found something; migrate or rotate (or
+//	     their --dry-run) left rows not under the primary key; resolve found
+//	     the secret missing, expired, undecryptable or not permitted
+//	2    usage error: unknown command or flag, wrong arguments, empty stdin,
+//	     a bad --expires date, a malformed ref
+//	3    configuration error: ENCRYPTION_KEY missing or malformed, a bad --db
+//	     URL, a bad KEYWARD_CONFIG, a table or column that does not exist
+//	4    a backend is unavailable: the database or a configured backend
+//	     cannot be reached
+//	130  interrupted (SIGINT or SIGTERM): migrate and rotate stop between
+//	     rows; run the same command again to finish
+//
+// Every error says what to do next, and names refs, rows and variables,
+// never a value.
+package main

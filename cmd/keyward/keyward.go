@@ -1,0 +1,367 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/spf13/cobra"
+
+	secrets "github.com/keyward/secrets"
+	_ "github.com/keyward/secrets/all" // every backend for resolve and check
+	"github.com/keyward/secrets/fernetstore"
+)
+
+// The exit codes; doc.go documents them for operators.
+const (
+	exitOK          = 0
+	exitFindings    = 1
+	exitUsage       = 2
+	exitConfig      = 3
+	exitUnavailable = 4
+	exitInterrupted = 130
+)
+
+// exitCodesHelp ends every command's help.
+const exitCodesHelp = `
+Exit codes: 0 ok; 1 findings or work left (rows not under the primary key,
+expired or undecryptable; a secret not found); 2 usage error; 3 configuration
+error (ENCRYPTION_KEY missing or malformed, bad --db, missing table);
+4 backend unavailable; 130 interrupted (run the command again to finish).`
+
+// exitError carries the exit code an error should end the process with.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func withCode(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *exitError
+	if errors.As(err, &e) {
+		return err
+	}
+	return &exitError{code: code, err: err}
+}
+
+func errorf(code int, format string, args ...any) error {
+	return &exitError{code: code, err: fmt.Errorf(format, args...)}
+}
+
+// app is one invocation: its I/O, environment and global flags, and the
+// store and stack opened from them on first use.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	dbURL, table, column string
+
+	storeOnce sync.Once
+	store     *fernetstore.Store
+	db        *sql.DB // the store's; New leaves it open, close closes it
+	storeErr  error
+
+	cfg      *secrets.Config
+	explicit bool // the configuration came from KEYWARD_CONFIG(_FILE)
+}
+
+// run is the whole program, minus the process: main passes os.Args[1:], the
+// standard streams, os.Getenv and a context canceled by SIGINT/SIGTERM.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	defer a.close()
+	if err == nil {
+		return exitOK
+	}
+	code := exitUsage // cobra's own errors: unknown command or flag, wrong arguments
+	var e *exitError
+	if errors.As(err, &e) {
+		code = e.code
+	}
+	if e != nil && e.err == errSilent {
+		return code // the command printed its findings itself
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, "keyward: ") { // a *secrets.Error names keyward already
+		msg = "keyward: " + msg
+	}
+	fmt.Fprintln(stderr, msg)
+	if code == exitUsage && e == nil {
+		fmt.Fprintln(stderr, "run keyward --help for usage")
+	}
+	return code
+}
+
+// errSilent ends a command with a non-zero code after it printed its own findings.
+var errSilent = errors.New("findings")
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "keyward",
+		Short: "Manage the API keys of a keyward service",
+		Long: `keyward manages the API keys of a keyward service: encryption keys, the
+encrypted column (db: refs), plaintext migration, key rotation, and checks.
+
+Keys come from ENCRYPTION_KEY (primary) and ENCRYPTION_KEY_PREVIOUS (older keys,
+comma-separated, decrypt only). The database comes from --db, else DATABASE_URL,
+else sqlite:keyward.db. Other backends come from KEYWARD_CONFIG or
+KEYWARD_CONFIG_FILE, else every backend under its defaults.
+` + exitCodesHelp,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.dbURL, "db", "", "database URL: sqlite:PATH, postgres://..., mysql://... (default $DATABASE_URL, else sqlite:keyward.db)")
+	pf.StringVar(&a.table, "table", "", "table of the encrypted column (default api_keys, or the configuration's db table)")
+	pf.StringVar(&a.column, "column", "", "value column of the table (default api_key)")
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &exitError{code: exitUsage, err: fmt.Errorf("%v (see keyward %s --help)", err, c.Name())}
+	})
+	root.AddCommand(a.genkeyCommand(), a.initCommand(), a.putCommand(), a.listCommand(),
+		a.resolveCommand(), a.walkCommand("migrate"), a.walkCommand("rotate"), a.checkCommand())
+	for _, c := range root.Commands() {
+		c.Long = strings.TrimSpace(c.Long) + "\n" + exitCodesHelp
+	}
+	return root
+}
+
+func (a *app) close() {
+	if a.store != nil {
+		a.store.Close()
+	}
+	if a.db != nil {
+		a.db.Close()
+	}
+}
+
+// loadConfig reads the stack configuration as secrets.ConfigFromEnv does,
+// through a.getenv, and remembers whether it was given explicitly.
+func (a *app) loadConfig() (*secrets.Config, error) {
+	if a.cfg != nil {
+		return a.cfg, nil
+	}
+	text, file := a.getenv(secrets.ConfigEnv), a.getenv(secrets.ConfigFileEnv)
+	var (
+		c   *secrets.Config
+		err error
+	)
+	switch {
+	case text != "" && file != "":
+		return nil, errorf(exitConfig, "%s and %s are both set: unset one", secrets.ConfigEnv, secrets.ConfigFileEnv)
+	case file != "":
+		b, rerr := os.ReadFile(file)
+		if rerr != nil {
+			return nil, errorf(exitConfig, "cannot read %s: %v", secrets.ConfigFileEnv, rerr)
+		}
+		c, err = secrets.ParseConfig(string(b))
+		a.explicit = true
+	case text != "":
+		c, err = secrets.ParseConfig(text)
+		a.explicit = true
+	default:
+		c = secrets.DefaultConfig()
+		// The operator's own terminal: no audit lines unless configured.
+		c.Audit = false
+	}
+	if err != nil {
+		return nil, errorf(exitConfig, "the configuration (%s or %s): %v", secrets.ConfigEnv, secrets.ConfigFileEnv, err)
+	}
+	// One process, a few resolves: a cache would only add a goroutine.
+	c.Cache = ""
+	a.cfg = c
+	return c, nil
+}
+
+// storeOptions are the fernetstore options from the flags, defaulting to the
+// configuration's db = fernet://?table=...&value_column=... when there is one.
+func (a *app) storeOptions() (*fernetstore.Options, error) {
+	o := &fernetstore.Options{}
+	c, err := a.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	if raw, ok := c.Backends["db"]; ok {
+		if u, err := url.Parse(raw); err == nil && u.Scheme == "fernet" {
+			q := u.Query()
+			o.Table, o.ValueColumn = q.Get("table"), q.Get("value_column")
+			o.IDColumn, o.NameColumn, o.ProviderColumn = q.Get("id_column"), q.Get("name_column"), q.Get("provider_column")
+			o.ExpiresAtColumn, o.CreatedAtColumn = q.Get("expires_column"), q.Get("created_column")
+		}
+	}
+	if a.table != "" {
+		o.Table = a.table
+	}
+	if a.column != "" {
+		o.ValueColumn = a.column
+	}
+	return o, nil
+}
+
+// keyRing reads ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS through a.getenv.
+func (a *app) keyRing() (*fernetstore.KeyRing, error) {
+	primary := a.getenv(fernetstore.EnvKey)
+	if strings.TrimSpace(primary) == "" {
+		return nil, errorf(exitConfig, "%s is not set: run keyward genkey and export the line it prints (keep the old key in %s when rotating)",
+			fernetstore.EnvKey, fernetstore.EnvPreviousKeys)
+	}
+	if _, err := fernetstore.ParseKeyRing(primary); err != nil {
+		return nil, errorf(exitConfig, "%s is malformed: %s", fernetstore.EnvKey, reason(err))
+	}
+	var prev []string
+	if p := a.getenv(fernetstore.EnvPreviousKeys); p != "" {
+		prev = strings.Split(p, ",")
+	}
+	ring, err := fernetstore.ParseKeyRing(primary, prev...)
+	if err != nil {
+		return nil, errorf(exitConfig, "%s is malformed: %s", fernetstore.EnvPreviousKeys, reason(err))
+	}
+	return ring, nil
+}
+
+// reason is the Reason of a *secrets.Error (which never holds a value),
+// without the "keyward: fernet: op: code:" framing.
+func reason(err error) string {
+	var e *secrets.Error
+	if errors.As(err, &e) && e.Reason != "" {
+		return e.Reason
+	}
+	return err.Error()
+}
+
+func (a *app) databaseURL() string {
+	if a.dbURL != "" {
+		return a.dbURL
+	}
+	if u := a.getenv(fernetstore.EnvDatabaseURL); u != "" {
+		return u
+	}
+	return fernetstore.DefaultDatabaseURL
+}
+
+// openStore opens the encrypted column on --db with the keys from the
+// environment. It does no I/O: the first query connects.
+func (a *app) openStore() (*fernetstore.Store, error) {
+	a.storeOnce.Do(func() {
+		ring, err := a.keyRing()
+		if err != nil {
+			a.storeErr = err
+			return
+		}
+		opts, err := a.storeOptions()
+		if err != nil {
+			a.storeErr = err
+			return
+		}
+		db, err := fernetstore.OpenDB(a.databaseURL())
+		if err != nil {
+			a.storeErr = errorf(exitConfig, "--db: %s", reason(err))
+			return
+		}
+		a.db = db
+		a.store = fernetstore.New(db, ring, opts)
+	})
+	return a.store, a.storeErr
+}
+
+// stack builds the configured stack with "db" served by the store on --db,
+// opened lazily so that resolving env:NAME needs no ENCRYPTION_KEY.
+func (a *app) stack(ctx context.Context) (*secrets.Stack, error) {
+	c, err := a.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	db := secrets.Lazy(func(context.Context) (secrets.KeyResolver, error) {
+		s, err := a.openStore()
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	})
+	st, err := secrets.OpenConfig(ctx, c, &secrets.StackOptions{
+		Backends: map[string]secrets.KeyResolver{"db": db},
+		Auditor:  secrets.SlogAuditor(slog.New(slog.NewTextHandler(a.stderr, nil))),
+	})
+	if err != nil {
+		return nil, errorf(exitConfig, "the configuration: %v", err)
+	}
+	return st, nil
+}
+
+// classify maps an error from the store or a backend to an exit code and,
+// for the common database mistakes, a hint saying what to do.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *exitError
+	if errors.As(err, &e) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) {
+		return withCode(exitInterrupted, err)
+	}
+	if hint := missingSchema(err); hint != "" {
+		return errorf(exitConfig, "%v\n%s", err, hint)
+	}
+	switch secrets.CodeOf(err) {
+	case secrets.CodeUnavailable:
+		return withCode(exitUnavailable, err)
+	case secrets.CodeInvalidRef, secrets.CodeUnknownScheme:
+		return withCode(exitConfig, err)
+	}
+	return withCode(exitFindings, err)
+}
+
+// missingSchema recognises "no such table/column" from the three databases.
+func missingSchema(err error) string {
+	const table = "the table does not exist: run keyward init to create it, or name an existing one with --table (and --column)"
+	const column = "a column does not exist: name the value column of an existing table with --column"
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		switch pg.Code {
+		case "42P01":
+			return table
+		case "42703":
+			return column
+		}
+	}
+	var my *mysql.MySQLError
+	if errors.As(err, &my) {
+		switch my.Number {
+		case 1146:
+			return table
+		case 1054:
+			return column
+		}
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "no such table"):
+		return table
+	case strings.Contains(msg, "no such column"), strings.Contains(msg, "has no column named"):
+		return column
+	}
+	return ""
+}
