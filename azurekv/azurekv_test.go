@@ -458,6 +458,31 @@ func TestCanceled(t *testing.T) {
 	}
 }
 
+func TestDeadline(t *testing.T) {
+	e := newEnv(t)
+	e.srv.Set("slow", "sk-ant-test-"+token(), azurekvtest.Attributes{})
+	if _, err := e.resolve(t, "slow"); err != nil { // the handshake, before the vault hangs
+		t.Fatal(err)
+	}
+	e.srv.Inject(azurekvtest.Fault{Name: "slow", Hang: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err := e.store.Resolve(ctx, "slow")
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, secrets.ErrUnavailable) {
+		t.Fatalf("got %v, want context.DeadlineExceeded and ErrUnavailable", err)
+	}
+}
+
+func TestInfoBackend(t *testing.T) {
+	e := newEnv(t)
+	ctx, info := secrets.WithInfo(context.Background())
+	_, err := e.store.Resolve(ctx, "missing")
+	wantErr(t, err, secrets.CodeNotFound, "")
+	if got := info.Snapshot().Backend; got != azurekv.Backend {
+		t.Errorf("Info backend = %q, want %q", got, azurekv.Backend)
+	}
+}
+
 func TestPing(t *testing.T) {
 	e := newEnv(t)
 	if err := e.store.Ping(context.Background()); err != nil {

@@ -57,5 +57,9 @@
 // *ResponseError holding the status and error codes only; errors.As also
 // finds an *azcore.ResponseError behind it, a copy with the body removed, so
 // its own Error text holds no value either. Context errors are returned
-// wrapped, so errors.Is(err, context.Canceled) holds.
+// wrapped, so errors.Is(err, context.Canceled) holds; a deadline is also
+// ErrUnavailable.
+//
+// Ping asks for the secret named PingName, which needs only the "get"
+// permission: a 404 means the vault answered and took the credentials.
 package azurekv

@@ -40,6 +40,9 @@ type Fault struct {
 	Header http.Header // extra response headers (Retry-After, ...)
 	Body   string      // the body, sent as is
 	Times  int         // how many requests it answers; 0 means all of them
+	// Hang makes the server answer nothing until the client gives up
+	// (its context ends); Status and Body are then unused.
+	Hang bool
 }
 
 // Event is one request the server saw.
@@ -77,6 +80,7 @@ type Server struct {
 	Token string
 
 	ts *httptest.Server
+	hc *http.Client
 
 	mu       sync.Mutex
 	secrets  map[string][]*version // versions in creation order; the last is current
@@ -96,14 +100,22 @@ func NewServer() *Server {
 	}
 	s.ts = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	s.URL = s.ts.URL + "/"
+	// The httptest client keeps 2 idle connections; concurrent tests would
+	// pay a TLS handshake for most requests.
+	tr := s.ts.Client().Transport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 32
+	s.hc = &http.Client{Transport: tr}
 	return s
 }
 
 // Close shuts the server down.
-func (s *Server) Close() { s.ts.Close() }
+func (s *Server) Close() {
+	s.hc.CloseIdleConnections()
+	s.ts.Close()
+}
 
 // HTTPClient returns an *http.Client that trusts the server's certificate.
-func (s *Server) HTTPClient() *http.Client { return s.ts.Client() }
+func (s *Server) HTTPClient() *http.Client { return s.hc }
 
 // ClientOptions returns options for azsecrets.NewClient that reach this
 // server: its certificate trusted (no InsecureSkipVerify), the challenge's
@@ -112,7 +124,7 @@ func (s *Server) HTTPClient() *http.Client { return s.ts.Client() }
 func (s *Server) ClientOptions(maxRetries int32) *azsecrets.ClientOptions {
 	return &azsecrets.ClientOptions{
 		ClientOptions: azcore.ClientOptions{
-			Transport: s.ts.Client(),
+			Transport: s.hc,
 			Retry: policy.RetryOptions{
 				MaxRetries:    maxRetries,
 				RetryDelay:    time.Millisecond,
@@ -247,6 +259,10 @@ func (s *Server) handle(w http.ResponseWriter, r *http.Request) int {
 		s.mu.Unlock()
 	}
 	if f := s.fault(name); f != nil {
+		if f.Hang {
+			<-r.Context().Done()
+			return 0
+		}
 		for k, vs := range f.Header {
 			w.Header()[k] = vs
 		}
