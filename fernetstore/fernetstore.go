@@ -72,7 +72,7 @@ type base struct {
 }
 
 type queries struct {
-	table, id, name, provider, value, expires, created string
+	table, id, name, provider, value, expires, created                  string
 	resolve, insert, update, updateValue, del, list, batch, cas, schema string
 }
 
@@ -554,9 +554,9 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 		}
 		for rows.Next() {
 			var (
-				id                   int64
-				name, provider, val  sql.NullString
-				expRaw, createdRaw   any
+				id                  int64
+				name, provider, val sql.NullString
+				expRaw, createdRaw  any
 			)
 			if err := rows.Scan(&id, &name, &provider, &val, &expRaw, &createdRaw); err != nil {
 				rows.Close()

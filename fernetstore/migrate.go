@@ -94,6 +94,10 @@ func (s *Store) Rotate(ctx context.Context, opts *WalkOptions) (Report, error) {
 	})
 }
 
+// testHookBeforeApply runs between reading a batch and writing it (tests
+// use it to make a concurrent write land in that window).
+var testHookBeforeApply func(n int)
+
 type outcome uint8
 
 const (
@@ -169,6 +173,9 @@ func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide f
 		rows.Close()
 		if err != nil {
 			return rep, s.dbError(ctx, op, "", err)
+		}
+		if testHookBeforeApply != nil {
+			testHookBeforeApply(len(batch))
 		}
 		if o.DryRun {
 			rep.Done += len(batch)

@@ -1,0 +1,368 @@
+package fernetstore
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	secrets "github.com/keyward/secrets"
+)
+
+// fillRows inserts n rows: values[i] stored by store (under its ring's
+// primary) or, for plaintext, as is. It returns ids in insert order.
+func fillRows(t testing.TB, db *sql.DB, d Dialect, table string, ring *KeyRing, values []string) []string {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ph := "?"
+	if d == Postgres {
+		ph = "$1"
+	}
+	ids := make([]string, len(values))
+	for i, v := range values {
+		stored := v
+		if ring != nil {
+			stored = mustEncrypt(t, ring, v)
+		}
+		var id int64
+		if d == Postgres {
+			err = tx.QueryRowContext(ctx, fmt.Sprintf("INSERT INTO %s (name, api_key) VALUES ('bulk', %s) RETURNING id", table, ph), stored).Scan(&id)
+		} else {
+			var res sql.Result
+			res, err = tx.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (name, api_key) VALUES ('bulk', %s)", table, ph), stored)
+			if err == nil {
+				id, err = res.LastInsertId()
+			}
+		}
+		if err != nil {
+			tx.Rollback()
+			t.Fatal(err)
+		}
+		ids[i] = strconv.FormatInt(id, 10)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func makeValues(n int, prefix string) []string {
+	vs := make([]string, n)
+	for i := range vs {
+		vs[i] = fmt.Sprintf("sk-ant-test-%s-%d-%s", prefix, i, randHex(6))
+	}
+	return vs
+}
+
+// checkAll resolves every id and compares with want; every row must be
+// under the primary key.
+func checkAll(t testing.TB, s *Store, ids, want []string) {
+	t.Helper()
+	for i, id := range ids {
+		sec, err := s.Resolve(context.Background(), id)
+		if err != nil {
+			t.Fatalf("row %s: %v", id, err)
+		}
+		if sec.Reveal() != want[i] {
+			t.Fatalf("row %s decrypts to a different value than was stored", id)
+		}
+		if sec.Version != PrimaryKeyName {
+			t.Fatalf("row %s is under %q after the walk", id, sec.Version)
+		}
+	}
+}
+
+func TestMigrateAndRotate(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB, d Dialect) {
+		ctx := context.Background()
+		k1, k2 := mustKey(t), mustKey(t)
+		ring := mustRing(t, k1, k2)
+		s := newTestStore(t, db, ring, &Options{AllowPlaintext: true})
+		table := s.opts.Table
+		plain := makeValues(120, "plain")
+		old := makeValues(130, "old")
+		cur := makeValues(40, "cur")
+		ids := fillRows(t, db, d, table, nil, plain)
+		ids = append(ids, fillRows(t, db, d, table, mustRing(t, k2), old)...)
+		ids = append(ids, fillRows(t, db, d, table, mustRing(t, k1), cur)...)
+		bad := fillRows(t, db, d, table, mustRing(t, mustKey(t)), []string{"sk-lost"})
+		want := append(append(append([]string{}, plain...), old...), cur...)
+
+		dry, err := s.Rotate(ctx, &WalkOptions{DryRun: true, BatchSize: 50})
+		if err != nil || dry.Done != 130 || dry.Plaintext != 120 || !dry.DryRun {
+			t.Fatalf("dry run: %+v %v", dry, err)
+		}
+		var batches int
+		rep, err := s.Migrate(ctx, &WalkOptions{BatchSize: 50, Progress: func(Report) { batches++ }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Scanned != 291 || rep.Done != 120 || rep.AlreadyCurrent != 170 || rep.Undecryptable != 1 || rep.UndecryptableIDs[0] != bad[0] || rep.Skipped != 0 {
+			t.Fatalf("migrate report %+v", rep)
+		}
+		if batches != 6 {
+			t.Fatalf("progress called %d times, want 6 (291 rows in batches of 50)", batches)
+		}
+		// Resume from the middle: only the rows after Position are walked.
+		mid, err := s.Rotate(ctx, &WalkOptions{BatchSize: 100, After: rep.Position - 100})
+		if err != nil || mid.Scanned != 100 {
+			t.Fatalf("resumed rotate: %+v %v", mid, err)
+		}
+		rep, err = s.Rotate(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.Done+mid.Done != 130 || rep.Plaintext != 0 || rep.Undecryptable != 1 {
+			t.Fatalf("rotate report %+v (resumed run did %d)", rep, mid.Done)
+		}
+		checkAll(t, s, ids, want)
+		// Python-compatible: the ring of only the new key opens every row.
+		strict := New(db, mustRing(t, k1), &Options{Table: table})
+		checkAll(t, strict, ids, want)
+		again, err := s.Rotate(ctx, nil)
+		if err != nil || again.Done != 0 || again.AlreadyCurrent != 290 {
+			t.Fatalf("second rotate %+v %v", again, err)
+		}
+	})
+}
+
+// TestCompareAndSwapNeverOverwrites makes a write land between Rotate's read
+// and its update: the row keeps the concurrent write and counts as skipped.
+func TestCompareAndSwapNeverOverwrites(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB, d Dialect) {
+		ctx := context.Background()
+		k1, k2 := mustKey(t), mustKey(t)
+		s := newTestStore(t, db, mustRing(t, k1, k2), nil)
+		ids := fillRows(t, db, d, s.opts.Table, mustRing(t, k2), []string{"sk-a", "sk-b", "sk-c"})
+		testHookBeforeApply = func(int) {
+			if err := s.Update(ctx, ids[1], "sk-b-new", time.Time{}); err != nil {
+				t.Error(err)
+			}
+			if err := s.Delete(ctx, ids[2]); err != nil {
+				t.Error(err)
+			}
+		}
+		defer func() { testHookBeforeApply = nil }()
+		rep, err := s.Rotate(ctx, nil)
+		testHookBeforeApply = nil
+		if err != nil || rep.Done != 1 || rep.Skipped != 2 {
+			t.Fatalf("report %+v %v: want 1 done, 2 skipped", rep, err)
+		}
+		checkAll(t, s, ids[:2], []string{"sk-a", "sk-b-new"})
+	})
+}
+
+// TestConcurrentRotations runs two rotations at once, each with its own
+// connection pool (two processes, as far as the database can tell), while a
+// writer updates rows: every row ends under the primary with its latest value.
+func TestConcurrentRotations(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB, d Dialect) {
+		ctx := context.Background()
+		k1, k2 := mustKey(t), mustKey(t)
+		ring := mustRing(t, k1, k2)
+		s := newTestStore(t, db, ring, nil)
+		n := 1500
+		if testing.Short() {
+			n = 500
+		}
+		want := makeValues(n, "conc")
+		ids := fillRows(t, db, d, s.opts.Table, mustRing(t, k2), want)
+
+		var db2 *sql.DB
+		if d == SQLite {
+			var err error
+			db2, err = sql.Open("sqlite", dbFile(t, db))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db2.Close()
+		} else {
+			db2 = openTestDB(t, d)
+		}
+		s2 := New(db2, ring, &Options{Table: s.opts.Table})
+		var wg sync.WaitGroup
+		reps := make([]Report, 2)
+		errs := make([]error, 3)
+		for i, st := range []*Store{s, s2} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				reps[i], errs[i] = st.Rotate(ctx, &WalkOptions{BatchSize: 100})
+			}()
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < n; i += 37 {
+				want[i] = want[i] + "-updated"
+				if err := s.Update(ctx, ids[i], want[i], time.Time{}); err != nil {
+					errs[2] = err
+					return
+				}
+			}
+		}()
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if done := reps[0].Done + reps[1].Done; done > n || reps[0].Scanned != n || reps[1].Scanned != n {
+			t.Fatalf("reports %+v %+v", reps[0], reps[1])
+		}
+		checkAll(t, s, ids, want)
+	})
+}
+
+// dbFile returns the DSN of the SQLite file behind db.
+func dbFile(t testing.TB, db *sql.DB) string {
+	var seq int
+	var name, file string
+	if err := db.QueryRow("PRAGMA database_list").Scan(&seq, &name, &file); err != nil {
+		t.Fatal(err)
+	}
+	return "file:" + file + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
+}
+
+const crashEnv = "FERNETSTORE_CRASH_CHILD_DB"
+
+// TestRotateCrashChild is the child of TestRotateCrash: it rotates the
+// table and reports each batch on stdout, until its parent kills it.
+func TestRotateCrashChild(t *testing.T) {
+	path := os.Getenv(crashEnv)
+	if path == "" {
+		t.Skip("run by TestRotateCrash")
+	}
+	ring, err := KeyRingFromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := OpenDB("sqlite:" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(db, ring, &Options{Table: "api_keys"})
+	fmt.Println("started")
+	_, err = s.Rotate(context.Background(), &WalkOptions{BatchSize: 200, Progress: func(r Report) {
+		fmt.Printf("batch %d\n", r.Scanned)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("finished")
+}
+
+// TestRotateCrash rotates a 20,000-row table in a child process, killing it
+// with SIGKILL at random points several times, then reruns the rotation to
+// completion: every row decrypts to its original value under the new key.
+func TestRotateCrash(t *testing.T) {
+	n, kills := 20000, 5
+	if testing.Short() {
+		n, kills = 4000, 3
+	}
+	ctx := context.Background()
+	k1, k2 := mustKey(t), mustKey(t)
+	path := filepath.Join(t.TempDir(), "crash.db")
+	db, err := OpenDB("sqlite:" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	s := New(db, mustRing(t, k1, k2), nil)
+	if err := s.CreateSchema(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := makeValues(n, "crash")
+	ids := fillRows(t, db, SQLite, "api_keys", mustRing(t, k2), want)
+
+	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	partial, remaining := 0, n
+	for round := 0; round < kills; round++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestRotateCrashChild$", "-test.v")
+		// Keys go through the environment, never the command line.
+		cmd.Env = append(os.Environ(), crashEnv+"="+path, EnvKey+"="+k1, EnvPreviousKeys+"="+k2)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Kill once the walk passes a random row among those still to do,
+		// after a random delay of up to about one batch's work, so the kill
+		// lands anywhere: mid-batch, mid-commit, between batches.
+		killAt := (n - remaining) + rng.IntN(max(remaining-600, 1))
+		sc := bufio.NewScanner(out)
+		scanned, finished := 0, false
+		for sc.Scan() {
+			line := sc.Text()
+			if line == "finished" {
+				finished = true
+			}
+			if v, ok := strings.CutPrefix(line, "batch "); ok {
+				scanned, _ = strconv.Atoi(v)
+				if scanned >= killAt {
+					time.Sleep(time.Duration(rng.IntN(20000)) * time.Microsecond)
+					cmd.Process.Signal(syscall.SIGKILL)
+					break
+				}
+			}
+		}
+		cmd.Process.Kill()
+		go func() {
+			for sc.Scan() {
+			}
+		}()
+		cmd.Wait()
+		var onOld int
+		st, _ := s.List(ctx)
+		for _, e := range st {
+			if e.State == StateOldKey {
+				onOld++
+			}
+			if e.State == StateUndecryptable || e.State == StatePlaintext {
+				t.Fatalf("after a kill, row %s is %s", e.ID, e.State)
+			}
+		}
+		if onOld > 0 && onOld < n {
+			partial++
+		}
+		t.Logf("round %d: killed after %d rows scanned (finished=%v); %d rows still under the old key", round, scanned, finished, onOld)
+		remaining = onOld
+		if onOld == 0 {
+			break
+		}
+	}
+	if partial < min(kills, 3) {
+		t.Fatalf("only %d kills landed mid-rotation; the test proves too little", partial)
+	}
+	rep, err := s.Rotate(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("rerun: %+v", rep)
+	if rep.Scanned != n || rep.Undecryptable != 0 || rep.Done+rep.AlreadyCurrent != n {
+		t.Fatalf("rerun report %+v", rep)
+	}
+	checkAll(t, New(db, mustRing(t, k1), nil), ids, want)
+	var count int
+	db.QueryRow("SELECT count(*) FROM api_keys").Scan(&count)
+	if count != n {
+		t.Fatalf("%d rows after the crashes, want %d", count, n)
+	}
+	_ = secrets.Redacted
+}
