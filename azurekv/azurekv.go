@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -113,15 +114,30 @@ func newStore(opts *Options) *Store {
 	return s
 }
 
+// VaultURLEnv names the variable a bare azurekv:// URL takes its vault from
+// ("https://myvault.vault.azure.net/").
+const VaultURLEnv = "AZURE_KEYVAULT_URL"
+
 // openURL opens "azurekv://myvault.vault.azure.net": the host names the
-// vault; credentials come from DefaultAzureCredential's environment.
+// vault; credentials come from DefaultAzureCredential's environment. A bare
+// "azurekv://" takes the vault URL from AZURE_KEYVAULT_URL.
 func openURL(_ context.Context, u *url.URL) (secrets.KeyResolver, error) {
 	if err := secrets.CheckParams(u); err != nil {
 		return nil, err
 	}
-	if u.Host == "" || (u.Path != "" && u.Path != "/") || u.Fragment != "" || u.Opaque != "" {
+	if (u.Path != "" && u.Path != "/") || u.Fragment != "" || u.Opaque != "" {
 		return nil, &secrets.Error{Op: "open", Backend: Backend, Code: secrets.CodeInvalidRef,
 			Reason: "write the URL as azurekv://<vault-name>.vault.azure.net, with the vault's host and nothing else"}
+	}
+	if u.Host == "" {
+		// The default configuration says only azurekv://: the vault comes
+		// from the environment, as in Azure's own samples.
+		vaultURL := os.Getenv(VaultURLEnv)
+		if vaultURL == "" {
+			return nil, &secrets.Error{Op: "open", Backend: Backend, Code: secrets.CodeInvalidRef,
+				Reason: "no vault named: write azurekv://<vault-name>.vault.azure.net or set " + VaultURLEnv}
+		}
+		return NewVault(vaultURL, nil)
 	}
 	return NewVault("https://"+u.Host+"/", nil)
 }

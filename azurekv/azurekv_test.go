@@ -546,9 +546,22 @@ func TestOpen(t *testing.T) {
 	if _, err := secrets.Open(context.Background(), "azurekv://myvault.vault.azure.net/"); err != nil {
 		t.Errorf("trailing slash: %v", err)
 	}
+	t.Setenv(azurekv.VaultURLEnv, "")
+	if _, err := secrets.Open(context.Background(), "azurekv://"); !errors.Is(err, secrets.ErrInvalidRef) || !strings.Contains(err.Error(), azurekv.VaultURLEnv) {
+		t.Errorf("a bare azurekv:// without %s: %v", azurekv.VaultURLEnv, err)
+	}
+	t.Setenv(azurekv.VaultURLEnv, "https://fromenv.vault.azure.net/")
+	if r, err := secrets.Open(context.Background(), "azurekv://"); err != nil {
+		t.Errorf("a bare azurekv:// with %s set: %v", azurekv.VaultURLEnv, err)
+	} else if _, ok := r.(*azurekv.Store); !ok {
+		t.Errorf("Open returned %T", r)
+	}
+	t.Setenv(azurekv.VaultURLEnv, "http://not-https.example/")
+	if _, err := secrets.Open(context.Background(), "azurekv://"); !errors.Is(err, secrets.ErrInvalidRef) {
+		t.Errorf("%s without https: %v", azurekv.VaultURLEnv, err)
+	}
 	for _, bad := range []string{
 		"azurekv://myvault.vault.azure.net?tenant=x",
-		"azurekv://",
 		"azurekv:///path",
 		"azurekv://myvault.vault.azure.net/secrets/x",
 		"azurekv://user:sk-pass@myvault.vault.azure.net",
