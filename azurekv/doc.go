@@ -20,7 +20,8 @@
 //
 // secrets.Open("azurekv://myvault.vault.azure.net") opens the vault at
 // https://myvault.vault.azure.net/. The URL takes no query parameters and
-// holds no credentials. The client and its credential are made on the first
+// holds no credentials. A bare "azurekv://" (what secrets.DefaultConfig
+// uses) takes the vault URL from AZURE_KEYVAULT_URL. The client and its credential are made on the first
 // resolve, with azidentity.NewDefaultAzureCredential, which reads:
 //
 //	AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET       a service principal with a secret
