@@ -128,10 +128,15 @@ type Cache struct {
 	inflight   map[string]*call
 	// The refresh sweep: wheel holds, per bucket of refreshAt times, the
 	// entries whose value becomes due then; buckets up to swept are done.
-	wheel  map[int64][]*entry
-	swept  int64
-	width  int64 // bucket width, ns
-	closed bool
+	wheel map[int64][]*entry
+	swept int64
+	width int64 // bucket width, ns
+	// Due entries wait in sweepQueue; at most sweepParallel of their
+	// refreshes run at once, each finishing one starting the next, so a
+	// bucket of thousands does not hit the backend all at once.
+	sweepQueue  []*entry
+	sweepActive int
+	closed      bool
 	// wg counts the background goroutines (fetches, the clock). A pointer:
 	// the clock goroutine must not keep c reachable.
 	wg        *sync.WaitGroup
@@ -177,6 +182,7 @@ type call struct {
 	err         error
 	info        secrets.InfoSnapshot
 	stale       *value // set when the fetch failed and a stale value may be served
+	swept       bool   // started by the sweep: counts in sweepActive
 	invalidated bool   // Invalidate or Purge ran meanwhile: do not store the result
 }
 
@@ -450,12 +456,34 @@ func (c *Cache) sweep(now int64) {
 	}
 	c.swept = due - 1
 	c.nextSweep.Store((due + 1) * c.width)
+	c.sweepQueue = append(c.sweepQueue, todo...)
+	c.pumpLocked(now)
 	c.mu.Unlock()
-	for _, e := range todo {
+}
+
+// sweepParallel bounds the sweep's refreshes in flight.
+const sweepParallel = 16
+
+// pumpLocked starts queued sweep refreshes while fewer than sweepParallel
+// run. Entries no longer due (refreshed, dropped, not hit) are skipped.
+func (c *Cache) pumpLocked(now int64) {
+	for c.sweepActive < sweepParallel && len(c.sweepQueue) > 0 && !c.closed {
+		e := c.sweepQueue[0]
+		c.sweepQueue[0] = nil
+		c.sweepQueue = c.sweepQueue[1:]
 		v := e.val.Load()
-		if v != nil && v.err == nil && v.used.Load() && v.refreshAt <= now && now < v.freshUntil && now >= e.retryAt.Load() {
-			c.refresh(context.Background(), e)
+		if v == nil || v.err != nil || !v.used.Load() || now < v.refreshAt || now >= v.freshUntil ||
+			now < e.retryAt.Load() || c.all[e.key] != e || !e.refreshing.CompareAndSwap(false, true) {
+			continue
 		}
+		if cl, started := c.fetchLocked(context.Background(), e.key); started {
+			cl.swept = true
+			c.sweepActive++
+			c.refreshes.Add(1)
+		}
+	}
+	if len(c.sweepQueue) == 0 {
+		c.sweepQueue = nil
 	}
 }
 
@@ -474,12 +502,15 @@ func (c *Cache) refresh(ctx context.Context, e *entry) {
 // its values), with its own timeout; Close cancels it.
 func (c *Cache) fetch(ctx context.Context, ref string) (cl *call, started bool) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fetchLocked(ctx, ref)
+}
+
+func (c *Cache) fetchLocked(ctx context.Context, ref string) (cl *call, started bool) {
 	if cl := c.inflight[ref]; cl != nil {
-		c.mu.Unlock()
 		return cl, false
 	}
 	if c.closed {
-		c.mu.Unlock()
 		cl := &call{done: make(chan struct{}), err: c.errClosed(ref)}
 		close(cl.done)
 		return cl, false
@@ -487,7 +518,6 @@ func (c *Cache) fetch(ctx context.Context, ref string) (cl *call, started bool) 
 	cl = &call{done: make(chan struct{})}
 	c.inflight[ref] = cl
 	c.wg.Add(1)
-	c.mu.Unlock()
 	c.backendCalls.Add(1)
 	go c.run(context.WithoutCancel(ctx), ref, cl)
 	return cl, true
@@ -504,6 +534,12 @@ func (c *Cache) run(ctx context.Context, ref string, cl *call) {
 	cl.info = info.Snapshot()
 	cl.secret, cl.err, cl.stale = c.store(ref, cl, s, err, cl.info)
 	close(cl.done)
+	if cl.swept {
+		c.mu.Lock()
+		c.sweepActive--
+		c.pumpLocked(c.now().UnixNano())
+		c.mu.Unlock()
+	}
 }
 
 // store records the outcome of a backend call for ref and returns what the
@@ -765,6 +801,8 @@ func (c *Cache) Purge() {
 
 func (c *Cache) purgeLocked() {
 	clear(c.wheel)
+	clear(c.sweepQueue)
+	c.sweepQueue = nil
 	for ref, cl := range c.inflight {
 		cl.invalidated = true
 		delete(c.inflight, ref)

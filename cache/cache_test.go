@@ -462,6 +462,43 @@ func TestRefreshSweep(t *testing.T) {
 	}
 }
 
+// A bucket of many due entries is refreshed at most 16 at a time, each
+// finished refresh starting the next: no burst against the backend.
+func TestRefreshSweepIsBounded(t *testing.T) {
+	g := newGated()
+	close(g.gate)
+	clk := newClock()
+	c := newCache(t, g, clk, cache.Options{TTL: time.Minute, Jitter: -1, RefreshAhead: 0.5})
+	const n = 100
+	refs := make([]string, n)
+	for i := range refs {
+		refs[i] = g.Set(fmt.Sprint("bot", i), "sk-v1")
+		c.Resolve(context.Background(), refs[i])
+	}
+	clk.Advance(time.Second)
+	for _, ref := range refs {
+		mustResolve(t, c, ref, "sk-v1")
+	}
+	for i := range refs {
+		g.Set(fmt.Sprint("bot", i), "sk-v2")
+	}
+	g.gate = make(chan struct{})
+	before := c.Stats().BackendCalls
+	clk.Advance(31 * time.Second)
+	mustResolve(t, c, refs[0], "sk-v1") // sweeps: all 100 are due
+	if got := c.Stats().BackendCalls - before; got != 16 {
+		t.Fatalf("the sweep started %d refreshes at once, want 16", got)
+	}
+	close(g.gate)
+	c.Quiesce()
+	if st := c.Stats(); st.Refreshes != n || st.BackendCalls-before != n {
+		t.Fatalf("Stats = %+v: want all %d entries refreshed once", st, n)
+	}
+	for _, ref := range refs {
+		mustResolve(t, c, ref, "sk-v2")
+	}
+}
+
 func TestJitterSpreadsExpiry(t *testing.T) {
 	f := new(secretstest.Fake)
 	clk := newClock()

@@ -5,14 +5,16 @@ import (
 	"time"
 )
 
-// Quiesce waits until no backend call is in flight, so a test can check what
+// Quiesce waits until no backend call is in flight or queued, so a test can check what
 // a background refresh stored. It polls for goroutines to finish; it never
 // waits for a TTL (the tests' clock is fake).
 func (c *Cache) Quiesce() {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c.mu.Lock()
-		n := len(c.inflight)
+		// A finishing sweep refresh leaves inflight before it starts the
+		// next queued one: wait for both to drain.
+		n := len(c.inflight) + c.sweepActive + len(c.sweepQueue)
 		c.mu.Unlock()
 		if n == 0 || time.Now().After(deadline) {
 			return
