@@ -261,16 +261,21 @@ func newZipfBackend() *secretstest.Fake {
 func BenchmarkZipf(b *testing.B) {
 	seq := zipfSequence(zipfResolves)
 	warm := int(zipfTTL / zipfStep)
-	for _, lazy := range []bool{false, true} {
-		name := "cache"
-		if lazy {
-			name = "cache-lazyrefresh"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, v := range []struct {
+		name string
+		o    cache.Options
+	}{
+		{"cache", cache.Options{}},
+		{"cache-maxrefreshes256", cache.Options{MaxRefreshes: 256}},
+		{"cache-lazyrefresh", cache.Options{LazyRefresh: true}},
+	} {
+		b.Run(v.name, func(b *testing.B) {
 			for b.Loop() {
 				f := newZipfBackend()
 				clk := newClock()
-				c := cache.New(f, &cache.Options{Size: zipfRefs, TTL: zipfTTL, LazyRefresh: lazy, Now: clk.Now})
+				o := v.o
+				o.Size, o.TTL, o.Now = zipfRefs, zipfTTL, clk.Now
+				c := cache.New(f, &o)
 				res := runZipf(b, c, f, clk, seq, zipfWorkers)
 				c.Close()
 				reportZipf(b, res, warm)

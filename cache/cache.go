@@ -29,6 +29,7 @@ const (
 	DefaultMinBackoff   = time.Second
 	DefaultMaxBackoff   = 30 * time.Second
 	DefaultResolution   = time.Millisecond
+	DefaultMaxRefreshes = 16
 )
 
 // expiryGuard is how long before a secret's ExpiresAt the lock-free hit path
@@ -82,6 +83,12 @@ type Options struct {
 	// RefreshAhead, so refs used less often than the refresh window still
 	// never wait; an entry not hit during a whole lifetime is left to expire.
 	LazyRefresh bool
+	// MaxRefreshes bounds the sweep's refreshes in flight at once (each one
+	// finishing starts the next queued), so that a bucket of thousands of due
+	// entries does not burst against the backend. Zero or negative means
+	// DefaultMaxRefreshes. Refreshes started by hits are not counted: there
+	// is at most one per ref anyway.
+	MaxRefreshes int
 }
 
 // Stats counts what the cache did since New. Every resolve that reaches the
@@ -131,7 +138,7 @@ type Cache struct {
 	wheel map[int64][]*entry
 	swept int64
 	width int64 // bucket width, ns
-	// Due entries wait in sweepQueue; at most sweepParallel of their
+	// Due entries wait in sweepQueue; at most MaxRefreshes of their
 	// refreshes run at once, each finishing one starting the next, so a
 	// bucket of thousands does not hit the backend all at once.
 	sweepQueue  []*entry
@@ -255,6 +262,9 @@ func normalise(o Options) Options {
 		o.MaxBackoff = DefaultMaxBackoff
 	}
 	o.MaxBackoff = max(o.MaxBackoff, o.MinBackoff)
+	if o.MaxRefreshes <= 0 {
+		o.MaxRefreshes = DefaultMaxRefreshes
+	}
 	if o.ClockResolution <= 0 {
 		o.ClockResolution = DefaultResolution
 	}
@@ -461,13 +471,10 @@ func (c *Cache) sweep(now int64) {
 	c.mu.Unlock()
 }
 
-// sweepParallel bounds the sweep's refreshes in flight.
-const sweepParallel = 16
-
-// pumpLocked starts queued sweep refreshes while fewer than sweepParallel
+// pumpLocked starts queued sweep refreshes while fewer than MaxRefreshes
 // run. Entries no longer due (refreshed, dropped, not hit) are skipped.
 func (c *Cache) pumpLocked(now int64) {
-	for c.sweepActive < sweepParallel && len(c.sweepQueue) > 0 && !c.closed {
+	for c.sweepActive < c.o.MaxRefreshes && len(c.sweepQueue) > 0 && !c.closed {
 		e := c.sweepQueue[0]
 		c.sweepQueue[0] = nil
 		c.sweepQueue = c.sweepQueue[1:]

@@ -11,7 +11,10 @@
 //     runs detached from the callers' cancellation (context.WithoutCancel) with
 //     its own FetchTimeout; each caller returns on its own ctx.Done().
 //   - Refresh-ahead: a hit past RefreshAhead of the entry's lifetime answers at
-//     once and starts one background refresh, so hot refs never wait.
+//     once and starts one background refresh, so hot refs never wait. A sweep
+//     also refreshes, at that point, every entry hit since its fetch (at most
+//     16 refreshes at once), so refs used less often than the refresh window
+//     do not wait either; entries not hit during a lifetime are left to expire.
 //   - Stale-if-error: when the backend fails with ErrUnavailable, the last good
 //     value is served for StaleGrace past its TTL, with retries spaced by a
 //     doubling backoff (MinBackoff to MaxBackoff).
