@@ -3,7 +3,9 @@ package fernetstore
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"strconv"
+	"strings"
 
 	secrets "github.com/keyward/secrets"
 )
@@ -227,19 +229,74 @@ func (s *Store) tryBatch(ctx context.Context, b *base, batch []pending) (done in
 			tx.Rollback()
 		}
 	}()
-	st, err := tx.PrepareContext(ctx, b.q.cas)
-	if err != nil {
-		return 0, err
-	}
-	defer st.Close()
-	for _, p := range batch {
-		res, err := st.ExecContext(ctx, p.new, p.id, p.old)
+	if b.d == SQLite {
+		// In-process: one prepared statement per row costs no round trip.
+		st, err := tx.PrepareContext(ctx, b.q.cas)
 		if err != nil {
 			return 0, err
 		}
-		if n, err := res.RowsAffected(); err == nil && n > 0 {
-			done++
+		defer st.Close()
+		for _, p := range batch {
+			res, err := st.ExecContext(ctx, p.new, p.id, p.old)
+			if err != nil {
+				return 0, err
+			}
+			if n, err := res.RowsAffected(); err == nil && n > 0 {
+				done++
+			}
 		}
+		return done, tx.Commit()
+	}
+	// Over the network: one multi-row compare-and-swap per chunk, so a
+	// batch costs a few round trips instead of one per row.
+	for len(batch) > 0 {
+		chunk := batch[:min(len(batch), casChunk)]
+		batch = batch[len(chunk):]
+		query, args := b.multiCAS(chunk)
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return 0, err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return 0, err
+		}
+		done += int(n)
 	}
 	return done, tx.Commit()
+}
+
+const casChunk = 100
+
+// multiCAS builds one UPDATE that swaps every row of chunk whose value is
+// still the old one: the row-by-row compare-and-swap, joined.
+func (b *base) multiCAS(chunk []pending) (string, []any) {
+	q := &b.q
+	var sb strings.Builder
+	args := make([]any, 0, 3*len(chunk))
+	switch b.d {
+	case Postgres:
+		fmt.Fprintf(&sb, "UPDATE %s AS t SET %s = v.nv FROM (VALUES ", q.table, q.value)
+		for i, p := range chunk {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			n := len(args)
+			fmt.Fprintf(&sb, "($%d::bigint, $%d::text, $%d::text)", n+1, n+2, n+3)
+			args = append(args, p.id, p.new, p.old)
+		}
+		fmt.Fprintf(&sb, ") AS v(id, nv, ov) WHERE t.%s = v.id AND t.%s = v.ov", q.id, q.value)
+	default: // MySQL
+		fmt.Fprintf(&sb, "UPDATE %s AS t JOIN (", q.table)
+		for i, p := range chunk {
+			if i == 0 {
+				sb.WriteString("SELECT ? AS id, ? AS nv, ? AS ov")
+			} else {
+				sb.WriteString(" UNION ALL SELECT ?, ?, ?")
+			}
+			args = append(args, p.id, p.new, p.old)
+		}
+		fmt.Fprintf(&sb, ") AS v ON t.%s = v.id AND t.%s = v.ov SET t.%s = v.nv", q.id, q.value, q.value)
+	}
+	return sb.String(), args
 }
