@@ -190,6 +190,7 @@ type call struct {
 	info        secrets.InfoSnapshot
 	stale       *value // set when the fetch failed and a stale value may be served
 	swept       bool   // started by the sweep: counts in sweepActive
+	waiters     int    // callers that joined or started it (for tests)
 	invalidated bool   // Invalidate or Purge ran meanwhile: do not store the result
 }
 
@@ -515,6 +516,7 @@ func (c *Cache) fetch(ctx context.Context, ref string) (cl *call, started bool) 
 
 func (c *Cache) fetchLocked(ctx context.Context, ref string) (cl *call, started bool) {
 	if cl := c.inflight[ref]; cl != nil {
+		cl.waiters++
 		return cl, false
 	}
 	if c.closed {
@@ -522,7 +524,7 @@ func (c *Cache) fetchLocked(ctx context.Context, ref string) (cl *call, started 
 		close(cl.done)
 		return cl, false
 	}
-	cl = &call{done: make(chan struct{})}
+	cl = &call{done: make(chan struct{}), waiters: 1}
 	c.inflight[ref] = cl
 	c.wg.Add(1)
 	c.backendCalls.Add(1)

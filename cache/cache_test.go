@@ -162,7 +162,7 @@ func TestThousandCallersOneBackendCall(t *testing.T) {
 			}
 		}()
 	}
-	waitFor(t, "1000 waiting callers", func() bool { return c.Stats().Misses == n })
+	waitFor(t, "1000 waiting callers", func() bool { return c.Waiters(ref) == n })
 	cancelFirst()
 	if err := <-firstErr; !errors.Is(err, context.Canceled) {
 		t.Fatalf("the canceled caller got %v, want context.Canceled", err)
@@ -672,7 +672,7 @@ func TestInvalidateAndPurge(t *testing.T) {
 		_, err := c.Resolve(context.Background(), ref)
 		done <- err
 	}()
-	waitFor(t, "the fetch", func() bool { return c.Stats().Misses == 4 })
+	waitFor(t, "the fetch", func() bool { return c.Waiters(ref) == 1 })
 	c.Invalidate(ref) // must not wait for the gated backend
 	c.Purge()
 	close(g.gate)

@@ -29,3 +29,15 @@ var ParseParams = parseParams
 
 // Decorate is the function registered as the "cache" decorator.
 var Decorate = decorate
+
+// Waiters returns how many callers joined (or started) the fetch in flight
+// for ref: a test waits for this, not for Stats().Misses, which a caller
+// counts a moment before it joins.
+func (c *Cache) Waiters(ref string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cl := c.inflight[ref]; cl != nil {
+		return cl.waiters
+	}
+	return 0
+}
