@@ -158,6 +158,10 @@ func (m *moto) binary(t *testing.T) {
 	if s.Version != aws.ToString(out.VersionId) {
 		t.Errorf("Version = %q, want %q", s.Version, aws.ToString(out.VersionId))
 	}
+	res, err := m.store.ResolveMany(context.Background(), []string{name})
+	if err != nil || res[0].Err != nil || res[0].Secret.Reveal() != string(raw) {
+		t.Errorf("SecretBinary through BatchGetSecretValue: %v, %v", err, res[0].Err)
+	}
 	// A JSON document stored as bytes still has fields.
 	key := secretValue()
 	doc, _ := json.Marshal(map[string]string{"api_key": key})
