@@ -674,3 +674,38 @@ func TestInterruptAndResume(t *testing.T) {
 	}
 	h.must(0, env, "", "check", "--db", dbURL)
 }
+
+// TestProgressOnTerminal: with stderr on a terminal (a pty from util-linux
+// script), migrate draws a progress bar instead of plain lines.
+func TestProgressOnTerminal(t *testing.T) {
+	script, err := exec.LookPath("script")
+	if err != nil {
+		t.Skip("util-linux script is not on PATH: it provides the pseudo-terminal for this test")
+	}
+	h := newHarness(t)
+	key := h.genkey()
+	env := map[string]string{"ENCRYPTION_KEY": key}
+	dbURL := "sqlite:" + filepath.Join(h.dir, "tty.db")
+	h.must(0, env, "", "--db", dbURL, "init")
+	db := openTestDB(t, dbURL)
+	for i := range 50 {
+		if _, err := db.Exec("INSERT INTO api_keys (name, provider, api_key) VALUES (?, 'p', ?)", fmt.Sprint("n", i), fmt.Sprint("plain-value-", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The command line holds paths only; the key goes through the environment.
+	cmd := exec.Command(script, "-qec", binary+" --db "+dbURL+" migrate --batch 5", "/dev/null")
+	cmd.Dir = h.dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + h.dir, "TERM=xterm", "ENCRYPTION_KEY=" + key}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("script: %v\n%s", err, out)
+	}
+	s := string(out)
+	if !strings.Contains(s, "%") || !strings.Contains(s, "(") || strings.Contains(s, "rows scanned, 5 rewritten") {
+		t.Errorf("no progress bar on a terminal:\n%q", s)
+	}
+	if !strings.Contains(s, "migrate: done: all 50 rows") {
+		t.Errorf("no final report:\n%q", s)
+	}
+}
