@@ -774,6 +774,62 @@ func TestAuditSeesCacheHits(t *testing.T) {
 	}
 }
 
+// plaintextBackend records what fernetstore records for a legacy plaintext row.
+type plaintextBackend struct{ *secretstest.Fake }
+
+func (p plaintextBackend) Resolve(ctx context.Context, ref string) (secrets.Secret, error) {
+	info := secrets.InfoFrom(ctx)
+	info.SetBackend("fernet")
+	info.MarkPlaintext()
+	return p.Fake.Resolve(ctx, ref)
+}
+
+// What the backend recorded at fetch time reaches every caller's Info: the
+// callers that shared the fetch, and later hits.
+func TestInfoOfTheFetchReachesEveryCaller(t *testing.T) {
+	g := newGated()
+	ref := g.Set("bot", "sk-"+token())
+	// The fetch is shared by three callers, each with its own Info.
+	c := newCache(t, gatedResolver{g, plaintextBackend{g.Fake}}, newClock(), cache.Options{})
+	infos := make([]*secrets.Info, 3)
+	var wg sync.WaitGroup
+	for i := range infos {
+		ctx, info := secrets.WithInfo(context.Background())
+		infos[i] = info
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Resolve(ctx, ref)
+		}()
+	}
+	waitFor(t, "three callers on one fetch", func() bool { return c.Waiters(ref) == 3 })
+	close(g.gate)
+	wg.Wait()
+	ctx, hit := secrets.WithInfo(context.Background())
+	c.Resolve(ctx, ref)
+	for i, info := range append(infos, hit) {
+		snap := info.Snapshot()
+		if snap.Backend != "fernet" || !snap.Plaintext || snap.CacheHit != (i == 3) {
+			t.Errorf("caller %d: Info %+v, want backend fernet, plaintext, cache hit %v", i, snap, i == 3)
+		}
+	}
+}
+
+// gatedResolver waits on g's gate, then asks r.
+type gatedResolver struct {
+	g *gated
+	r secrets.KeyResolver
+}
+
+func (gr gatedResolver) Resolve(ctx context.Context, ref string) (secrets.Secret, error) {
+	select {
+	case <-gr.g.gate:
+	case <-ctx.Done():
+		return secrets.Secret{}, ctx.Err()
+	}
+	return gr.r.Resolve(ctx, ref)
+}
+
 func TestStats(t *testing.T) {
 	f := new(secretstest.Fake)
 	ref := f.Set("bot", "sk-"+token())

@@ -26,7 +26,9 @@
 // immutable map snapshot behind an atomic pointer, the time comes from a
 // coarse clock that a goroutine ticks every ClockResolution (1 ms), the hit
 // counter is striped, and the LRU's recency is updated at most once a
-// millisecond per ref. Near a secret's ExpiresAt the precise clock decides.
+// millisecond per ref. So TTL and refresh points are honoured to within about
+// a millisecond; a secret's ExpiresAt exactly (within a second of it the
+// precise clock decides).
 //
 // The audit decorator (secrets.NewAudit) placed outside the cache sees cache
 // hits: the cache marks secrets.Info with MarkCacheHit (stale or not) and
