@@ -13,31 +13,47 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/keyward/secrets/fernetstore"
 	"github.com/keyward/secrets/internal/testenv"
 )
 
-// binary is the keyward command built once by TestMain: the tests run it
-// as an operator would, with os/exec.
-var binary string
+// binDir holds the keyward command, built once, on first use (fuzz workers
+// and benchmarks never need it): the tests run it as an operator would.
+var (
+	binDir    string
+	buildOnce sync.Once
+	buildErr  error
+	binPath   string
+)
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "keyward-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "keyward")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 	os.Exit(code)
+}
+
+// keywardBinary returns the path of the built command.
+func keywardBinary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "keyward-test-")
+		if buildErr != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "keyward")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
 }
 
 // result is one run of the binary.
@@ -88,7 +104,7 @@ func (h *harness) checkLeaks() {
 // run runs keyward with h.env plus env (an empty value unsets) and stdin.
 func (h *harness) run(env map[string]string, stdin string, args ...string) result {
 	h.t.Helper()
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command(keywardBinary(h.t), args...)
 	cmd.Dir = h.dir
 	merged := map[string]string{"PATH": os.Getenv("PATH"), "HOME": h.dir, "TMPDIR": os.TempDir()}
 	for k, v := range h.env {
@@ -616,7 +632,7 @@ func TestInterruptAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(binary, "migrate", "--batch", "1", "--db", dbURL)
+	cmd := exec.Command(keywardBinary(t), "migrate", "--batch", "1", "--db", dbURL)
 	cmd.Dir = h.dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + h.dir, "ENCRYPTION_KEY=" + key}
 	stderr, err := cmd.StderrPipe()
@@ -694,7 +710,7 @@ func TestProgressOnTerminal(t *testing.T) {
 		}
 	}
 	// The command line holds paths only; the key goes through the environment.
-	cmd := exec.Command(script, "-qec", binary+" --db "+dbURL+" migrate --batch 5", "/dev/null")
+	cmd := exec.Command(script, "-qec", keywardBinary(t)+" --db "+dbURL+" migrate --batch 5", "/dev/null")
 	cmd.Dir = h.dir
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + h.dir, "TERM=xterm", "ENCRYPTION_KEY=" + key}
 	out, err := cmd.CombinedOutput()

@@ -85,8 +85,9 @@ func FuzzParseExpires(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		tm, err := parseExpires(s)
 		if err != nil {
-			if strings.Contains(err.Error(), s) && s != "" {
-				t.Fatalf("the error quotes the input")
+			// One fixed message: it can never echo what was typed.
+			if _, want := parseExpires("x"); err.Error() != want.Error() {
+				t.Fatalf("the error depends on the input: %v", err)
 			}
 			return
 		}
