@@ -6,7 +6,7 @@
 //   - Bounded: Size entries at most (there is no unbounded mode); golang-lru
 //     decides what to evict.
 //   - TTL with jitter, and never past a secret's ExpiresAt: an entry lives
-//     min(TTL - random jitter, ExpiresAt), and is not served stale past ExpiresAt.
+//     min(TTL less a random jitter, ExpiresAt), and is not served stale past ExpiresAt.
 //   - One backend call per ref however many callers miss it at once. The call
 //     runs detached from the callers' cancellation (context.WithoutCancel) with
 //     its own FetchTimeout; each caller returns on its own ctx.Done().
@@ -15,6 +15,7 @@
 //     also refreshes, at that point, every entry hit since its fetch (at most
 //     16 refreshes at once), so refs used less often than the refresh window
 //     do not wait either; entries not hit during a lifetime are left to expire.
+//     (Options.MaxRefreshes bounds the sweep; Options.LazyRefresh turns it off.)
 //   - Stale-if-error: when the backend fails with ErrUnavailable, the last good
 //     value is served for StaleGrace past its TTL, with retries spaced by a
 //     doubling backoff (MinBackoff to MaxBackoff).
@@ -22,7 +23,8 @@
 //   - Invalidate, Purge (neither waits for the backend), Warm (one ResolveMany
 //     when the backend has secrets.BatchResolver), Stats, Close.
 //
-// A hit takes no lock, makes no allocation and reads no clock: the index is an
+// A hit takes no lock, makes no allocation and (on the real clock) does not
+// call time.Now: the index is an
 // immutable map snapshot behind an atomic pointer, the time comes from a
 // coarse clock that a goroutine ticks every ClockResolution (1 ms), the hit
 // counter is striped, and the LRU's recency is updated at most once a
@@ -66,9 +68,10 @@
 //     context.Canceled) holds), while the shared fetch goes on for the others.
 //   - ErrUnavailable inside the grace window with a value cached: no error,
 //     the stale value (Stats.StaleServed, secrets.Info's Stale flag).
-//   - ErrUnavailable, Backend "cache": the cache is closed; or, with the
-//     backend's name, the backend did not answer within FetchTimeout (the
-//     error wraps context.DeadlineExceeded).
+//   - ErrUnavailable with Backend "cache": the cache is closed.
+//   - ErrUnavailable: the backend did not answer within FetchTimeout (the
+//     error wraps context.DeadlineExceeded; Backend is the backend's name if
+//     it recorded one, else "cache").
 //   - ErrExpired: the backend returned a secret already past its ExpiresAt.
 //   - A backend error that is not a *secrets.Error is wrapped in one, with
 //     the code secrets.CodeOf gives it, and stays reachable with errors.As.
