@@ -305,10 +305,10 @@ func (c *Cache) Resolve(ctx context.Context, ref string) (secrets.Secret, error)
 			}
 			if v.err == nil {
 				c.hits.inc()
-				return v.secret, nil
+			} else {
+				c.negHits.inc() // v.secret is the zero Secret
 			}
-			c.negHits.inc()
-			return secrets.Secret{}, v.err
+			return v.secret, v.err
 		}
 	}
 	return c.resolveSlow(ctx, ref)
