@@ -70,7 +70,7 @@ func (s *Store) ResolveMany(ctx context.Context, refList []string) ([]secrets.Re
 		return out, nil
 	}
 
-	// fill answers every ref of secret id from one fetch.
+	// fill answers the refs idx from one fetch.
 	fill := func(v value, fetchErr error, idx []int) {
 		for _, i := range idx {
 			switch {
@@ -101,7 +101,7 @@ func (s *Store) ResolveMany(ctx context.Context, refList []string) ([]secrets.Re
 				return nil, ctxError("resolve", "", ctx.Err())
 			}
 			err = classify(ctx, "resolve", "", "BatchGetSecretValue", err)
-			if !errors.Is(err, secrets.ErrPermission) && !unknownOperation(err) {
+			if !batchRefused(err) {
 				for _, id := range chunk {
 					fill(value{}, err, byID[id])
 				}
@@ -177,15 +177,18 @@ func (s *Store) batch(ctx context.Context, api API, ids []string) (map[string]va
 	return found, errs, nil
 }
 
-// unknownOperation reports whether the endpoint does not implement the
-// batch call (an older emulator or a proxy that allows a fixed list).
-func unknownOperation(err error) bool {
+// batchRefused reports whether the batch call itself was refused while the
+// per-secret call may work: a policy that allows GetSecretValue but not
+// BatchGetSecretValue (policies written before 2023), or an endpoint that
+// does not implement it (an older emulator, a proxy with a fixed list).
+// Bad credentials or throttling are not: the per-secret calls would fail too.
+func batchRefused(err error) bool {
 	var e *serviceError
 	if !errors.As(err, &e) {
 		return false
 	}
 	switch e.code {
-	case "UnknownOperationException", "InvalidAction", "NotImplemented":
+	case "AccessDeniedException", "AccessDenied", "UnknownOperationException", "InvalidAction", "NotImplemented":
 		return true
 	}
 	return false

@@ -474,3 +474,23 @@ func TestNoCredentials(t *testing.T) {
 		t.Errorf("%d unsigned calls reached the server", n)
 	}
 }
+
+// TestBatchBadCredentialsNoFallback: refused credentials fail the per-secret
+// calls too, so the store does not make them.
+func TestBatchBadCredentialsNoFallback(t *testing.T) {
+	f, store, name, _ := fakeStore(t, 1)
+	f.setHook(func(w http.ResponseWriter, r *http.Request, op string, n int) bool {
+		writeAPIError(w, 400, "UnrecognizedClientException", "The security token included in the request is invalid.")
+		return true
+	})
+	res, err := store.ResolveMany(context.Background(), []string{name, "kw/other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		wantKeywardError(t, r.Err, secrets.ErrPermission)
+	}
+	if b, g := f.count("BatchGetSecretValue"), f.count("GetSecretValue"); b != 1 || g != 0 {
+		t.Errorf("%d batch and %d single calls, want 1 and 0", b, g)
+	}
+}
