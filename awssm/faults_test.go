@@ -494,3 +494,20 @@ func TestBatchBadCredentialsNoFallback(t *testing.T) {
 		t.Errorf("%d batch and %d single calls, want 1 and 0", b, g)
 	}
 }
+
+// TestNamespacedErrorType: AWS may send __type with the service namespace
+// ("com.amazonaws.secretsmanager#ResourceNotFoundException"); the SDK strips
+// it and the table still matches.
+func TestNamespacedErrorType(t *testing.T) {
+	f, store, name, _ := fakeStore(t, 1)
+	f.setHook(func(w http.ResponseWriter, r *http.Request, op string, n int) bool {
+		writeAPIError(w, 400, "com.amazonaws.secretsmanager#ResourceNotFoundException", "gone")
+		return true
+	})
+	_, err := store.Resolve(context.Background(), name)
+	wantKeywardError(t, err, secrets.ErrNotFound)
+	var rnf *types.ResourceNotFoundException
+	if !errors.As(err, &rnf) {
+		t.Errorf("errors.As(*types.ResourceNotFoundException) failed on %v", err)
+	}
+}
