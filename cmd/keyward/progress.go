@@ -21,9 +21,16 @@ type progress struct {
 	bar   *progressbar.ProgressBar
 }
 
+// isTerminal reports whether w is a terminal (progress bar, hidden input).
+func isTerminal(w any) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// newProgress starts the display; total is the row count, known only on a terminal.
 func newProgress(w io.Writer, op string, total int) *progress {
 	p := &progress{w: w, op: op, total: total}
-	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if isTerminal(w) {
 		p.bar = progressbar.NewOptions(total,
 			progressbar.OptionSetWriter(w),
 			progressbar.OptionSetDescription(op),
@@ -49,7 +56,7 @@ func (p *progress) update(r fernetstore.Report) {
 	if r.DryRun {
 		verb = "to rewrite"
 	}
-	fmt.Fprintf(p.w, "%s: %d/%d rows scanned, %d %s\n", p.op, r.Scanned, p.total, r.Done, verb)
+	fmt.Fprintf(p.w, "%s: %d rows scanned, %d %s\n", p.op, r.Scanned, r.Done, verb)
 }
 
 func (p *progress) finish() {
