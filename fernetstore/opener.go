@@ -49,6 +49,15 @@ func OpenURL(_ context.Context, u *url.URL) (secrets.KeyResolver, error) {
 		return nil, &secrets.Error{Op: "open", Backend: Backend, Code: secrets.CodeInvalidRef,
 			Reason: `plaintext= takes "allow" (migration mode) or "deny" (the default)`}
 	}
+	return NewFromEnv(opts), nil
+}
+
+// NewFromEnv returns a Store whose database comes from DATABASE_URL (default
+// sqlite:keyward.db, see OpenDB) and whose keys come from ENCRYPTION_KEY and
+// ENCRYPTION_KEY_PREVIOUS, all read on first use, not here. The store owns
+// the database it opens: Close closes it. It is what the fernet:// opener and
+// the keyward CLI use.
+func NewFromEnv(opts *Options) *Store {
 	s := New(nil, nil, opts)
 	s.lazy = func() (*sql.DB, *KeyRing, error) {
 		ring, err := KeyRingFromEnv()
@@ -65,5 +74,5 @@ func OpenURL(_ context.Context, u *url.URL) (secrets.KeyResolver, error) {
 		}
 		return db, ring, nil
 	}
-	return s, nil
+	return s
 }
