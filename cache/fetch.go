@@ -1,0 +1,235 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	secrets "github.com/keyward/secrets"
+)
+
+// refresh starts one background refresh of e, unless one is running.
+func (c *Cache) refresh(ctx context.Context, e *entry) {
+	if !e.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	if _, started := c.fetch(ctx, e.key); started {
+		c.refreshes.Add(1)
+	}
+}
+
+// fetch joins the backend call in flight for ref or starts one. The call
+// runs in its own goroutine, detached from ctx's cancellation (but keeping
+// its values), with its own timeout; Close cancels it.
+func (c *Cache) fetch(ctx context.Context, ref string) (cl *call, started bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fetchLocked(ctx, ref)
+}
+
+func (c *Cache) fetchLocked(ctx context.Context, ref string) (cl *call, started bool) {
+	if cl := c.inflight[ref]; cl != nil {
+		cl.waiters++
+		return cl, false
+	}
+	if c.closed {
+		cl := &call{done: make(chan struct{}), err: c.errClosed(ref)}
+		close(cl.done)
+		return cl, false
+	}
+	cl = &call{done: make(chan struct{}), waiters: 1}
+	c.inflight[ref] = cl
+	c.wg.Add(1)
+	c.backendCalls.Add(1)
+	go c.run(context.WithoutCancel(ctx), ref, cl)
+	return cl, true
+}
+
+func (c *Cache) run(ctx context.Context, ref string, cl *call) {
+	defer c.wg.Done()
+	ctx, cancel := context.WithTimeout(ctx, c.o.FetchTimeout)
+	stop := context.AfterFunc(c.closing, cancel)
+	ctx, info := secrets.WithInfo(ctx)
+	s, err := c.next.Resolve(ctx, ref)
+	stop()
+	cancel()
+	cl.info = info.Snapshot()
+	cl.secret, cl.err, cl.stale = c.store(ref, cl, s, err, cl.info)
+	close(cl.done)
+	if cl.swept {
+		c.mu.Lock()
+		c.sweepActive--
+		c.pumpLocked(c.now().UnixNano())
+		c.mu.Unlock()
+	}
+}
+
+// store records the outcome of a backend call for ref and returns what the
+// waiting callers get. cl is nil for Warm's batch results.
+func (c *Cache) store(ref string, cl *call, s secrets.Secret, err error, info secrets.InfoSnapshot) (secrets.Secret, error, *value) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now().UnixNano()
+	if cl != nil && c.inflight[ref] == cl {
+		delete(c.inflight, ref)
+	}
+	e := c.all[ref]
+	if e != nil && cl != nil {
+		e.refreshing.Store(false)
+	}
+	keep := !c.closed && (cl == nil || !cl.invalidated)
+	if err == nil && s.ExpiredAt(time.Unix(0, now)) {
+		err = &secrets.Error{Op: "resolve", Backend: backendName(info), Ref: ref, Code: secrets.CodeExpired,
+			Reason: "the secret expired at " + s.ExpiresAt.UTC().Format(time.RFC3339) + "; rotate it in its backend"}
+	} else if err != nil {
+		err = asError(ref, info, err, c.o.FetchTimeout)
+	}
+	if err != nil {
+		s = secrets.Secret{}
+	}
+	if !keep {
+		// Invalidated meanwhile (or closed): answer the callers that were
+		// waiting, but leave the cache as Invalidate left it.
+		return s, err, nil
+	}
+	switch code := secrets.CodeOf(err); {
+	case err == nil:
+		if e == nil {
+			e = c.insertLocked(ref)
+		}
+		v := c.newValue(s, nil, info, now)
+		e.val.Store(v)
+		if v.refreshAt < v.freshUntil && c.nextSweep.Load() != math.MaxInt64 {
+			b := v.refreshAt / c.width
+			c.wheel[b] = append(c.wheel[b], e)
+		}
+		e.failures.Store(0)
+		e.retryAt.Store(0)
+		return s, nil, nil
+	case code == secrets.CodeUnavailable && e != nil:
+		if v := e.val.Load(); v != nil && v.err == nil && now < v.staleUntil && (v.hardExpiry == 0 || now < v.hardExpiry) {
+			f := e.failures.Add(1)
+			e.retryAt.Store(now + int64(c.backoff(f)))
+			return secrets.Secret{}, err, v
+		}
+		c.removeLocked(e)
+	case code == secrets.CodeNotFound && c.o.NegativeTTL > 0:
+		if e == nil {
+			e = c.insertLocked(ref)
+		}
+		e.val.Store(c.newValue(secrets.Secret{}, err, info, now))
+		e.failures.Store(0)
+		e.retryAt.Store(0)
+	case e != nil:
+		// ErrNotFound, ErrPermission, ErrExpired, ErrUndecryptable and the
+		// rest are never masked: drop what was cached.
+		c.removeLocked(e)
+	}
+	return secrets.Secret{}, err, nil
+}
+
+func (c *Cache) backoff(failures int32) time.Duration {
+	d := c.o.MinBackoff
+	for i := int32(1); i < failures && d < c.o.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, c.o.MaxBackoff)
+}
+
+// newValue computes the deadlines of a value fetched at now.
+func (c *Cache) newValue(s secrets.Secret, err error, info secrets.InfoSnapshot, now int64) *value {
+	v := &value{secret: s, err: err, info: info}
+	if err != nil {
+		v.freshUntil = now + int64(c.o.NegativeTTL)
+		v.fastUntil, v.refreshAt, v.staleUntil = v.freshUntil, v.freshUntil, v.freshUntil
+		return v
+	}
+	life := c.o.TTL
+	if c.o.Jitter > 0 {
+		life -= time.Duration(rand.Int64N(int64(c.o.Jitter)))
+	}
+	v.freshUntil = now + int64(life)
+	if !s.ExpiresAt.IsZero() {
+		v.hardExpiry = unixNano(s.ExpiresAt)
+		v.freshUntil = min(v.freshUntil, v.hardExpiry)
+	}
+	v.refreshAt = v.freshUntil
+	if c.o.RefreshAhead < 1 {
+		v.refreshAt = now + int64(float64(v.freshUntil-now)*c.o.RefreshAhead)
+	}
+	v.staleUntil = v.freshUntil + int64(c.o.StaleGrace)
+	v.fastUntil = v.refreshAt
+	if v.hardExpiry != 0 {
+		v.staleUntil = min(v.staleUntil, v.hardExpiry)
+		if c.clk != nil {
+			// The coarse clock may lag: stop the lock-free path early and
+			// let the precise clock decide near the expiry.
+			v.fastUntil = min(v.fastUntil, v.hardExpiry-int64(expiryGuard))
+		}
+	}
+	return v
+}
+
+// unixNano is t.UnixNano without its overflow past the year 2262.
+func unixNano(t time.Time) int64 {
+	if t.After(time.Unix(0, math.MaxInt64)) {
+		return math.MaxInt64
+	}
+	if t.Before(time.Unix(0, 0)) {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func (c *Cache) insertLocked(ref string) *entry {
+	if c.lru.Len() >= c.o.Size {
+		if k, old, ok := c.lru.RemoveOldest(); ok {
+			delete(c.all, k)
+			old.val.Store(nil)
+			c.evictions.Add(1)
+		}
+	}
+	// Clone: the key must not pin the caller's (possibly large) buffer.
+	e := &entry{key: strings.Clone(ref)}
+	c.lru.Add(e.key, e)
+	c.all[e.key] = e
+	return e
+}
+
+func (c *Cache) removeLocked(e *entry) {
+	if c.all[e.key] == e {
+		delete(c.all, e.key)
+		c.lru.Remove(e.key)
+	}
+	e.val.Store(nil)
+}
+
+// backendName names the backend that answered, or "cache" when none said.
+func backendName(info secrets.InfoSnapshot) string {
+	if info.Backend != "" {
+		return info.Backend
+	}
+	return "cache"
+}
+
+// asError makes every backend failure a *secrets.Error with a Code.
+func asError(ref string, info secrets.InfoSnapshot, err error, timeout time.Duration) error {
+	var se *secrets.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &secrets.Error{Op: "resolve", Backend: backendName(info), Ref: ref, Code: secrets.CodeUnavailable,
+			Reason: "the backend did not answer within the cache's fetch timeout of " + timeout.String(), Err: err}
+	}
+	if errors.Is(err, context.Canceled) {
+		return &secrets.Error{Op: "resolve", Backend: backendName(info), Ref: ref, Code: secrets.CodeUnavailable,
+			Reason: "the backend call was canceled because the cache closed", Err: err}
+	}
+	// The cause's text comes from an unknown resolver: keep it reachable for
+	// errors.As but classify it.
+	return &secrets.Error{Op: "resolve", Backend: backendName(info), Ref: ref, Code: secrets.CodeOf(err), Err: err}
+}
