@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -478,4 +477,33 @@ func TestParseDBTime(t *testing.T) {
 	}
 }
 
-var _ = url.Parse
+// TestMySQLWithoutParseTime: a DSN without parseTime=true returns times as
+// text; expiry still works.
+func TestMySQLWithoutParseTime(t *testing.T) {
+	dsn := testenv.MySQLDSN(t)
+	dsn = strings.NewReplacer("parseTime=true", "parseTime=false").Replace(dsn)
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Ping(); err != nil {
+		testenv.Missing(t, "MariaDB", "start it and check KEYWARD_TEST_MYSQL_DSN")
+	}
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	s := newTestStore(t, db, mustRing(t, mustKey(t)), &Options{Now: func() time.Time { return now }})
+	ctx := context.Background()
+	exp := now.Add(90 * time.Minute)
+	id, err := s.Put(ctx, "n", "p", "sk-mysql-text-time", exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := s.Resolve(ctx, id)
+	if err != nil || !sec.ExpiresAt.Equal(exp) {
+		t.Fatalf("Resolve: %v, ExpiresAt %v want %v", err, sec.ExpiresAt, exp)
+	}
+	old, _ := s.Put(ctx, "n", "p", "sk-old", now.Add(-time.Second))
+	if _, err := s.Resolve(ctx, old); !errors.Is(err, secrets.ErrExpired) {
+		t.Fatalf("expired row: %v", err)
+	}
+}
