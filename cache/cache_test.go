@@ -887,6 +887,80 @@ func TestBackendErrorsAreClassified(t *testing.T) {
 	}
 }
 
+// Many goroutines resolve, invalidate, purge, warm and move the clock at
+// once (run it under -race): every answer is a value once stored under that
+// ref, or an error with a code the backend could give; nothing deadlocks.
+func TestStress(t *testing.T) {
+	f := &batchFake{Fake: new(secretstest.Fake)}
+	const refs = 50
+	for i := range refs {
+		f.Set(fmt.Sprint("bot", i), fmt.Sprintf("sk-bot%d-v0", i))
+	}
+	clk := newClock()
+	c := newCache(t, f, clk, cache.Options{Size: 20, TTL: time.Second, NegativeTTL: 100 * time.Millisecond,
+		StaleGrace: time.Second, FetchTimeout: time.Second})
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; time.Now().Before(deadline); n++ {
+				i := (w*7 + n*13) % (refs + 5) // a few refs that do not exist
+				ref := fmt.Sprint("bot", i)
+				switch n % 50 {
+				case 0:
+					c.Invalidate(ref)
+				case 1:
+					if w == 0 {
+						c.Purge()
+					}
+				case 2:
+					c.Warm(context.Background(), []string{ref, "bot1", "bot2"})
+				case 3:
+					clk.Advance(37 * time.Millisecond)
+				case 4:
+					if i < refs {
+						f.Set(ref, fmt.Sprintf("sk-bot%d-v%d", i, n))
+					}
+				case 5:
+					if w == 1 {
+						f.FailAll(unavailable(ref))
+					} else if w == 2 {
+						f.FailAll(nil)
+					}
+				}
+				report := func(err error) {
+					select {
+					case errs <- err:
+					default: // enough reported
+					}
+				}
+				s, err := c.Resolve(context.Background(), ref)
+				switch {
+				case err == nil && !strings.HasPrefix(s.Reveal(), fmt.Sprintf("sk-bot%d-v", i)):
+					report(fmt.Errorf("%s resolved to another ref's value", ref))
+				case err != nil && !errors.Is(err, secrets.ErrNotFound) && !errors.Is(err, secrets.ErrUnavailable):
+					report(fmt.Errorf("%s: unexpected error %v", ref, err))
+				}
+				if n := c.Len(); n > 20 {
+					report(fmt.Errorf("the cache holds %d entries, above its size 20", n))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	st := c.Stats()
+	if st.Hits == 0 || st.Misses == 0 {
+		t.Errorf("Stats = %+v: the stress test did not exercise both hits and misses", st)
+	}
+}
+
 func TestDecorator(t *testing.T) {
 	f := new(secretstest.Fake)
 	v := "sk-ant-test-" + token()

@@ -1,8 +1,6 @@
 package cache
 
-import (
-	"context"
-)
+import "context"
 
 // sweep starts a background refresh of every entry that was hit since it was
 // fetched and whose refresh time has passed, bucket by bucket. One caller
