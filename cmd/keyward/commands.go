@@ -494,7 +494,14 @@ func (a *app) check(ctx context.Context) error {
 			}
 		}
 		unreachable++
-		finding("backend %s: unreachable: %s", scheme, oneLine(err))
+		problem := "unreachable"
+		switch secrets.CodeOf(err) {
+		case secrets.CodeInvalidRef, secrets.CodeUnknownScheme:
+			problem = "cannot be opened (check its URL in the configuration)"
+		case secrets.CodePermission:
+			problem = "refuses the credentials"
+		}
+		finding("backend %s: %s: %s", scheme, problem, oneLine(err))
 	}
 	rows := 0
 	if dbUp {

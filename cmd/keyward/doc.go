@@ -13,6 +13,10 @@
 //	keyward rotate  [--dry-run] [--batch N] re-encrypt old-key rows under ENCRYPTION_KEY
 //	keyward check                           exit non-zero on anything to fix
 //
+// migrate and rotate report progress on stderr: a bar when stderr is a
+// terminal, otherwise one plain line per batch ("migrate: 500 rows scanned,
+// 120 rewritten"); the final report goes to stdout.
+//
 // A secret value is never an argument (other users see the process list):
 // put reads it from stdin, without echo on a terminal. The only output that
 // ever holds a value is that of resolve --reveal.
@@ -53,7 +57,7 @@
 //	3    configuration error: ENCRYPTION_KEY missing or malformed, a bad --db
 //	     URL, a bad KEYWARD_CONFIG, a table or column that does not exist
 //	4    a backend is unavailable: the database or a configured backend
-//	     cannot be reached
+//	     cannot be reached (or, in check, opened or authenticated to)
 //	130  interrupted (SIGINT or SIGTERM): migrate and rotate stop between
 //	     rows; run the same command again to finish
 //

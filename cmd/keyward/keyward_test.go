@@ -538,6 +538,7 @@ func TestErrors(t *testing.T) {
 		{"put without name", env, []string{"put", "--provider", "p"}, exitUsage, `"name"`},
 		{"bad batch", env, []string{"migrate", "--batch", "0"}, exitUsage, "--batch"},
 		{"missing key", nil, []string{"check"}, exitConfig, "ENCRYPTION_KEY is not set: run keyward genkey"},
+		{"missing key for a db ref", nil, []string{"resolve", "db:1"}, exitConfig, "ENCRYPTION_KEY is not set: run keyward genkey"},
 		{"short key", map[string]string{"ENCRYPTION_KEY": "abc"}, []string{"list"}, exitConfig, "ENCRYPTION_KEY is malformed"},
 		{"bad previous key", map[string]string{"ENCRYPTION_KEY": key, "ENCRYPTION_KEY_PREVIOUS": "zzz"}, []string{"list"}, exitConfig, "ENCRYPTION_KEY_PREVIOUS is malformed"},
 		{"bad --db scheme", env, []string{"--db", "oracle://u:hunter2-password@h/x", "list"}, exitConfig, "accepted forms"},
