@@ -366,7 +366,7 @@ func scenario(t *testing.T, d *database) {
 		"row " + idP2 + " (legacy-2, openai): plaintext: run keyward migrate",
 		"row " + idExp + " (old, anthropic): expired at 2020-01-02T00:00:00Z",
 	} {
-		if !strings.Contains(r.stdout, w+"") {
+		if !strings.Contains(r.stdout, w) {
 			t.Errorf("check: missing %q in\n%s", w, r.stdout)
 		}
 	}
