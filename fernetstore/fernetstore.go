@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,7 @@ type Store struct {
 var (
 	_ secrets.KeyResolver = (*Store)(nil)
 	_ secrets.Pinger      = (*Store)(nil)
+	_ io.Closer           = (*Store)(nil)
 )
 
 // base is what a Store needs before any query: the connection, the ring,
