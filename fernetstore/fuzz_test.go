@@ -11,8 +11,8 @@ import (
 
 // referenceKind is a slow, obvious classifier to check Classify against.
 func referenceKind(v string) Kind {
-	s := strings.Trim(v, " \t\r\n")
-	if strings.ContainsAny(strings.TrimRight(s, "="), "=\r\n") {
+	s := strings.NewReplacer(" ", "", "\t", "", "\r", "", "\n", "").Replace(v)
+	if strings.Contains(strings.TrimRight(s, "="), "=") {
 		return KindPlaintext
 	}
 	b, err := base64.URLEncoding.DecodeString(s)

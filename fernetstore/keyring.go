@@ -291,8 +291,8 @@ func (k Kind) String() string {
 
 // Classify tells a Fernet token from legacy plaintext by structure alone,
 // never by trying to decrypt: a value that fails decryption is undecryptable,
-// not plaintext. Surrounding ASCII whitespace is ignored, since Python's
-// base64 decoder ignores it and would still decrypt such a token. Both padded
+// not plaintext. ASCII whitespace (around or inside) is ignored, since
+// Python's base64 decoder ignores it and would still decrypt such a token. Both padded
 // and unpadded base64url count.
 func Classify(v string) Kind {
 	_, k := classify(v)
@@ -314,6 +314,17 @@ func classify(v string) (string, Kind) {
 	}
 	for len(s) > 0 && isSpace(s[len(s)-1]) {
 		s = s[:len(s)-1]
+	}
+	if strings.ContainsAny(s, " \t\r\n") {
+		// A token wrapped over lines or pasted with a stray space: Python's
+		// decoder skips the whitespace and still decrypts it, so it must
+		// not pass for plaintext here.
+		s = strings.Map(func(r rune) rune {
+			if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
+				return -1
+			}
+			return r
+		}, s)
 	}
 	body := strings.TrimRight(s, "=")
 	pad := len(s) - len(body)

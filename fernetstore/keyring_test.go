@@ -152,7 +152,7 @@ func TestDecryptAndKeyOf(t *testing.T) {
 	}
 	// Unpadded and whitespace-wrapped forms of a token are still that token.
 	tok, _ := ring.Encrypt([]byte("sk-pad"))
-	for _, form := range []string{strings.TrimRight(tok, "="), tok + "\n", "  " + tok} {
+	for _, form := range []string{strings.TrimRight(tok, "="), tok + "\n", "  " + tok, tok[:40] + "\n" + tok[40:]} {
 		if msg, _, err := ring.Decrypt(form); err != nil || string(msg) != "sk-pad" {
 			t.Fatalf("Decrypt of a reformatted token: %v", err)
 		}
