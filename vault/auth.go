@@ -77,7 +77,16 @@ func (s *Store) loginLocked(ctx context.Context, ref string) error {
 		if errors.As(err, &cfg) {
 			return &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodePermission, Reason: "logging in to Vault: " + cfg.reason}
 		}
-		return classify(ctx, "resolve", ref, "logging in to Vault", err)
+		e := classify(ctx, "resolve", ref, "logging in to Vault", err)
+		var se *secrets.Error
+		if errors.As(e, &se) && (se.Code == secrets.CodeInvalidRef || se.Code == secrets.CodeNotFound) {
+			// Vault answers a bad role, secret id or JWT with 400, and an auth
+			// mount that is not there with 404: either way the credentials
+			// do not get in, which is a permission problem, not the ref's.
+			se.Code = secrets.CodePermission
+			se.Reason = "logging in to Vault: Vault refused the login (check the role, the credentials and the auth mount)"
+		}
+		return e
 	}
 	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
 		return &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodePermission,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	secrets "github.com/keyward/secrets"
 	"github.com/keyward/secrets/internal/testenv"
 )
 
@@ -93,7 +95,7 @@ func TestKubernetesLogin(t *testing.T) {
 	bad := openFromEnv(t, srv, "vault://?mount=secret&auth=kubernetes&role=nosuchrole")
 	defer bad.Close()
 	_, err = bad.Resolve(ctx, "bots/anthropic#api_key")
-	if err == nil || strings.Contains(err.Error(), jwt[:20]) {
+	if !errors.Is(err, secrets.ErrPermission) || strings.Contains(err.Error(), jwt[:20]) {
 		t.Fatalf("unknown role: got %v", err)
 	}
 	t.Log(err)

@@ -444,13 +444,15 @@ func TestServerStoppedAndRestarted(t *testing.T) {
 }
 
 // appRole enables AppRole with a role whose tokens live ttl, renewable up to
-// maxTTL, reading secret/, and sets VAULT_ROLE_ID and VAULT_SECRET_ID.
+// maxTTL, reading secret/ except secret/private/, and sets VAULT_ROLE_ID and VAULT_SECRET_ID.
 func appRole(t *testing.T, root *api.Client, ttl, maxTTL string) {
 	t.Helper()
 	if err := root.Sys().EnableAuthWithOptions("approle", &api.EnableAuthOptions{Type: "approle"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := root.Sys().PutPolicy("reader", `path "secret/data/*" { capabilities = ["read"] }`); err != nil {
+	policy := `path "secret/data/*" { capabilities = ["read"] }
+path "secret/data/private/*" { capabilities = ["deny"] }`
+	if err := root.Sys().PutPolicy("reader", policy); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := root.Logical().Write("auth/approle/role/app", map[string]any{
@@ -591,7 +593,7 @@ func TestReloginAfterRevoke(t *testing.T) {
 	}
 	// A path the valid token may not read is a permission error, and no login.
 	logins := strings.Count(logs.String(), "vault: logged in")
-	if _, err := store.Resolve(ctx, "nope/x"); !errors.Is(err, secrets.ErrPermission) {
+	if _, err := store.Resolve(ctx, "private/x"); !errors.Is(err, secrets.ErrPermission) {
 		t.Fatalf("a path outside the policy: got %v, want ErrPermission", err)
 	}
 	if n := strings.Count(logs.String(), "vault: logged in"); n != logins {
@@ -607,7 +609,7 @@ func TestAppRoleBadCredentials(t *testing.T) {
 	store := openFromEnv(t, srv, "vault://?mount=secret&auth=approle")
 	defer store.Close()
 	_, err := store.Resolve(context.Background(), "bots/anthropic#api_key")
-	if !errors.Is(err, secrets.ErrPermission) && !errors.Is(err, secrets.ErrInvalidRef) {
+	if !errors.Is(err, secrets.ErrPermission) {
 		t.Fatalf("wrong secret id: got %v (code %v), want ErrPermission", err, secrets.CodeOf(err))
 	}
 	for _, leak := range []string{"kw-wrong-secret-id", t.Name()} {
