@@ -9,8 +9,8 @@
 # ${XDG_CACHE_HOME:-$HOME/.cache}/keyward and <hash> covers this module's
 # go.mod, go.sum and *.go files, so editing them forces a rebuild and an
 # unchanged module reuses the binary. A cold build takes ~11 minutes on 2
-# idle cores (68 minutes on a loaded shared 2-core machine, 2026-11-26)
-# cores; the stripped binary is ~340 MiB. Never commit it.
+# idle cores (68 minutes on a loaded, shared 2-core machine); the stripped
+# binary is ~345 MiB. Never commit it.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
