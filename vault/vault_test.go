@@ -399,6 +399,25 @@ func TestErrors(t *testing.T) {
 	if strings.Contains(logs.String(), tok.Auth.ClientToken) || strings.Contains(logs.String(), value) {
 		t.Error("the log holds the token or a value")
 	}
+
+	// A client whose own timeout is already over: ErrUnavailable, not a hang.
+	slow, _ := newClient(t, srv.Addr, srv.RootToken)
+	slow.SetClientTimeout(time.Nanosecond)
+	if _, err := New(slow, &Options{Logger: log}).Resolve(ctx, "secret/allowed/k"); !errors.Is(err, secrets.ErrUnavailable) {
+		t.Errorf("client timeout: got %v, want ErrUnavailable", err)
+	}
+
+	// Sealed last: a sealed dev server cannot be unsealed by the test.
+	if err := root.Sys().Seal(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = store.Resolve(ctx, "secret/allowed/k")
+	if !errors.Is(err, secrets.ErrUnavailable) || !strings.Contains(err.Error(), "sealed") {
+		t.Errorf("sealed: got %v, want ErrUnavailable saying sealed", err)
+	}
+	if err := store.Ping(ctx); !errors.Is(err, secrets.ErrUnavailable) {
+		t.Errorf("Ping while sealed: got %v, want ErrUnavailable", err)
+	}
 }
 
 // TestServerStoppedAndRestarted stops Vault under a Store: resolves fail
