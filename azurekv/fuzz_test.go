@@ -11,8 +11,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 
 	secrets "github.com/keyward/secrets"
-	"github.com/keyward/secrets/internal/refs"
 	"github.com/keyward/secrets/internal/azurekvtest"
+	"github.com/keyward/secrets/internal/refs"
 )
 
 // FuzzParseRef checks that parseRef never panics, that what it accepts obeys
