@@ -23,8 +23,12 @@ const Redacted = "[redacted]"
 // Secret is a resolved secret value with its metadata. The value is kept
 // unexported and is only returned by Reveal; every other way of printing or
 // encoding a Secret shows Redacted.
+//
+// The value sits behind a pointer: fmt cannot call Format on a Secret held in
+// an unexported field of another struct, and prints that field's fields
+// instead, so a pointer is what keeps %v of such a struct to an address.
 type Secret struct {
-	value string
+	value *string
 
 	// Version is the backend's version of the secret ("" when it has none).
 	Version string
@@ -33,14 +37,19 @@ type Secret struct {
 }
 
 // NewSecret returns a Secret holding value.
-func NewSecret(value string) Secret { return Secret{value: value} }
+func NewSecret(value string) Secret { return Secret{value: &value} }
 
 // Reveal returns the secret value. Call it at the last moment, where the value
 // is used, and never log what it returns.
-func (s Secret) Reveal() string { return s.value }
+func (s Secret) Reveal() string {
+	if s.value == nil {
+		return ""
+	}
+	return *s.value
+}
 
 // Len returns the length in bytes of the value, without revealing it.
-func (s Secret) Len() int { return len(s.value) }
+func (s Secret) Len() int { return len(s.Reveal()) }
 
 // ExpiredAt reports whether the secret has an expiry and it is not after now.
 func (s Secret) ExpiredAt(now time.Time) bool {

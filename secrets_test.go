@@ -31,6 +31,8 @@ func TestSecretNeverPrintsValue(t *testing.T) {
 		fmt.Fprintf(&out, verb+"\n", []secrets.Secret{s})
 		fmt.Fprintf(&out, verb+"\n", struct{ Key secrets.Secret }{s})
 		fmt.Fprintf(&out, verb+"\n", map[string]any{"k": s})
+		fmt.Fprintf(&out, verb+"\n", hidden{name: "bot", key: s})
+		fmt.Fprintf(&out, verb+"\n", &hidden{name: "bot", key: s})
 	}
 	fmt.Fprint(&out, s, &s)
 	fmt.Fprintln(&out, s, &s)
@@ -46,6 +48,7 @@ func TestSecretNeverPrintsValue(t *testing.T) {
 		l := slog.New(h)
 		l.Info("m", "secret", s, "ptr", &s, "group", slog.GroupValue(slog.Any("inner", s)))
 		l.Info("m", slog.Any("struct", struct{ Key secrets.Secret }{s}))
+		l.Info("m", slog.Any("unexported", hidden{name: "bot", key: s}))
 	}
 	if strings.Contains(out.String(), leakValue) || strings.Contains(out.String(), "LEAKCHECK") {
 		t.Fatalf("a printed or encoded Secret shows the value:\n%s", out.String())
@@ -59,6 +62,13 @@ func TestSecretNeverPrintsValue(t *testing.T) {
 	if s.Reveal() != leakValue || s.Len() != len(leakValue) {
 		t.Fatal("Reveal/Len do not return the value")
 	}
+}
+
+// hidden holds a Secret in an unexported field, where fmt cannot call its
+// methods and prints its fields instead.
+type hidden struct {
+	name string
+	key  secrets.Secret
 }
 
 func TestSecretExpiredAt(t *testing.T) {

@@ -20,17 +20,24 @@ import (
 const Backend = "env"
 
 // DefaultDeny lists the variables a ref may never name unless
-// Options.ReplaceDefaultDeny is set: they hold the keys to other secrets, and
-// refs often come from rows a tenant can edit.
+// Options.ReplaceDefaultDeny is set: they hold the keys to other secrets (or,
+// like PGPASSWORD, credentials the stack's own drivers read), and refs often
+// come from rows a tenant can edit. Deny patterns match regardless of case,
+// since some systems' environments do.
 var DefaultDeny = []string{
 	"ENCRYPTION_KEY*",
 	"AWS_SECRET_ACCESS_KEY",
 	"AWS_SESSION_TOKEN",
+	"AWS_CONTAINER_AUTHORIZATION_TOKEN",
 	"VAULT_TOKEN",
+	"VAULT_ROLE_ID",
 	"VAULT_SECRET_ID",
 	"AZURE_CLIENT_SECRET",
 	"AZURE_CLIENT_CERTIFICATE_PASSWORD",
+	"AZURE_PASSWORD",
 	"DATABASE_URL",
+	"PGPASSWORD",
+	"MYSQL_PWD",
 	"KEYWARD_*",
 }
 
@@ -113,6 +120,18 @@ func match(patterns []string, name string) (string, bool) {
 	return "", false
 }
 
+// matchFold is match ignoring case: on Windows the environment is
+// case-insensitive, so "encryption_key" reads ENCRYPTION_KEY.
+func matchFold(patterns []string, name string) (string, bool) {
+	upper := strings.ToUpper(name)
+	for _, p := range patterns {
+		if ok, _ := path.Match(strings.ToUpper(p), upper); ok {
+			return p, true
+		}
+	}
+	return "", false
+}
+
 // validName reports whether name is a portable environment variable name.
 func validName(name string) bool {
 	if name == "" || name[0] >= '0' && name[0] <= '9' {
@@ -145,7 +164,7 @@ func (s *Store) Resolve(ctx context.Context, ref string) (secrets.Secret, error)
 	if !validName(name) {
 		return fail(secrets.CodeInvalidRef, "not a variable name: use letters, digits and '_', not starting with a digit")
 	}
-	if p, denied := match(s.deny, name); denied {
+	if p, denied := matchFold(s.deny, name); denied {
 		return fail(secrets.CodePermission, fmt.Sprintf("variable %s is denied by the policy (pattern %q): it holds the key to other secrets", name, p))
 	}
 	if len(s.allow) > 0 {

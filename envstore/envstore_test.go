@@ -92,6 +92,9 @@ func TestPolicy(t *testing.T) {
 		"VAULT_TOKEN":             "hvs.vault-6",
 		"DATABASE_URL":            "postgres://u:pw-7@h/db",
 		"INTERNAL_ADMIN_KEY":      "internal-8",
+		"encryption_key":          "lower-master-9",
+		"PGPASSWORD":              "pg-password-10",
+		"VAULT_ROLE_ID":           "role-id-11",
 	}
 	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
 	ctx := context.Background()
@@ -112,6 +115,10 @@ func TestPolicy(t *testing.T) {
 		{"allow list refuses others", envstore.Options{Allow: []string{"ANTHROPIC_*"}}, "INTERNAL_ADMIN_KEY", secrets.ErrPermission},
 		{"deny beats allow", envstore.Options{Allow: []string{"*"}, Deny: []string{"INTERNAL_*"}}, "INTERNAL_ADMIN_KEY", secrets.ErrPermission},
 		{"allow * does not lift the default deny", envstore.Options{Allow: []string{"*"}}, "VAULT_TOKEN", secrets.ErrPermission},
+		{"deny ignores case", envstore.Options{}, "encryption_key", secrets.ErrPermission},
+		{"deny ignores case in patterns", envstore.Options{Deny: []string{"internal_*"}}, "INTERNAL_ADMIN_KEY", secrets.ErrPermission},
+		{"default denies PGPASSWORD", envstore.Options{}, "PGPASSWORD", secrets.ErrPermission},
+		{"default denies VAULT_ROLE_ID", envstore.Options{}, "VAULT_ROLE_ID", secrets.ErrPermission},
 		{"replacing the default deny", envstore.Options{ReplaceDefaultDeny: true, Deny: []string{"INTERNAL_*"}}, "VAULT_TOKEN", nil},
 	}
 	for _, tt := range tests {
@@ -127,6 +134,9 @@ func TestPolicy(t *testing.T) {
 			}
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Resolve(%q) error = %v, want %v", tt.ref, err, tt.want)
+			}
+			if env[tt.ref] == "" {
+				t.Fatalf("test bug: no value for %q to search the error for", tt.ref)
 			}
 			if strings.Contains(err.Error(), env[tt.ref]) {
 				t.Fatalf("the error holds the denied variable's value")

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -266,5 +268,37 @@ func TestBackendOutageIs503(t *testing.T) {
 	}
 	if !strings.Contains(s.stderr.String(), `"outcome":"unavailable"`) {
 		t.Error("the audit log does not report the unavailable backend")
+	}
+}
+
+func TestProviderURLAndRedirects(t *testing.T) {
+	for base, ok := range map[string]bool{
+		"https://api.anthropic.com": true, "http://127.0.0.1:9999": true, "http://localhost:1": true, "http://[::1]:2": true,
+		"http://api.openai.com": false, "ftp://x": false, "https://u:p@h": false, "not a url": false,
+	} {
+		if err := checkProviderURL(base); (err == nil) != ok {
+			t.Errorf("checkProviderURL(%q) = %v, want ok=%v", base, err, ok)
+		}
+	}
+
+	// A provider that redirects: the key must not follow the redirect.
+	var leaked atomic.Bool
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("x-api-key") != "" || r.Header.Get("Authorization") != "" {
+			leaked.Store(true)
+		}
+	}))
+	defer other.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	s := start(t, map[string]string{"ANTHROPIC_BASE_URL": redirector.URL, "OPENAI_BASE_URL": redirector.URL})
+	code, body := s.post(t, "/api/chat/1", `{"message":"hi"}`)
+	if code != http.StatusBadGateway {
+		t.Errorf("a redirecting provider: %d %v, want 502", code, body)
+	}
+	if leaked.Load() {
+		t.Fatal("the key followed the provider's redirect to another host")
 	}
 }

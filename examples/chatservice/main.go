@@ -172,11 +172,21 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		}
 	}
 
+	for name, base := range providers {
+		if err := checkProviderURL(base); err != nil {
+			return fmt.Errorf("%s base URL: %w", name, err)
+		}
+	}
 	rps, _ := strconv.ParseFloat(env("CHAT_RATE", "5"), 64)
 	burst, _ := strconv.Atoi(env("CHAT_BURST", "10"))
 	s := &server{
 		bots: bots, keys: stack, providers: providers,
-		client:  &http.Client{Timeout: 60 * time.Second},
+		client: &http.Client{
+			Timeout: 60 * time.Second,
+			// Never follow a redirect: Go drops Authorization on a
+			// cross-host redirect but would forward x-api-key.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
 		limits:  newClientLimits(rps, burst),
 		metrics: m, log: log,
 	}
@@ -207,6 +217,27 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return hs.Shutdown(shutdown)
+}
+
+// checkProviderURL refuses a provider base URL that would send keys in the
+// clear to another host: https, or http only to a loopback address.
+func checkProviderURL(base string) error {
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" {
+		return errors.New("want a URL such as https://api.anthropic.com")
+	}
+	if u.User != nil {
+		return errors.New("the URL must not hold credentials")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if ip := net.ParseIP(u.Hostname()); u.Hostname() == "localhost" || (ip != nil && ip.IsLoopback()) {
+			return nil
+		}
+	}
+	return errors.New("keys are only sent over https (or http to a loopback address)")
 }
 
 // keyRing returns the ring from ENCRYPTION_KEY, or a development key kept in
