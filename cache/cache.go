@@ -138,7 +138,13 @@ type Cache struct {
 	// bucket of thousands does not hit the backend all at once.
 	sweepQueue  []*entry
 	sweepActive int
-	closed      bool
+	// seq numbers the values stored (entry.seq is its value's), and
+	// batches are Warm's ResolveMany calls running: a batch stores a
+	// result only if no newer value was stored and no Invalidate or Purge
+	// of the ref ran since the batch began (its read may predate them).
+	seq     uint64
+	batches map[*batch]struct{}
+	closed  bool
 	// wg counts the background goroutines (fetches, the clock). A pointer:
 	// the clock goroutine must not keep c reachable.
 	wg        *sync.WaitGroup
@@ -162,6 +168,7 @@ type entry struct {
 	refreshing atomic.Bool           // a background refresh is running
 	failures   atomic.Int32          // consecutive ErrUnavailable since the last success
 	retryAt    atomic.Int64          // no background retry before this (unix ns)
+	seq        uint64                // c.seq when its value was stored (under mu)
 }
 
 // value is immutable once stored. Times are unix nanoseconds.
@@ -201,7 +208,7 @@ func New(next secrets.KeyResolver, opts *Options) *Cache {
 	}
 	o = normalise(o)
 	c := &Cache{next: next, o: o, now: o.Now, all: map[string]*entry{}, inflight: map[string]*call{}, wg: new(sync.WaitGroup),
-		wheel: map[int64][]*entry{}}
+		wheel: map[int64][]*entry{}, batches: map[*batch]struct{}{}}
 	// Buckets narrow enough that an entry is refreshed well inside its
 	// refresh window (the last 1-RefreshAhead of its lifetime).
 	c.width = int64(max(time.Millisecond, min(o.TTL/64, time.Duration(float64(o.TTL)*(1-o.RefreshAhead)/8))))
@@ -441,6 +448,11 @@ func (c *Cache) Invalidate(ref string) {
 		cl.invalidated = true
 		delete(c.inflight, ref)
 	}
+	for b := range c.batches {
+		if _, ok := b.refs[ref]; ok {
+			b.refs[ref] = true
+		}
+	}
 	if e := c.all[ref]; e != nil {
 		c.removeLocked(e)
 	}
@@ -461,6 +473,11 @@ func (c *Cache) purgeLocked() {
 	for ref, cl := range c.inflight {
 		cl.invalidated = true
 		delete(c.inflight, ref)
+	}
+	for b := range c.batches {
+		for ref := range b.refs {
+			b.refs[ref] = true
+		}
 	}
 	for _, e := range c.all {
 		e.val.Store(nil)

@@ -57,7 +57,7 @@ func (c *Cache) run(ctx context.Context, ref string, cl *call) {
 	stop()
 	cancel()
 	cl.info = info.Snapshot()
-	cl.secret, cl.err, cl.stale = c.store(ref, cl, s, err, cl.info)
+	cl.secret, cl.err, cl.stale = c.store(ref, cl, nil, s, err, cl.info)
 	close(cl.done)
 	if cl.swept {
 		c.mu.Lock()
@@ -68,8 +68,8 @@ func (c *Cache) run(ctx context.Context, ref string, cl *call) {
 }
 
 // store records the outcome of a backend call for ref and returns what the
-// waiting callers get. cl is nil for Warm's batch results.
-func (c *Cache) store(ref string, cl *call, s secrets.Secret, err error, info secrets.InfoSnapshot) (secrets.Secret, error, *value) {
+// waiting callers get. Exactly one of cl (a fetch) and b (Warm's batch) is set.
+func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err error, info secrets.InfoSnapshot) (secrets.Secret, error, *value) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now().UnixNano()
@@ -80,7 +80,7 @@ func (c *Cache) store(ref string, cl *call, s secrets.Secret, err error, info se
 	if e != nil && cl != nil {
 		e.refreshing.Store(false)
 	}
-	keep := !c.closed && (cl == nil || !cl.invalidated)
+	keep := !c.closed && (cl == nil || !cl.invalidated) && (b == nil || b.mayStore(ref, e))
 	if err == nil && s.ExpiredAt(time.Unix(0, now)) {
 		err = &secrets.Error{Op: "resolve", Backend: backendName(info), Ref: ref, Code: secrets.CodeExpired,
 			Reason: "the secret expired at " + s.ExpiresAt.UTC().Format(time.RFC3339) + "; rotate it in its backend"}
@@ -102,6 +102,8 @@ func (c *Cache) store(ref string, cl *call, s secrets.Secret, err error, info se
 		}
 		v := c.newValue(s, nil, info, now)
 		e.val.Store(v)
+		c.seq++
+		e.seq = c.seq
 		if v.refreshAt < v.freshUntil && c.nextSweep.Load() != math.MaxInt64 {
 			b := v.refreshAt / c.width
 			c.wheel[b] = append(c.wheel[b], e)
@@ -121,6 +123,8 @@ func (c *Cache) store(ref string, cl *call, s secrets.Secret, err error, info se
 			e = c.insertLocked(ref)
 		}
 		e.val.Store(c.newValue(secrets.Secret{}, err, info, now))
+		c.seq++
+		e.seq = c.seq
 		e.failures.Store(0)
 		e.retryAt.Store(0)
 	case e != nil:

@@ -16,7 +16,9 @@ const warmParallel = 8
 // one ResolveMany call for them all (the backend splits it as it must: AWS
 // takes 20 ids a call); otherwise it resolves them a few at a time. It
 // returns the per-ref failures joined (errors.Join), or the batch call's
-// error. Note that a batch call reaches the BatchResolver directly, past any
+// error. A batch result is not stored when the ref was invalidated (or
+// purged), or a newer value stored, while the batch ran: the batch may have
+// read it before a rotation. Note that a batch call reaches the BatchResolver directly, past any
 // decorators between it and the cache.
 func (c *Cache) Warm(ctx context.Context, refs []string) error {
 	if err := ctx.Err(); err != nil {
@@ -77,10 +79,39 @@ func (c *Cache) Warm(ctx context.Context, refs []string) error {
 	return errors.Join(errs...)
 }
 
-func (c *Cache) warmBatch(ctx context.Context, b secrets.BatchResolver, need []string) error {
+// batch is one Warm ResolveMany in progress. refs maps each ref asked for to
+// whether an Invalidate or Purge of it ran since the batch began; seq is
+// c.seq then. Both are guarded by c.mu.
+type batch struct {
+	refs map[string]bool
+	seq  uint64
+}
+
+// mayStore reports whether the batch's result for ref may be stored over e
+// (nil when nothing is cached): the batch read it before whatever was
+// stored or invalidated since it began, so those win.
+func (b *batch) mayStore(ref string, e *entry) bool {
+	invalidated, asked := b.refs[ref]
+	return asked && !invalidated && (e == nil || e.seq <= b.seq)
+}
+
+func (c *Cache) warmBatch(ctx context.Context, br secrets.BatchResolver, need []string) error {
+	b := &batch{refs: make(map[string]bool, len(need))}
+	for _, ref := range need {
+		b.refs[ref] = false
+	}
+	c.mu.Lock()
+	b.seq = c.seq
+	c.batches[b] = struct{}{}
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.batches, b)
+		c.mu.Unlock()
+	}()
 	bctx, info := secrets.WithInfo(ctx)
 	c.backendCalls.Add(1)
-	res, err := b.ResolveMany(bctx, need)
+	res, err := br.ResolveMany(bctx, need)
 	snap := info.Snapshot()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -94,7 +125,7 @@ func (c *Cache) warmBatch(ctx context.Context, b secrets.BatchResolver, need []s
 		if ref == "" && i < len(need) {
 			ref = need[i]
 		}
-		if _, err, _ := c.store(ref, nil, r.Secret, r.Err, snap); err != nil {
+		if _, err, _ := c.store(ref, nil, b, r.Secret, r.Err, snap); err != nil {
 			errs = append(errs, err)
 		}
 	}
