@@ -169,6 +169,12 @@ type entry struct {
 	failures   atomic.Int32          // consecutive ErrUnavailable since the last success
 	retryAt    atomic.Int64          // no background retry before this (unix ns)
 	seq        uint64                // c.seq when its value was stored (under mu)
+	// Its place in the refresh wheel, if inWheel (under mu): removed from
+	// there as soon as it is dropped or re-stored, so the wheel holds live
+	// entries only.
+	bucket  int64
+	slot    int
+	inWheel bool
 }
 
 // value is immutable once stored. Times are unix nanoseconds.
@@ -467,6 +473,8 @@ func (c *Cache) Purge() {
 }
 
 func (c *Cache) purgeLocked() {
+	// Every entry is dropped below; none is reused, so their inWheel marks
+	// no longer matter.
 	clear(c.wheel)
 	clear(c.sweepQueue)
 	c.sweepQueue = nil

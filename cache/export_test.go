@@ -41,3 +41,15 @@ func (c *Cache) Waiters(ref string) int {
 	}
 	return 0
 }
+
+// WheelLen returns how many entries the refresh wheel holds, so a test can
+// check that dropped entries leave it.
+func (c *Cache) WheelLen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, b := range c.wheel {
+		n += len(b)
+	}
+	return n
+}

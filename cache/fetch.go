@@ -104,9 +104,9 @@ func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err erro
 		e.val.Store(v)
 		c.seq++
 		e.seq = c.seq
+		c.unwheelLocked(e)
 		if v.refreshAt < v.freshUntil && c.nextSweep.Load() != math.MaxInt64 {
-			b := v.refreshAt / c.width
-			c.wheel[b] = append(c.wheel[b], e)
+			c.wheelLocked(e, v.refreshAt/c.width)
 		}
 		e.failures.Store(0)
 		e.retryAt.Store(0)
@@ -192,6 +192,7 @@ func (c *Cache) insertLocked(ref string) *entry {
 	if c.lru.Len() >= c.o.Size {
 		if k, old, ok := c.lru.RemoveOldest(); ok {
 			delete(c.all, k)
+			c.unwheelLocked(old)
 			old.val.Store(nil)
 			c.evictions.Add(1)
 		}
@@ -208,7 +209,35 @@ func (c *Cache) removeLocked(e *entry) {
 		delete(c.all, e.key)
 		c.lru.Remove(e.key)
 	}
+	c.unwheelLocked(e)
 	e.val.Store(nil)
+}
+
+// wheelLocked puts e in bucket b of the refresh wheel.
+func (c *Cache) wheelLocked(e *entry, b int64) {
+	e.bucket, e.slot, e.inWheel = b, len(c.wheel[b]), true
+	c.wheel[b] = append(c.wheel[b], e)
+}
+
+// unwheelLocked takes e out of the refresh wheel, if it is there, in O(1):
+// the bucket's last entry takes its slot.
+func (c *Cache) unwheelLocked(e *entry) {
+	if !e.inWheel {
+		return
+	}
+	e.inWheel = false
+	bk := c.wheel[e.bucket]
+	last := len(bk) - 1
+	if e.slot != last {
+		bk[e.slot] = bk[last]
+		bk[e.slot].slot = e.slot
+	}
+	bk[last] = nil
+	if last == 0 {
+		delete(c.wheel, e.bucket)
+	} else {
+		c.wheel[e.bucket] = bk[:last]
+	}
 }
 
 // backendName names the backend that answered, or "cache" when none said.

@@ -17,6 +17,9 @@ func (c *Cache) sweep(now int64) {
 	}
 	var todo []*entry
 	take := func(b int64) {
+		for _, e := range c.wheel[b] {
+			e.inWheel = false
+		}
 		todo = append(todo, c.wheel[b]...)
 		delete(c.wheel, b)
 	}
