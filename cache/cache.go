@@ -521,16 +521,25 @@ func (c *Cache) Stats() Stats {
 // reach its optional abilities (io.Closer, Pinger, BatchResolver).
 func (c *Cache) Unwrap() secrets.KeyResolver { return c.next }
 
+// closeGrace is how long past FetchTimeout Close waits for backend calls
+// that ignore the cancellation.
+const closeGrace = time.Second
+
 // Close stops the cache: it cancels the backend calls in flight, waits for
 // every background goroutine to return, and drops the entries. Later resolves
 // fail with ErrUnavailable. Close does not close next: the cache does not own
 // it. Whoever opened the backend closes it, for example through
 // secrets.Find[io.Closer](c.Unwrap()). Close is idempotent and returns nil.
+//
+// A backend that ignores its context's cancellation cannot be stopped: Close
+// waits at most FetchTimeout plus a second for it, then returns, and that
+// call's goroutine outlives Close until the backend returns (its result is
+// not stored).
 func (c *Cache) Close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		c.wg.Wait()
+		c.waitBounded()
 		return nil
 	}
 	c.closed = true
@@ -542,8 +551,24 @@ func (c *Cache) Close() error {
 		c.clockOnce.Do(func() {}) // a clock not yet started never starts
 		c.clk.stopOnce.Do(func() { close(c.clk.stop) })
 	}
-	c.wg.Wait()
+	c.waitBounded()
 	return nil
+}
+
+// waitBounded waits for the background goroutines, or FetchTimeout plus
+// closeGrace if some backend call ignores the cancellation.
+func (c *Cache) waitBounded() {
+	done := make(chan struct{})
+	go func() {
+		c.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(c.o.FetchTimeout + closeGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }
 
 func (c *Cache) errClosed(ref string) error {

@@ -38,7 +38,9 @@
 // legacy plaintext).
 //
 // Close stops the cache's goroutines but does not close the resolver it wraps;
-// reach that with secrets.Find[io.Closer](c.Unwrap()).
+// reach that with secrets.Find[io.Closer](c.Unwrap()). It waits at most
+// FetchTimeout plus a second: a backend call that ignores its context's
+// cancellation is left running past Close (its result is dropped).
 //
 // # URLs
 //
