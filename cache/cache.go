@@ -63,7 +63,8 @@ type Options struct {
 	// backend is unavailable while its stale value is served; the wait
 	// doubles from MinBackoff up to MaxBackoff. Zero means the defaults.
 	MinBackoff, MaxBackoff time.Duration
-	// Now returns the current time; nil means the real clock. Tests inject a
+	// Now returns the current time; nil means the real clock (its wall
+	// reading: see the package doc on clock steps). Tests inject a
 	// fake clock. With the real clock the hit path reads a coarse clock ticked
 	// every ClockResolution by a background goroutine; with Now set it calls
 	// Now on every resolve.

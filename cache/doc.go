@@ -32,6 +32,15 @@
 // a millisecond; a secret's ExpiresAt exactly (within a second of it the
 // precise clock decides).
 //
+// Every deadline (TTL, refresh point, stale grace, negative TTL, backoff) is
+// a wall-clock time, like a secret's ExpiresAt, which is wall-clock by nature
+// and must be compared with the wall clock. So a step of the system clock
+// moves them: a step back by d lengthens the remaining life of every cached
+// value by d (a step forward only makes values expire early). The monotonic clock
+// would avoid that, but it stops while the machine is suspended, and a value
+// could then be served past its ExpiresAt; the cache does not use it. After
+// stepping a server's clock back, call Purge.
+//
 // The audit decorator (secrets.NewAudit) placed outside the cache sees cache
 // hits: the cache marks secrets.Info with MarkCacheHit (stale or not) and
 // copies in what the backend recorded when the value was fetched (its name,
