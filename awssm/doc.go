@@ -65,6 +65,15 @@
 // there. The text keeps the operation, the error code, the HTTP status, the
 // request id (to find the call in CloudTrail) and the number of attempts.
 // errors.As still finds a message-less copy of the service error
-// (*types.ResourceNotFoundException, smithy.APIError, ...). Errors raised
-// before any response (connection refused, DNS) keep the SDK error whole.
+// (*types.ResourceNotFoundException, smithy.APIError, ...).
+//
+// Errors raised before any response are cut too: the SDK's credential
+// providers quote what they read (a credential_process whose output does not
+// parse has the whole output, secret access key included, in the SDK's
+// error), so such an error keeps only a fixed reason and the Go types of the
+// SDK's error chain. A failure to get credentials is secrets.ErrPermission,
+// whatever provider failed and why (a timed-out credential_process still
+// matches context.DeadlineExceeded); a refused connection, a DNS failure or
+// a timeout is secrets.ErrUnavailable, with the dial's *net.OpError still
+// found by errors.As.
 package awssm

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -77,12 +79,20 @@ func markedForDeletion(code, message string) bool {
 // Service errors are replaced by a copy without their message (still found
 // by errors.As as *types.ResourceNotFoundException, smithy.APIError, ...),
 // deserialization errors are dropped (they keep a snapshot of the body),
-// and errors with no response (dial failures, context) are kept as they are.
+// and errors with no response, credential failures first, are cut to a
+// fixed text (see noAnswer and credentialsFailed).
 func classify(ctx context.Context, op, refStr, operation string, err error) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return ctxError(op, refStr, ctxErr)
 	}
 	e := &secrets.Error{Op: op, Backend: Backend, Ref: refStr}
+	if credentialsFailed(err) {
+		// Before the service-error cases: a credential provider that calls
+		// STS, SSO or IMDS fails with that service's error (or body
+		// snapshot) inside, which is not Secrets Manager's answer.
+		e.Code, e.Reason, e.Err = secrets.CodePermission, credsReason, cutError(operation, "could not get credentials", err)
+		return e
+	}
 	attempts := 0
 	var maxErr *retry.MaxAttemptsError
 	if errors.As(err, &maxErr) {
@@ -133,19 +143,138 @@ func classify(ctx context.Context, op, refStr, operation string, err error) erro
 		e.Reason = reasons[e.Code]
 		e.Err = &serviceError{operation: operation, status: status, requestID: requestID, attempts: attempts}
 	default:
-		// No response reached us (connection refused, DNS, TLS, missing
-		// credentials): nothing a server said can be in the text, so the SDK
-		// error stays whole for errors.As.
-		e.Code = secrets.CodeUnavailable
-		e.Reason = operation + " got no answer from AWS Secrets Manager"
-		if strings.Contains(err.Error(), "retrieve credentials") || strings.Contains(err.Error(), "get identity") {
-			e.Code = secrets.CodePermission
-			e.Reason = "no usable AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with a role"
-		}
-		e.Err = err
+		// No response reached us: connection refused, DNS, TLS, an
+		// endpoint that does not resolve. The SDK error's text is dropped,
+		// as for credentials above: what the SDK raises before a response
+		// is not ours to vet (credential providers, which quote what they
+		// read, are the proven case), so only a fixed reason, the Go types
+		// of the chain, and the few causes whose text cannot carry a value
+		// survive (see noAnswer).
+		e.Code, e.Reason, e.Err = noAnswer(operation, err)
 	}
 	return e
 }
+
+// credsReason is what a resolve says when the SDK could not get credentials.
+const credsReason = "cannot get AWS credentials: check AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY and the rest of the credential chain " +
+	"(the profile's credential_process, SSO login, web identity token, ECS or EC2 role)"
+
+// noAnswer classifies an SDK error that came with no HTTP response and
+// returns the cause to keep in its place: a *noAnswerError whose text is
+// fixed, naming the operation, what failed and the Go types in the chain.
+//
+// errors.Is still matches context.Canceled and context.DeadlineExceeded
+// (an HTTP client deadline; cutError does the same for credentials, say a
+// credential_process timeout), and errors.As still finds the *net.OpError
+// of a failed dial or I/O timeout, kept only when its cause is a syscall
+// error, a resolver error or the net package's timeout, whose texts hold
+// addresses and errno names, never a value.
+// Nothing else of the SDK error is reachable.
+func noAnswer(operation string, err error) (secrets.Code, string, error) {
+	ne := cutError(operation, "request failed before an answer", err)
+	if op := dialError(err); op != nil && ne.keep == nil {
+		ne.keep = op
+	}
+	var nerr net.Error
+	switch {
+	case errors.As(err, &nerr) && nerr.Timeout(), errors.Is(err, context.DeadlineExceeded):
+		ne.what = "timed out"
+		return secrets.CodeUnavailable, operation + " got no answer from AWS Secrets Manager in time", ne
+	case ne.keep != nil && ne.keep != context.Canceled:
+		ne.what = "cannot connect"
+		return secrets.CodeUnavailable, "cannot reach AWS Secrets Manager: check the network, AWS_REGION and AWS_ENDPOINT_URL", ne
+	}
+	return secrets.CodeUnavailable, operation + " got no answer from AWS Secrets Manager", ne
+}
+
+// credentialsFailed reports whether err is the SDK failing to get
+// credentials: the auth middleware's "get identity" or the signer's
+// "failed to retrieve credentials". The text is read, never kept.
+func credentialsFailed(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "get identity") || strings.Contains(msg, "retrieve credentials")
+}
+
+// cutError returns a *noAnswerError for err that keeps only its Go types
+// and, for errors.Is, the context error it wraps, if any.
+func cutError(operation, what string, err error) *noAnswerError {
+	ne := &noAnswerError{operation: operation, what: what, types: typeChain(err)}
+	switch {
+	case errors.Is(err, context.Canceled):
+		ne.keep = context.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		ne.keep = context.DeadlineExceeded
+	}
+	return ne
+}
+
+// dialError returns the *net.OpError in err's chain if its text is safe to
+// keep: its cause is an errno, a resolver error or the net package's I/O
+// timeout. A proxy's CONNECT refusal, for one, is an OpError carrying the
+// proxy's status line, and is not kept.
+func dialError(err error) *net.OpError {
+	var op *net.OpError
+	if !errors.As(err, &op) {
+		return nil
+	}
+	var sys *os.SyscallError
+	var dns *net.DNSError
+	switch {
+	case errors.As(op.Err, &sys), errors.As(op.Err, &dns), errors.Is(op.Err, os.ErrDeadlineExceeded):
+		return op
+	}
+	return nil
+}
+
+// typeChain names the Go types of err and the errors it wraps, leaving out
+// the anonymous wrappers of fmt.Errorf and errors.New: "*smithy.OperationError
+// > *retry.MaxAttemptsError > ...". Type names are the SDK's, never data.
+func typeChain(err error) string {
+	var names []string
+	var walk func(error)
+	walk = func(err error) {
+		if err == nil || len(names) >= 8 {
+			return
+		}
+		switch name := fmt.Sprintf("%T", err); name {
+		case "*fmt.wrapError", "*fmt.wrapErrors", "*errors.errorString":
+		default:
+			if len(names) == 0 || names[len(names)-1] != name {
+				names = append(names, name)
+			}
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		case interface{ Unwrap() []error }:
+			for _, e := range u.Unwrap() {
+				walk(e)
+			}
+		}
+	}
+	walk(err)
+	return strings.Join(names, " > ")
+}
+
+// noAnswerError stands for an SDK error that came with no response. Its
+// text is fixed; it unwraps only to a cause known to be safe (a context
+// error, or a dial's *net.OpError), nil otherwise.
+type noAnswerError struct {
+	operation string
+	what      string
+	types     string
+	keep      error
+}
+
+func (e *noAnswerError) Error() string {
+	s := e.operation + ": " + e.what
+	if e.types != "" {
+		s += " (" + e.types + ")"
+	}
+	return s
+}
+
+func (e *noAnswerError) Unwrap() error { return e.keep }
 
 // ctxError reports a canceled or timed-out call. It matches errors.Is with
 // the context's error; a deadline is also ErrUnavailable.
