@@ -12,8 +12,9 @@
 // from two processes at once, and after a kill at any moment.
 //
 // Legacy plaintext is recognised by structure (Classify), never by a failed
-// decryption: a value shaped like a token whose HMAC fails under every key is
-// ErrUndecryptable, never returned as plaintext. Plaintext rows resolve only
+// decryption: a value shaped like a token (it starts with "gAAAAA", the
+// version byte and zero top timestamp bits of every real token) whose HMAC
+// fails under every key is ErrUndecryptable, never returned as plaintext. Plaintext rows resolve only
 // in migration mode (Options.AllowPlaintext), and each such read is reported
 // to the audit decorator.
 //

@@ -9,18 +9,25 @@ import (
 	secrets "github.com/keyward/secrets"
 )
 
-// referenceKind is a slow, obvious classifier to check Classify against.
+// referenceKind is a slow, obvious classifier to check Classify against:
+// only a value starting with "gAAAAA" (0x80 and zero top timestamp bits)
+// and at least 12 characters long is token-shaped, and a token-shaped value
+// is never plaintext.
 func referenceKind(v string) Kind {
 	s := strings.NewReplacer(" ", "", "\t", "", "\r", "", "\n", "").Replace(v)
-	if strings.Contains(strings.TrimRight(s, "="), "=") {
+	if !strings.HasPrefix(s, "gAAAAA") || len(strings.TrimRight(s, "=")) < 12 {
 		return KindPlaintext
+	}
+	s = strings.NewReplacer("+", "-", "/", "_").Replace(s)
+	if strings.Contains(strings.TrimRight(s, "="), "=") {
+		return KindMalformedToken
 	}
 	b, err := base64.URLEncoding.DecodeString(s)
 	if err != nil {
 		b, err = base64.RawURLEncoding.DecodeString(s)
 	}
-	if err != nil || len(b) < 9 || b[0] != 0x80 {
-		return KindPlaintext
+	if err != nil {
+		return KindMalformedToken
 	}
 	if len(b) < 57 || (len(b)-57)%16 != 0 {
 		return KindMalformedToken
@@ -31,9 +38,19 @@ func referenceKind(v string) Kind {
 func fuzzSeeds(f *testing.F, ring *KeyRing) {
 	tok, _ := ring.Encrypt([]byte("sk-fuzz-seed"))
 	for _, s := range []string{"", "sk-ant-api03-abc", tok, tok[:len(tok)-2], tok + "\n", strings.TrimRight(tok, "="),
-		"gAAAAA", "gAAAAAAAAAAAAA==", tok[:60], "%%%%", strings.Repeat("g", 76)} {
+		"gAAAAA", "gAAAAAAAAAAAAA==", tok[:60], "%%%%", strings.Repeat("g", 76),
+		// Plaintext keys that start with 'g' and A-P (refused before the
+		// gAAAAA prefix rule), and tokens in standard base64.
+		"gHx9aB3kLmN0pQrStUvWxYz1234567AB", "gPzz-_aa0011", "gAAAAB" + tok[6:],
+		stdBase64(tok), stdBase64(tok)[:40], "gAAAAA" + strings.Repeat("/", 70) + "=="} {
 		f.Add(s)
 	}
+}
+
+// stdBase64 rewrites a url-safe token in the standard alphabet, which
+// Python's urlsafe_b64decode still decodes.
+func stdBase64(tok string) string {
+	return strings.NewReplacer("-", "+", "_", "/").Replace(tok)
 }
 
 // FuzzClassify checks the plaintext-versus-token classifier against a

@@ -267,14 +267,17 @@ type Kind uint8
 
 // The kinds of stored value.
 const (
-	// KindPlaintext: not shaped like a Fernet token; legacy plaintext.
+	// KindPlaintext: not shaped like a Fernet token; legacy plaintext. Only
+	// a value that does not start with tokenPrefix ("gAAAAA") is plaintext,
+	// or one shorter than a version byte and a timestamp.
 	KindPlaintext Kind = iota
-	// KindToken: shaped like a Fernet token (base64url, version byte 0x80,
-	// at least 57 bytes decoded, ciphertext a whole number of 16-byte blocks).
+	// KindToken: starts with "gAAAAA", is base64url (or standard base64,
+	// which Python's url-safe decoder also accepts), decodes to at least 57
+	// bytes and its ciphertext is a whole number of 16-byte blocks.
 	KindToken
-	// KindMalformedToken: base64url that decodes to the version byte 0x80
-	// and a timestamp, but breaks the length or block rule: a truncated or
-	// damaged token. It is never plaintext; reads fail as undecryptable.
+	// KindMalformedToken: starts with "gAAAAA" but breaks the alphabet,
+	// padding, length or block rule: a truncated or damaged token. It is
+	// never plaintext; reads fail as undecryptable.
 	KindMalformedToken
 )
 
@@ -291,22 +294,34 @@ func (k Kind) String() string {
 
 // Classify tells a Fernet token from legacy plaintext by structure alone,
 // never by trying to decrypt: a value that fails decryption is undecryptable,
-// not plaintext. ASCII whitespace (around or inside) is ignored, since
-// Python's base64 decoder ignores it and would still decrypt such a token. Both padded
-// and unpadded base64url count.
+// not plaintext.
+//
+// A value is token-shaped only if it starts with "gAAAAA": the version byte
+// 0x80 followed by the top 28 bits of the big-endian seconds timestamp,
+// which are zero in every real token until the year 10,000 and beyond. The
+// prefix is what keeps plaintext keys that merely happen to start with 'g'
+// and a capital letter (gHx9aB3k...) from being refused. A token-shaped value
+// of at least 12 characters is never plaintext: it is a token if it decodes
+// (padded or not, '+' and '/' read as '-' and '_' as Python's url-safe
+// decoder does) to a well-sized token, else a malformed token.
+//
+// ASCII whitespace (around or inside) is ignored, since Python's base64
+// decoder ignores it and would still decrypt such a token.
 func Classify(v string) Kind {
 	_, k := classify(v)
 	return k
 }
 
 const (
-	minTokenLen = 1 + 8 + 16 + 32 // version, timestamp, IV, HMAC (no ciphertext)
-	minPrefix   = 1 + 8           // version and timestamp: enough to call it a token
+	minTokenLen    = 1 + 8 + 16 + 32 // version, timestamp, IV, HMAC (no ciphertext)
+	minPrefixChars = 12              // 9 bytes, version and timestamp: enough to call it a token
+	tokenPrefix    = "gAAAAA"        // 0x80 then 28 zero timestamp bits
 )
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
-// classify returns the value trimmed of whitespace and without padding, and its kind.
+// classify returns the value trimmed of whitespace, without padding and with
+// '+' '/' mapped to '-' '_', and its kind.
 func classify(v string) (string, Kind) {
 	s := v
 	for len(s) > 0 && isSpace(s[0]) {
@@ -319,28 +334,34 @@ func classify(v string) (string, Kind) {
 		// A token wrapped over lines or pasted with a stray space: Python's
 		// decoder skips the whitespace and still decrypts it, so it must
 		// not pass for plaintext here.
-		s = strings.Map(func(r rune) rune {
-			if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
-				return -1
+		// Byte-wise: strings.Map would turn invalid UTF-8 into U+FFFD and
+		// change the length.
+		b := make([]byte, 0, len(s))
+		for i := 0; i < len(s); i++ {
+			if !isSpace(s[i]) {
+				b = append(b, s[i])
 			}
-			return r
-		}, s)
+		}
+		s = string(b)
+	}
+	if !strings.HasPrefix(s, tokenPrefix) || len(strings.TrimRight(s, "=")) < minPrefixChars {
+		return v, KindPlaintext
 	}
 	body := strings.TrimRight(s, "=")
 	pad := len(s) - len(body)
-	if pad > 2 || (pad > 0 && len(s)%4 != 0) || len(body)%4 == 1 || len(body) < 12 {
-		return v, KindPlaintext
+	if pad > 2 || (pad > 0 && len(s)%4 != 0) || len(body)%4 == 1 {
+		return v, KindMalformedToken
+	}
+	if strings.ContainsAny(body, "+/") {
+		// Standard base64: Python's urlsafe_b64decode maps '-' '_' to '+'
+		// '/' and decodes, so a token written this way still decrypts.
+		body = strings.NewReplacer("+", "-", "/", "_").Replace(body)
 	}
 	for i := 0; i < len(body); i++ {
 		c := body[i]
 		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return v, KindPlaintext
+			return v, KindMalformedToken
 		}
-	}
-	// The version byte 0x80 is the first 8 bits: 'g' (32 = 100000) then a
-	// character whose top two bits are 00 ('A'..'P').
-	if body[0] != 'g' || body[1] < 'A' || body[1] > 'P' {
-		return v, KindPlaintext
 	}
 	n := len(body) / 4 * 3
 	switch len(body) % 4 {
@@ -348,9 +369,6 @@ func classify(v string) (string, Kind) {
 		n++
 	case 3:
 		n += 2
-	}
-	if n < minPrefix {
-		return v, KindPlaintext
 	}
 	if n < minTokenLen || (n-minTokenLen)%16 != 0 {
 		return body, KindMalformedToken

@@ -1,6 +1,7 @@
 package fernetstore
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -199,15 +200,79 @@ func TestClassify(t *testing.T) {
 		{tok[:len(tok)-8], KindMalformedToken},             // truncated: block rule broken
 		{tok[:20], KindMalformedToken},                     // version and timestamp, nothing else
 		{"hAAAAA" + tok[6:], KindPlaintext},                // wrong version byte
-		{strings.Replace(tok, "A", "+", 1), KindPlaintext}, // outside the url-safe alphabet
-		{tok + "===", KindPlaintext},                       // bad padding
+		{strings.Replace(tok, "A", "+", 1), KindPlaintext}, // "g+": no gAAAAA prefix
+		{tok + "===", KindMalformedToken},                  // bad padding, but token-shaped
+		{tok[:30] + "%" + tok[31:], KindMalformedToken},    // outside both alphabets
 		{strings.Repeat("g", 100), KindPlaintext},          // 'g' 'g': not 0x80
+		// Plaintext keys that start with 'g' and A-P: once refused as
+		// damaged tokens, they lack the zero timestamp bits of gAAAAA.
+		{"gHx9aB3kLmN0pQrStUvWxYz1234567AB", KindPlaintext},
+		{"gPzz-_aa0011", KindPlaintext},
+		{"gAAAAB" + tok[6:], KindPlaintext},
+		{"gAAAAA" + strings.Repeat("x", 5), KindPlaintext}, // too short for version and timestamp
 	}
 	for _, c := range cases {
 		if got := Classify(c.v); got != c.want {
 			t.Errorf("Classify(%d-byte value starting %.6q) = %v, want %v", len(c.v), c.v, got, c.want)
 		}
 	}
+}
+
+// tokenWithURLChars returns a token holding at least one '-' or '_', so
+// that its standard-base64 form differs from it.
+func tokenWithURLChars(t *testing.T, ring *KeyRing, v string) string {
+	t.Helper()
+	for range 1000 {
+		if tok := mustEncrypt(t, ring, v); strings.ContainsAny(tok, "-_") {
+			return tok
+		}
+	}
+	t.Fatal("no token with '-' or '_' in 1000 tries")
+	return ""
+}
+
+// TestClassifyStandardBase64Token: Python's urlsafe_b64decode reads '+' and
+// '/' as '-' and '_', so a token written in standard base64 still decrypts
+// there; here it is a token (and decrypts) or a malformed token, never
+// plaintext.
+func TestClassifyStandardBase64Token(t *testing.T) {
+	ring := mustRing(t, mustKey(t))
+	tok := tokenWithURLChars(t, ring, "sk-ant-test-std64")
+	std := stdBase64(tok)
+	if got := Classify(std); got != KindToken {
+		t.Fatalf("standard-base64 token classified as %v", got)
+	}
+	if msg, _, err := ring.Decrypt(std); err != nil || string(msg) != "sk-ant-test-std64" {
+		t.Fatalf("Decrypt of the standard-base64 form: %v", err)
+	}
+	if i, err := ring.KeyOf(std); err != nil || i != 0 {
+		t.Fatalf("KeyOf = %d, %v", i, err)
+	}
+	if got := Classify(std[:len(std)-7]); got != KindMalformedToken {
+		t.Fatalf("truncated standard-base64 token classified as %v", got)
+	}
+}
+
+// TestPlaintextStartingLikeVersionByte: a legacy plaintext key that starts
+// with 'g' and a letter A-P resolves in migration mode and is migrated, not
+// refused as a damaged token.
+func TestPlaintextStartingLikeVersionByte(t *testing.T) {
+	db := openTestDB(t, SQLite)
+	s := newTestStore(t, db, mustRing(t, mustKey(t)), &Options{AllowPlaintext: true})
+	keys := []string{"gHx9aB3kLmN0pQrStUvWxYz1234567AB", "gPzz-_aa0011" + randHex(4), "gAAAAB" + randHex(30)}
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = insertRaw(t, db, SQLite, s.opts.Table, k)
+		sec, err := s.Resolve(context.Background(), ids[i])
+		if err != nil || sec.Reveal() != k || sec.Version != "plaintext" {
+			t.Fatalf("plaintext key %d in migration mode: %v", i, err)
+		}
+	}
+	rep, err := s.Migrate(context.Background(), nil)
+	if err != nil || rep.Done != len(keys) || rep.Undecryptable != 0 {
+		t.Fatalf("migrate: %+v %v", rep, err)
+	}
+	checkAll(t, s, ids, keys)
 }
 
 type vector struct {
@@ -292,15 +357,21 @@ func TestEveryByteTampered(t *testing.T) {
 		for _, mask := range []byte{0x01, 0x80, 0xff} {
 			b := append([]byte(nil), raw...)
 			b[i] ^= mask
-			if i == 0 {
-				// A changed version byte is no longer a Fernet token: it is
-				// plaintext by structure, and Decrypt must still refuse it.
-				if _, _, err := ring.Decrypt(base64.URLEncoding.EncodeToString(b)); !errors.Is(err, secrets.ErrUndecryptable) {
-					t.Fatalf("version byte ^%#x: %v", mask, err)
+			v := base64.URLEncoding.EncodeToString(b)
+			if !strings.HasPrefix(v, "gAAAAA") {
+				// A changed version byte or top timestamp bits: no longer
+				// shaped like a token, so plaintext by structure (the price
+				// of letting plaintext keys start with 'g'), and Decrypt
+				// must still refuse it.
+				if i > 4 || Classify(v) != KindPlaintext {
+					t.Fatalf("byte %d ^%#x: prefix changed, kind %v", i, mask, Classify(v))
+				}
+				if _, _, err := ring.Decrypt(v); !errors.Is(err, secrets.ErrUndecryptable) {
+					t.Fatalf("byte %d ^%#x: %v", i, mask, err)
 				}
 				continue
 			}
-			check("byte flip", base64.URLEncoding.EncodeToString(b))
+			check("byte flip", v)
 		}
 	}
 	for n := 9; n < len(raw); n++ {
