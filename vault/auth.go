@@ -206,7 +206,9 @@ func (s *Store) follow(ctx context.Context, w *api.LifetimeWatcher, sec *api.Sec
 			s.opts.Logger.Info("vault: token renewed", "ttl", ttl.String())
 		case err := <-w.DoneCh():
 			if err != nil {
-				s.opts.Logger.Warn("vault: token renewal stopped", "error", err.Error())
+				// Classified, so Vault's response body never reaches the log.
+				s.opts.Logger.Warn("vault: token renewal stopped", "error",
+					classify(context.Background(), "renew", "", "renewing the token", err).Error())
 			} else {
 				s.opts.Logger.Info("vault: token reached the end of its renewals")
 			}

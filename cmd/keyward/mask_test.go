@@ -14,15 +14,15 @@ func TestMask(t *testing.T) {
 	for _, c := range []struct{ in, want string }{
 		{"sk-ant-api03-abcdefghijklmnopXy9", "sk-ant-…Xy9"},
 		{"sk-proj-abcdefghijklmnopqrstuv123", "sk-proj-…123"},
-		{"AKIAABCDEFGHIJKLMNOP", "AKIAAB…NOP"},
+		{"AKIAABCDEFGHIJKLMNOP", "…NOP"}, // no provider prefix: only the tail
 		{"short", fullMask},
-		{"elevenchars", fullMask},
-		{"twelve-chars", "twe…ars"},             // at most half: 3 + 3 of 12
-		{"sk-ant-12345", "sk-…345"},             // the prefix shrinks to keep half hidden
-		{"a-b-cdefghijklmnop", "a-b-…nop"},      // through the second '-'
-		{"abcdefghi-j-klmnopqrs", "abcdef…qrs"}, // the second '-' too far: 6 runes
-		{"line\nbreak\x00value-xyz", "line?b…xyz"},
-		{"ключ-секрет-значение", "ключ-с…ние"},
+		{"a-sixteen-char-pw", fullMask},                                 // under 20 runes: nothing
+		{"nineteen-chars-pass", fullMask},                               // 19
+		{"sk-ant-0123456789abc", "sk-…abc"},                             // 20: the prefix shrinks to keep a third
+		{"a-b-cdefghijklmnopqrst", "a-b-…rst"},                          // through the second '-'
+		{"abcdefghi-j-klmnopqrstuvw", "…uvw"},                           // the second '-' too far: no prefix
+		{"sk-ant-abcdefghijklmnopqrstuvwxyz0123x\x00\n", "sk-ant-…x??"}, // control characters never shown
+		{"ключ-секрет-значение-и-ещё", "…ещё"},
 	} {
 		if got := mask(c.in); got != c.want {
 			t.Errorf("mask(%q) = %q, want %q", c.in, got, c.want)
@@ -30,7 +30,7 @@ func TestMask(t *testing.T) {
 	}
 }
 
-// FuzzMask: whatever the value, the mask shows at most half of it (and
+// FuzzMask: whatever the value, the mask shows at most a third of it (and
 // nothing of a short one), and is valid UTF-8 on one line.
 func FuzzMask(f *testing.F) {
 	for _, s := range []string{"sk-ant-api03-abcdefghijklmnopXy9", "", "x", "--------------", "\xff\xfe-abc-defghijklmnop", "ключ-секрет-значение"} {
@@ -46,7 +46,7 @@ func FuzzMask(f *testing.F) {
 			return
 		}
 		shown := utf8.RuneCountInString(m) - utf8.RuneCountInString(maskEllips)
-		if shown > n/2 {
+		if shown > n/3 {
 			t.Fatalf("mask shows %d of %d runes: %q", shown, n, m)
 		}
 		if !utf8.ValidString(m) || strings.ContainsAny(m, "\n\r\x00") {
@@ -153,7 +153,7 @@ func TestRunInProcess(t *testing.T) {
 
 func Example_mask() {
 	fmt.Println(mask("sk-ant-api03-R2D2C3POabcdefghijklmnopXy9"))
-	fmt.Println(mask("sk-proj-0123456789abcdefghij"))
+	fmt.Println(mask("sk-proj-0123456789abcdefghijklmnopqrhij"))
 	fmt.Println(mask("hunter2"))
 	// Output:
 	// sk-ant-…Xy9

@@ -84,15 +84,15 @@ func (v *VaultServer) Start(t testing.TB) {
 	if v.cmd != nil {
 		t.Fatal("testenv: Vault is already running")
 	}
-	// The root token is on this command line on purpose: it is a random
-	// token of a throwaway in-memory server that only this test can reach.
+	// The root token goes in the environment (VAULT_DEV_ROOT_TOKEN_ID), not
+	// on the command line, where other users could read it.
 	cmd := exec.Command(v.bin, "server", "-dev",
-		"-dev-root-token-id="+v.RootToken,
 		"-dev-listen-address="+v.listen,
 		"-dev-no-store-token")
 	v.out = &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = v.out, v.out
-	cmd.Env = append(os.Environ(), "VAULT_DISABLE_MLOCK=true", "VAULT_LOG_LEVEL=warn", "HOME="+t.TempDir())
+	cmd.Env = append(os.Environ(), "VAULT_DISABLE_MLOCK=true", "VAULT_LOG_LEVEL=warn", "HOME="+t.TempDir(),
+		"VAULT_DEV_ROOT_TOKEN_ID="+v.RootToken)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("testenv: starting vault: %v", err)
 	}
