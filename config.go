@@ -280,37 +280,89 @@ func OpenFromEnv(ctx context.Context, opts *StackOptions) (*Stack, error) {
 }
 
 // Lazy returns a KeyResolver that opens its backend with open on first use.
-// A failed open is returned to that caller and tried again on the next use.
-// Ping opens the backend and pings it if it can be pinged; Close closes it if
-// it was opened.
+// Callers that arrive while an open is under way share it, each waiting on
+// its own ctx; a failed open is returned to them and tried again by the next
+// call. Ping opens the backend and pings it if it can be pinged; Close
+// closes it if it was opened (even if its open finishes after Close), and
+// every later call fails with ErrUnavailable.
 func Lazy(open func(ctx context.Context) (KeyResolver, error)) KeyResolver {
 	return &lazy{open: open}
 }
 
 type lazy struct {
-	mu   sync.Mutex
 	open func(ctx context.Context) (KeyResolver, error)
 	r    atomic.Value // KeyResolver, once opened
+
+	mu      sync.Mutex
+	attempt *openAttempt // the open under way, if any
+	closed  bool
 }
 
+type openAttempt struct {
+	done chan struct{} // closed when r and err are set
+	r    KeyResolver
+	err  error
+}
+
+var errLazyClosed = &Error{Op: "open", Code: CodeUnavailable, Reason: "the stack is closed"}
+
 func (l *lazy) get(ctx context.Context) (KeyResolver, error) {
-	if r, ok := l.r.Load().(KeyResolver); ok {
-		return r, nil
+	for {
+		if r, ok := l.r.Load().(KeyResolver); ok {
+			return r, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return nil, errLazyClosed
+		}
+		if r, ok := l.r.Load().(KeyResolver); ok {
+			l.mu.Unlock()
+			return r, nil
+		}
+		if a := l.attempt; a != nil {
+			l.mu.Unlock()
+			select {
+			case <-a.done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+			// The opener's own cancellation is not this caller's failure.
+			if a.err != nil && (errors.Is(a.err, context.Canceled) || errors.Is(a.err, context.DeadlineExceeded)) {
+				continue
+			}
+			return a.r, a.err
+		}
+		a := &openAttempt{done: make(chan struct{})}
+		l.attempt = a
+		l.mu.Unlock()
+
+		a.r, a.err = l.open(ctx)
+
+		l.mu.Lock()
+		l.attempt = nil
+		if a.err == nil {
+			if l.closed {
+				// Closed while opening: close what was opened, outside the lock.
+				defer closeResolver(a.r)
+				a.r, a.err = nil, errLazyClosed
+			} else {
+				l.r.Store(a.r)
+			}
+		}
+		close(a.done)
+		l.mu.Unlock()
+		return a.r, a.err
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if r, ok := l.r.Load().(KeyResolver); ok {
-		return r, nil
+}
+
+func closeResolver(r KeyResolver) {
+	if c, ok := r.(io.Closer); ok {
+		c.Close()
 	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	r, err := l.open(ctx)
-	if err != nil {
-		return nil, err
-	}
-	l.r.Store(r)
-	return r, nil
 }
 
 func (l *lazy) Resolve(ctx context.Context, ref string) (Secret, error) {
@@ -341,6 +393,9 @@ func (l *lazy) Ping(ctx context.Context) error {
 }
 
 func (l *lazy) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
 	if c, ok := l.r.Load().(io.Closer); ok {
 		return c.Close()
 	}

@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -442,5 +444,87 @@ func TestResolveManyFallsBackToOneByOne(t *testing.T) {
 	}
 	if _, ok := secrets.Find[secrets.BatchResolver](secrets.WithTimeout(f, time.Second)); !ok {
 		t.Error("Find did not find the timeout decorator's batch ability")
+	}
+}
+
+// closer is a resolver that records being closed.
+type closer struct {
+	secretstest.Fake
+	closed atomic.Bool
+}
+
+func (c *closer) Close() error { c.closed.Store(true); return nil }
+
+func TestLazyWaitersAndClose(t *testing.T) {
+	release := make(chan struct{})
+	opened := new(closer)
+	opened.Set("k", "v")
+	started := make(chan struct{})
+	var opens atomic.Int32
+	r := secrets.Lazy(func(ctx context.Context) (secrets.KeyResolver, error) {
+		if opens.Add(1) == 1 {
+			close(started)
+		}
+		<-release
+		return opened, nil
+	})
+
+	// The first caller opens; a second caller with a short deadline gives up
+	// on its own deadline instead of waiting for the slow open.
+	first := make(chan error, 1)
+	go func() { _, err := r.Resolve(context.Background(), "k"); first <- err }()
+	<-started
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	if _, err := r.Resolve(ctx, "k"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a waiter with its own deadline: %v", err)
+	}
+
+	// Close while the open is under way: the opened backend is closed when
+	// the open finishes, and nothing resolves afterwards.
+	if err := r.(io.Closer).Close(); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-first; !errors.Is(err, secrets.ErrUnavailable) {
+		t.Fatalf("the open that finished after Close: %v, want ErrUnavailable", err)
+	}
+	if !opened.closed.Load() {
+		t.Fatal("a backend opened after Close was not closed")
+	}
+	if _, err := r.Resolve(context.Background(), "k"); !errors.Is(err, secrets.ErrUnavailable) {
+		t.Fatalf("resolve after Close: %v", err)
+	}
+	if opens.Load() != 1 {
+		t.Errorf("opened %d times, want 1", opens.Load())
+	}
+}
+
+func TestLazySharesOneOpen(t *testing.T) {
+	f := new(secretstest.Fake)
+	f.Set("k", "v")
+	release := make(chan struct{})
+	var opens atomic.Int32
+	r := secrets.Lazy(func(ctx context.Context) (secrets.KeyResolver, error) {
+		opens.Add(1)
+		<-release
+		return f, nil
+	})
+	const n = 20
+	errs := make(chan error, n)
+	for range n {
+		go func() { _, err := r.Resolve(context.Background(), "k"); errs <- err }()
+	}
+	for opens.Load() == 0 {
+		runtime.Gosched()
+	}
+	close(release)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if opens.Load() != 1 {
+		t.Errorf("%d callers opened %d times, want 1", n, opens.Load())
 	}
 }
