@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -24,8 +25,9 @@ import (
 //	cache   = size=10000&ttl=5m             # the cache decorator ("on" for its defaults)
 //	audit   = on                            # log every resolve, never the value
 //	timeout = 5s                            # bound each backend call
+//	allow   = db:*, env:ANTHROPIC_*         # only refs matching these (AllowRefs)
 //
-// Any name other than cache, audit and timeout is a Mux scheme, and its value
+// Any name other than cache, audit, timeout and allow is a Mux scheme, and its value
 // the URL of the backend serving it. Moving a service's keys from the
 // encrypted column to AWS Secrets Manager is then a change of one line.
 type Config struct {
@@ -38,6 +40,9 @@ type Config struct {
 	Audit bool
 	// Timeout bounds each backend call; zero means no bound beyond the caller's.
 	Timeout time.Duration
+	// Allow, when not empty, lists the only refs the stack resolves
+	// (path.Match patterns over "scheme:ref"); see AllowRefs.
+	Allow []string
 }
 
 // The environment variables OpenFromEnv reads.
@@ -84,6 +89,18 @@ func ParseConfig(text string) (*Config, error) {
 			default:
 				return nil, bad("audit must be on or off")
 			}
+		case "allow":
+			for _, p := range strings.Split(value, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					if _, err := path.Match(p, ""); err != nil {
+						return nil, bad("malformed allow pattern %q: use path.Match syntax such as env:ANTHROPIC_*", p)
+					}
+					c.Allow = append(c.Allow, p)
+				}
+			}
+			if len(c.Allow) == 0 {
+				return nil, bad("allow needs at least one pattern, such as db:*")
+			}
 		case "timeout":
 			d, err := time.ParseDuration(value)
 			if err != nil || d < 0 {
@@ -92,7 +109,7 @@ func ParseConfig(text string) (*Config, error) {
 			c.Timeout = d
 		default:
 			if !validScheme(name) {
-				return nil, bad("%q is neither cache, audit, timeout nor a scheme name (lower-case letters, digits, '+', '-', '.')", name)
+				return nil, bad("%q is neither cache, audit, timeout, allow nor a scheme name (lower-case letters, digits, '+', '-', '.')", name)
 			}
 			u, err := url.Parse(value)
 			if err != nil || u.Scheme == "" {
@@ -145,8 +162,8 @@ type StackOptions struct {
 	Now func() time.Time
 }
 
-// Stack is a configured Mux behind its decorators: audit, then expiry
-// enforcement, then the cache, then the timeout. It is itself a KeyResolver.
+// Stack is a configured Mux behind its decorators: audit, then the allow
+// list, then expiry enforcement, then the cache, then the timeout. It is itself a KeyResolver.
 type Stack struct {
 	// Mux routes each scheme to its backend.
 	Mux *Mux
@@ -238,6 +255,14 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (*Stack, err
 		}
 	}
 	top = EnforceExpiry(top, &ExpiryOptions{Now: o.Now})
+	if len(c.Allow) > 0 {
+		// Inside audit, so a refused ref is audited too.
+		allowed, err := AllowRefs(top, c.Allow)
+		if err != nil {
+			return nil, err
+		}
+		top = allowed
+	}
 	if c.Audit {
 		a := o.Auditor
 		if a == nil {

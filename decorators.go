@@ -3,7 +3,10 @@ package secrets
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"path"
+	"strings"
 	"sync"
 	"time"
 )
@@ -249,3 +252,44 @@ func Find[T any](r KeyResolver) (T, bool) {
 	var zero T
 	return zero, false
 }
+
+// AllowRefs returns a KeyResolver that passes to next only the refs matching
+// one of patterns (path.Match syntax over the whole "scheme:ref": "db:*",
+// "env:ANTHROPIC_*", "awssm:bots/*"), and fails the others with ErrPermission
+// before any backend sees them. Use it where refs come from rows a tenant can
+// edit, so a row cannot name another backend's secrets. It returns an error
+// naming the first malformed pattern.
+func AllowRefs(next KeyResolver, patterns []string) (KeyResolver, error) {
+	for _, p := range patterns {
+		if _, err := path.Match(p, ""); err != nil {
+			return nil, &Error{Op: "config", Code: CodeInvalidRef,
+				Reason: fmt.Sprintf("malformed allow pattern %q: use path.Match syntax such as env:ANTHROPIC_*", p)}
+		}
+	}
+	return &allowRefs{next: next, patterns: append([]string(nil), patterns...)}, nil
+}
+
+type allowRefs struct {
+	next     KeyResolver
+	patterns []string
+}
+
+func (a *allowRefs) allowed(ref string) bool {
+	for _, p := range a.patterns {
+		if ok, _ := path.Match(p, ref); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *allowRefs) Resolve(ctx context.Context, ref string) (Secret, error) {
+	if !a.allowed(ref) {
+		return Secret{}, &Error{Op: "resolve", Ref: ref, Code: CodePermission,
+			Reason: "the ref is not in this stack's allow list (" + strings.Join(a.patterns, ", ") + ")"}
+	}
+	return a.next.Resolve(ctx, ref)
+}
+
+// Unwrap returns the wrapped resolver.
+func (a *allowRefs) Unwrap() KeyResolver { return a.next }

@@ -528,3 +528,49 @@ func TestLazySharesOneOpen(t *testing.T) {
 		t.Errorf("%d callers opened %d times, want 1", n, opens.Load())
 	}
 }
+
+func TestAllowRefs(t *testing.T) {
+	t.Setenv("ANTHROPIC_API_KEY_1", "sk-ant-allowed-1")
+	t.Setenv("OTHER_TENANT_KEY", "sk-other-tenant-2")
+	db := new(secretstest.Fake)
+	db.Set("7", "sk-db-7")
+	c, err := secrets.ParseConfig("env = env://\nallow = db:*, env:ANTHROPIC_*\naudit = on")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []secrets.AuditEvent
+	st, err := secrets.OpenConfig(context.Background(), c, &secrets.StackOptions{
+		Backends: map[string]secrets.KeyResolver{"db": db},
+		Auditor:  secrets.AuditFunc(func(_ context.Context, ev secrets.AuditEvent) { events = append(events, ev) }),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for ref, want := range map[string]error{
+		"db:7": nil, "env:ANTHROPIC_API_KEY_1": nil,
+		"env:OTHER_TENANT_KEY": secrets.ErrPermission, "vault:secret/x": secrets.ErrPermission,
+	} {
+		_, err := st.Resolve(context.Background(), ref)
+		if !errors.Is(err, want) || (want == nil && err != nil) {
+			t.Errorf("Resolve(%q) = %v, want %v", ref, err, want)
+		}
+	}
+	denied := 0
+	for _, ev := range events {
+		if ev.Outcome == "permission_denied" {
+			denied++
+		}
+	}
+	if db.Calls("7") != 1 || len(events) != 4 || denied != 2 {
+		t.Errorf("backend calls %d, %d audit events with %d denied; want 1, 4, 2", db.Calls("7"), len(events), denied)
+	}
+	for _, bad := range []string{"allow = ", "allow = [x"} {
+		if _, err := secrets.ParseConfig(bad); !errors.Is(err, secrets.ErrInvalidRef) {
+			t.Errorf("ParseConfig(%q) = %v", bad, err)
+		}
+	}
+	if _, err := secrets.AllowRefs(db, []string{"["}); !errors.Is(err, secrets.ErrInvalidRef) {
+		t.Errorf("AllowRefs with a malformed pattern: %v", err)
+	}
+}
