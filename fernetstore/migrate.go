@@ -37,8 +37,11 @@ type Report struct {
 	Plaintext      int  // Rotate only: plaintext rows it leaves for Migrate
 	Null           int  // rows whose value is NULL
 	DryRun         bool // nothing was written
-	// Position is the last position walked (the SQLite rowid, else the id):
-	// pass it as WalkOptions.After to resume.
+	// Position is the last position of a batch that was written (or, with
+	// DryRun, counted): the SQLite rowid, else the id. Pass it as
+	// WalkOptions.After to resume; after an error it is the end of the last
+	// committed batch, so a resume walks the failed batch again. (The
+	// counters, by contrast, include the rows the failed batch scanned.)
 	Position int64
 	// UndecryptableIDs lists the ids of undecryptable rows (the first 1000).
 	UndecryptableIDs []string
@@ -134,12 +137,16 @@ func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide f
 		}
 		batch = batch[:0]
 		n := 0
+		// pos is where this batch ends; it reaches rep.Position only once
+		// the batch is written, so a report from a failed batch never
+		// points past rows left unwritten.
+		pos := rep.Position
 		rows, err := b.db.QueryContext(ctx, b.q.batch, rep.Position, o.BatchSize)
 		if err != nil {
 			return rep, s.dbError(ctx, op, "", err)
 		}
 		for rows.Next() {
-			var pos, id int64
+			var id int64
 			var v sql.NullString
 			if err := rows.Scan(&pos, &id, &v); err != nil {
 				rows.Close()
@@ -147,7 +154,6 @@ func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide f
 			}
 			n++
 			rep.Scanned++
-			rep.Position = pos
 			if !v.Valid {
 				rep.Null++
 				continue
@@ -189,6 +195,7 @@ func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide f
 			rep.Done += done
 			rep.Skipped += len(batch) - done
 		}
+		rep.Position = pos
 		if o.Progress != nil {
 			p := rep
 			p.UndecryptableIDs = append([]string(nil), rep.UndecryptableIDs...)

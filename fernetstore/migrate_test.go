@@ -382,3 +382,35 @@ func TestRotateCrash(t *testing.T) {
 	}
 	_ = secrets.Redacted
 }
+
+// TestResumeAfterFailedBatch makes the second batch's write fail (a SQLite
+// trigger that aborts the update of one row): the report's Position must
+// not point past the unwritten batch, so resuming from it leaves no row
+// plaintext.
+func TestResumeAfterFailedBatch(t *testing.T) {
+	db := openTestDB(t, SQLite)
+	ctx := context.Background()
+	ring := mustRing(t, mustKey(t))
+	s := newTestStore(t, db, ring, &Options{AllowPlaintext: true})
+	table := s.opts.Table
+	plain := makeValues(30, "resume")
+	ids := fillRows(t, db, SQLite, table, nil, plain)
+	if _, err := db.Exec(fmt.Sprintf(`CREATE TRIGGER kw_fail BEFORE UPDATE ON %s WHEN OLD.id = %s BEGIN SELECT RAISE(ABORT, 'injected write failure'); END`, table, ids[14])); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.Migrate(ctx, &WalkOptions{BatchSize: 10})
+	if err == nil {
+		t.Fatalf("migrate with a failing batch succeeded: %+v", rep)
+	}
+	if want, _ := strconv.ParseInt(ids[9], 10, 64); rep.Position != want {
+		t.Fatalf("Position after the failed second batch = %d, want %d (end of the first, committed batch)", rep.Position, want)
+	}
+	if _, err := db.Exec(`DROP TRIGGER kw_fail`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Migrate(ctx, &WalkOptions{BatchSize: 10, After: rep.Position}); err != nil {
+		t.Fatal(err)
+	}
+	// A store outside migration mode refuses any row still plaintext.
+	checkAll(t, New(db, ring, &Options{Table: table}), ids, plain)
+}
