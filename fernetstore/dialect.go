@@ -77,6 +77,27 @@ func (d Dialect) quoteIdent(name string, qualified bool) (string, error) {
 	return strings.Join(parts, "."), nil
 }
 
+// sameValue is the compare-and-swap test that a stored value col still is
+// old, byte for byte. A plain = would use the column's collation: with a
+// case-insensitive one (utf8mb4_general_ci on an existing MySQL table, a
+// NOCASE SQLite column) or a PAD SPACE one (MariaDB's utf8mb4_bin ignores
+// trailing spaces), a concurrent write that differs only in case or trailing
+// spaces would compare equal and be overwritten. The id equality finds the
+// row, so this comparison costs nothing noticeable. PostgreSQL's = on text is
+// exact under every deterministic collation (ties are broken bytewise).
+func (d Dialect) sameValue(col, old string) string {
+	switch d {
+	case MySQL:
+		// Both sides converted to utf8mb4 first, so a latin1 column still
+		// compares with the utf8mb4 parameter by the same bytes.
+		return fmt.Sprintf("CAST(CONVERT(%s USING utf8mb4) AS BINARY) = CAST(CONVERT(%s USING utf8mb4) AS BINARY)", col, old)
+	case SQLite:
+		// An explicit COLLATE on an operand overrides the column's.
+		return fmt.Sprintf("%s = %s COLLATE BINARY", col, old)
+	}
+	return col + " = " + old
+}
+
 // ph returns the n-th (1-based) placeholder.
 func (d Dialect) ph(n int) string {
 	if d == Postgres {

@@ -276,7 +276,8 @@ func (s *Store) tryBatch(ctx context.Context, b *base, batch []pending) (done in
 const casChunk = 100
 
 // multiCAS builds one UPDATE that swaps every row of chunk whose value is
-// still the old one: the row-by-row compare-and-swap, joined.
+// still the old one, byte for byte (sameValue): the row-by-row
+// compare-and-swap, joined.
 func (b *base) multiCAS(chunk []pending) (string, []any) {
 	q := &b.q
 	var sb strings.Builder
@@ -292,7 +293,7 @@ func (b *base) multiCAS(chunk []pending) (string, []any) {
 			fmt.Fprintf(&sb, "($%d::bigint, $%d::text, $%d::text)", n+1, n+2, n+3)
 			args = append(args, p.id, p.new, p.old)
 		}
-		fmt.Fprintf(&sb, ") AS v(id, nv, ov) WHERE t.%s = v.id AND t.%s = v.ov", q.id, q.value)
+		fmt.Fprintf(&sb, ") AS v(id, nv, ov) WHERE t.%s = v.id AND %s", q.id, b.d.sameValue("t."+q.value, "v.ov"))
 	default: // MySQL
 		fmt.Fprintf(&sb, "UPDATE %s AS t JOIN (", q.table)
 		for i, p := range chunk {
@@ -303,7 +304,7 @@ func (b *base) multiCAS(chunk []pending) (string, []any) {
 			}
 			args = append(args, p.id, p.new, p.old)
 		}
-		fmt.Fprintf(&sb, ") AS v ON t.%s = v.id AND t.%s = v.ov SET t.%s = v.nv", q.id, q.value, q.value)
+		fmt.Fprintf(&sb, ") AS v ON t.%s = v.id AND %s SET t.%s = v.nv", q.id, b.d.sameValue("t."+q.value, "v.ov"), q.value)
 	}
 	return sb.String(), args
 }

@@ -414,3 +414,64 @@ func TestResumeAfterFailedBatch(t *testing.T) {
 	// A store outside migration mode refuses any row still plaintext.
 	checkAll(t, New(db, ring, &Options{Table: table}), ids, plain)
 }
+
+// TestCompareAndSwapIsBinary makes concurrent writes that differ from the
+// value Migrate read only in case, or only by a trailing space, on tables
+// whose value column compares loosely (MySQL/MariaDB utf8mb4_general_ci: case
+// and trailing spaces; SQLite COLLATE NOCASE: case): both rows are Skipped,
+// keeping the concurrent write, never overwritten.
+func TestCompareAndSwapIsBinary(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB, d Dialect) {
+		ctx := context.Background()
+		table := "kw_test_ci_" + randHex(6)
+		switch d {
+		case SQLite:
+			if _, err := db.Exec(`CREATE TABLE ` + table + ` (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL DEFAULT '',
+				provider TEXT NOT NULL DEFAULT '', api_key TEXT COLLATE NOCASE NOT NULL, expires_at TIMESTAMP NULL,
+				created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)`); err != nil {
+				t.Fatal(err)
+			}
+		case MySQL:
+			if _, err := db.Exec("CREATE TABLE " + table + ` (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+				name VARCHAR(255) NOT NULL DEFAULT '', provider VARCHAR(255) NOT NULL DEFAULT '',
+				api_key MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+				expires_at DATETIME(6) NULL, created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) DEFAULT CHARSET=utf8mb4`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s := newTestStore(t, db, mustRing(t, mustKey(t)), &Options{Table: table, AllowPlaintext: true})
+		plain := makeValues(3, "ci")
+		ids := fillRows(t, db, d, table, nil, plain)
+		concurrent := []string{strings.ToUpper(plain[0]), plain[1] + " "}
+		upd := "UPDATE " + table + " SET api_key = ? WHERE id = ?"
+		if d == Postgres {
+			upd = "UPDATE " + table + " SET api_key = $1 WHERE id = $2"
+		}
+		testHookBeforeApply = func(int) {
+			for i, v := range concurrent {
+				if _, err := db.Exec(upd, v, ids[i]); err != nil {
+					t.Error(err)
+				}
+			}
+		}
+		defer func() { testHookBeforeApply = nil }()
+		rep, err := s.Migrate(ctx, nil)
+		testHookBeforeApply = nil
+		if err != nil || rep.Done != 1 || rep.Skipped != 2 {
+			t.Fatalf("report %+v %v: want 1 done, 2 skipped", rep, err)
+		}
+		sel := "SELECT api_key FROM " + table + " WHERE id = ?"
+		if d == Postgres {
+			sel = "SELECT api_key FROM " + table + " WHERE id = $1"
+		}
+		for i, want := range concurrent {
+			var got string
+			if err := db.QueryRow(sel, ids[i]).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != want {
+				t.Fatalf("row %s: the concurrent write (differing only in case or a trailing space) was overwritten", ids[i])
+			}
+		}
+	})
+}

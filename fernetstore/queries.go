@@ -111,7 +111,7 @@ func buildBase(db *sql.DB, ring *KeyRing, o *Options) (*base, error) {
 	}
 	q.batch = fmt.Sprintf("SELECT %s, %s, %s FROM %s WHERE %s > %s ORDER BY %s LIMIT %s",
 		walk, q.id, q.value, q.table, walk, d.ph(1), walk, d.ph(2))
-	q.cas = fmt.Sprintf("UPDATE %s SET %s = %s WHERE %s = %s AND %s = %s", q.table, q.value, d.ph(1), q.id, d.ph(2), q.value, d.ph(3))
+	q.cas = fmt.Sprintf("UPDATE %s SET %s = %s WHERE %s = %s AND %s", q.table, q.value, d.ph(1), q.id, d.ph(2), d.sameValue(q.value, d.ph(3)))
 	switch d {
 	case SQLite:
 		q.schema = fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
@@ -132,8 +132,9 @@ func buildBase(db *sql.DB, ring *KeyRing, o *Options) (*base, error) {
 	%s TIMESTAMPTZ NOT NULL DEFAULT now())`,
 			q.table, q.id, q.name, q.provider, q.value, q.expires, q.created)
 	case MySQL:
-		// utf8mb4_bin: the compare-and-swap compares tokens byte for byte,
-		// not case-insensitively; MEDIUMTEXT: TEXT stops at 64 KiB.
+		// utf8mb4_bin: values sort and compare case-sensitively (the
+		// compare-and-swap compares bytes whatever the collation, see
+		// sameValue); MEDIUMTEXT: TEXT stops at 64 KiB.
 		q.schema = fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n"+
 			"\t%s BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,\n"+
 			"\t%s VARCHAR(255) NOT NULL DEFAULT '',\n"+
