@@ -152,6 +152,13 @@ func (s *Store) resolveStmt(ctx context.Context, b *base) (*sql.Stmt, error) {
 	if st := s.stmt.Load(); st != nil {
 		return st, nil
 	}
+	if s.closed {
+		// A Resolve that got its base before Close ran: a statement
+		// prepared now would be stored after Close and never closed.
+		// (The lock is held from this check through the Store below, so
+		// Close cannot slip in between.)
+		return nil, s.errorf("resolve", "", secrets.CodeUnavailable, nil, "the store is closed")
+	}
 	st, err := b.db.PrepareContext(ctx, b.q.resolve)
 	if err != nil {
 		return nil, err
@@ -195,6 +202,9 @@ func (s *Store) Resolve(ctx context.Context, ref string) (secrets.Secret, error)
 	}
 	st, err := s.resolveStmt(ctx, b)
 	if err != nil {
+		if _, ok := err.(*secrets.Error); ok {
+			return secrets.Secret{}, withRef(err, ref)
+		}
 		return secrets.Secret{}, s.dbError(ctx, "resolve", ref, err)
 	}
 	var value sql.NullString

@@ -509,3 +509,28 @@ func TestMySQLWithoutParseTime(t *testing.T) {
 		t.Fatalf("expired row: %v", err)
 	}
 }
+
+// TestResolveRacingClose replays the interleaving of a Resolve that got its
+// base just before Close ran: it must not prepare a statement after Close
+// (nothing would ever close it), and fails as unavailable instead.
+func TestResolveRacingClose(t *testing.T) {
+	db := openTestDB(t, SQLite)
+	s := newTestStore(t, db, mustRing(t, mustKey(t)), nil)
+	b, err := s.getBase("resolve")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.resolveStmt(context.Background(), b)
+	if err == nil || st != nil || s.stmt.Load() != nil {
+		t.Fatalf("resolveStmt after Close: %v; a statement was prepared and kept", err)
+	}
+	if !errors.Is(err, secrets.ErrUnavailable) {
+		t.Fatalf("resolveStmt after Close: %v, want ErrUnavailable", err)
+	}
+	if _, err := s.Resolve(context.Background(), "1"); !errors.Is(err, secrets.ErrUnavailable) {
+		t.Fatalf("Resolve after Close: %v, want ErrUnavailable", err)
+	}
+}
