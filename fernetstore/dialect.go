@@ -213,8 +213,17 @@ func driverDSN(dsn string) (driver, conn string, err error) {
 		}
 		return "mysql", cfg.FormatDSN(), nil
 	}
-	return "", "", dsnError(fmt.Sprintf("unknown database URL scheme %q", scheme))
+	if schemeRE.MatchString(scheme) {
+		return "", "", dsnError(fmt.Sprintf("unknown database URL scheme %q", scheme))
+	}
+	// Not scheme-shaped: what comes before the first ':' may be a
+	// key=value DSN up to the middle of a password (password=Sup3r:Secret),
+	// so none of it is quoted.
+	return "", "", dsnError("the DSN has no recognised scheme")
 }
+
+// schemeRE is what an unknown scheme must look like to be quoted in an error.
+var schemeRE = regexp.MustCompile(`^[a-z][a-z0-9+.-]{0,15}$`)
 
 // timeFormats are the textual time forms found in the wild: modernc's own,
 // Python's str(datetime) and isoformat(), SQLAlchemy's, MySQL's.

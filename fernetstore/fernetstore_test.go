@@ -534,3 +534,22 @@ func TestResolveRacingClose(t *testing.T) {
 		t.Fatalf("Resolve after Close: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestUnknownSchemeNeverQuotesPassword: before the first ':' of a key=value
+// DSN can sit part of a password; only a scheme-shaped prefix is quoted.
+func TestUnknownSchemeNeverQuotesPassword(t *testing.T) {
+	for _, dsn := range []string{"host=db user=app password=Sup3r:Secret", "user=app password=Sup3r:Secret dbname=x", "Sup3r Pass:word"} {
+		_, err := OpenDB(dsn)
+		if err == nil {
+			t.Fatalf("OpenDB accepted a DSN without a scheme")
+		}
+		if msg := err.Error(); strings.Contains(msg, "Sup3r") {
+			t.Errorf("the error for a key=value DSN quotes part of its password") // not printed: it would leak
+		} else if !strings.Contains(msg, "no recognised scheme") {
+			t.Errorf("error for a key=value DSN: %q; want it to say the DSN has no recognised scheme", msg)
+		}
+	}
+	if _, err := OpenDB("redis://secret-pw@h"); err == nil || !strings.Contains(err.Error(), `"redis"`) {
+		t.Errorf("a scheme-shaped unknown scheme is named: %v", err)
+	}
+}
