@@ -418,10 +418,23 @@ func TestResumeAfterFailedBatch(t *testing.T) {
 // TestCompareAndSwapIsBinary makes concurrent writes that differ from the
 // value Migrate read only in case, or only by a trailing space, on tables
 // whose value column compares loosely (MySQL/MariaDB utf8mb4_general_ci: case
-// and trailing spaces; SQLite COLLATE NOCASE: case): both rows are Skipped,
-// keeping the concurrent write, never overwritten.
+// and trailing spaces; MariaDB's utf8mb4_bin, the default schema's: trailing
+// spaces; SQLite COLLATE NOCASE: case): both rows are Skipped, keeping the
+// concurrent write, never overwritten.
 func TestCompareAndSwapIsBinary(t *testing.T) {
 	forEachDB(t, func(t *testing.T, db *sql.DB, d Dialect) {
+		if d != MySQL {
+			casIsBinary(t, db, d, "")
+			return
+		}
+		for _, coll := range []string{"utf8mb4_general_ci", "utf8mb4_bin"} {
+			t.Run(coll, func(t *testing.T) { casIsBinary(t, db, d, coll) })
+		}
+	})
+}
+
+func casIsBinary(t *testing.T, db *sql.DB, d Dialect, collation string) {
+	{
 		ctx := context.Background()
 		table := "kw_test_ci_" + randHex(6)
 		switch d {
@@ -434,7 +447,7 @@ func TestCompareAndSwapIsBinary(t *testing.T) {
 		case MySQL:
 			if _, err := db.Exec("CREATE TABLE " + table + ` (id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
 				name VARCHAR(255) NOT NULL DEFAULT '', provider VARCHAR(255) NOT NULL DEFAULT '',
-				api_key MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci NOT NULL,
+				api_key MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE ` + collation + ` NOT NULL,
 				expires_at DATETIME(6) NULL, created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)) DEFAULT CHARSET=utf8mb4`); err != nil {
 				t.Fatal(err)
 			}
@@ -473,5 +486,5 @@ func TestCompareAndSwapIsBinary(t *testing.T) {
 				t.Fatalf("row %s: the concurrent write (differing only in case or a trailing space) was overwritten", ids[i])
 			}
 		}
-	})
+	}
 }

@@ -251,3 +251,25 @@ func idsFrom(first, n int) []string {
 	}
 	return ids
 }
+
+// TestStandardBase64TokenDecryptsInPython is why Classify calls a
+// standard-base64 token a token: Python's Fernet decrypts it, so were it
+// classified plaintext, a service would read the ciphertext as the key.
+func TestStandardBase64TokenDecryptsInPython(t *testing.T) {
+	k := mustKey(t)
+	ring := mustRing(t, k)
+	std := stdBase64(tokenWithURLChars(t, ring, "sk-ant-test-std-py"))
+	var ok bool
+	runPython(t, `
+import json, os, sys
+from cryptography.fernet import Fernet
+tok = json.load(sys.stdin)
+json.dump(Fernet(os.environ["K1"]).decrypt(tok.encode()) == b"sk-ant-test-std-py", sys.stdout)
+`, []string{"K1=" + k}, std, &ok)
+	if !ok {
+		t.Fatal("Python did not decrypt the standard-base64 token to its value")
+	}
+	if Classify(std) != KindToken {
+		t.Fatalf("Classify = %v, want token", Classify(std))
+	}
+}
