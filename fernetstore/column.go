@@ -41,17 +41,24 @@ func (EnvRing) KeyRing() (*KeyRing, error) { return envRing() }
 // printed or encoded form (fmt, JSON, text, slog) is a redaction; only
 // Reveal returns the value.
 type Encrypted[K RingSource] struct {
-	value string
+	// value is behind a pointer for the same reason as secrets.Secret's: fmt
+	// prints the fields of an Encrypted held in an unexported field.
+	value *string
 	valid bool
 }
 
 // NewEncrypted returns a non-NULL Encrypted holding value.
 func NewEncrypted[K RingSource](value string) Encrypted[K] {
-	return Encrypted[K]{value: value, valid: true}
+	return Encrypted[K]{value: &value, valid: true}
 }
 
 // Reveal returns the value ("" for NULL).
-func (e Encrypted[K]) Reveal() string { return e.value }
+func (e Encrypted[K]) Reveal() string {
+	if e.value == nil {
+		return ""
+	}
+	return *e.value
+}
 
 // Valid reports whether the column is not NULL.
 func (e Encrypted[K]) Valid() bool { return e.valid }
@@ -74,7 +81,7 @@ func (e Encrypted[K]) Value() (driver.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	return r.Encrypt([]byte(e.value))
+	return r.Encrypt([]byte(e.Reveal()))
 }
 
 // Scan decrypts a token read from the database.
@@ -104,7 +111,8 @@ func (e *Encrypted[K]) Scan(src any) error {
 	if err != nil {
 		return err
 	}
-	*e = Encrypted[K]{value: string(msg), valid: true}
+	v := string(msg)
+	*e = Encrypted[K]{value: &v, valid: true}
 	return nil
 }
 

@@ -74,6 +74,13 @@ func TestEncryptedColumn(t *testing.T) {
 	// Printing never shows the value.
 	var out strings.Builder
 	fmt.Fprintf(&out, "%v %+v %#v %s %q %x %d", got, got.APIKey, got.APIKey, got.APIKey, got.APIKey, got.APIKey, got.APIKey)
+	// Held in an unexported field, where fmt cannot call its methods.
+	hidden := struct {
+		name string
+		key  Encrypted[testKeys]
+	}{"bot", got.APIKey}
+	fmt.Fprintf(&out, "%v %+v", hidden, &hidden)
+	slog.New(slog.NewTextHandler(&out, nil)).Info("bot", "hidden", hidden)
 	j, _ := json.Marshal(got)
 	out.Write(j)
 	slog.New(slog.NewTextHandler(&out, nil)).Info("bot", "key", got.APIKey, "bot", got)
