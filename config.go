@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"path"
@@ -204,12 +205,7 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (*Stack, err
 		o = *opts
 	}
 	mux := new(Mux)
-	schemes := make([]string, 0, len(c.Backends))
-	for s := range c.Backends {
-		schemes = append(schemes, s)
-	}
-	slices.Sort(schemes)
-	for _, scheme := range schemes {
+	for _, scheme := range slices.Sorted(maps.Keys(c.Backends)) {
 		if _, own := o.Backends[scheme]; own {
 			continue
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -61,12 +62,7 @@ func (m *Mux) Handle(scheme string, r KeyResolver) {
 func (m *Mux) Schemes() []string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	s := make([]string, 0, len(m.m))
-	for k := range m.m {
-		s = append(s, k)
-	}
-	slices.Sort(s)
-	return s
+	return slices.Sorted(maps.Keys(m.m))
 }
 
 // Resolver returns the resolver handling scheme.

@@ -3,6 +3,7 @@ package secrets
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"strings"
@@ -47,12 +48,7 @@ func (r *registry[T]) lookup(name string) (T, bool) {
 func (r *registry[T]) names() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	names := make([]string, 0, len(r.m))
-	for n := range r.m {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names
+	return slices.Sorted(maps.Keys(r.m))
 }
 
 var (
@@ -111,24 +107,24 @@ func Open(ctx context.Context, rawURL string) (KeyResolver, error) {
 // CheckParams returns an error naming the first query parameter of u that is
 // not in allowed, and any parameter given twice. Openers call it first.
 func CheckParams(u *url.URL, allowed ...string) error {
-	q := u.Query()
-	keys := make([]string, 0, len(q))
-	for k := range q {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	return CheckValues(u.Query(), u.Scheme, allowed...)
+}
+
+// CheckValues is CheckParams for parameters already parsed, such as a
+// decorator's; backend names the backend or decorator in the error.
+func CheckValues(q url.Values, backend string, allowed ...string) error {
+	for _, k := range slices.Sorted(maps.Keys(q)) {
 		if !slices.Contains(allowed, k) {
 			want := "none"
 			if len(allowed) > 0 {
 				want = strings.Join(allowed, ", ")
 			}
-			return &Error{Op: "open", Backend: u.Scheme, Code: CodeInvalidRef,
-				Reason: fmt.Sprintf("unknown URL parameter %q (known: %s)", k, want)}
+			return &Error{Op: "open", Backend: backend, Code: CodeInvalidRef,
+				Reason: fmt.Sprintf("unknown parameter %q (known: %s)", k, want)}
 		}
 		if len(q[k]) > 1 {
-			return &Error{Op: "open", Backend: u.Scheme, Code: CodeInvalidRef,
-				Reason: fmt.Sprintf("URL parameter %q given more than once", k)}
+			return &Error{Op: "open", Backend: backend, Code: CodeInvalidRef,
+				Reason: fmt.Sprintf("parameter %q given more than once", k)}
 		}
 	}
 	return nil

@@ -3,9 +3,7 @@ package cache
 import (
 	"fmt"
 	"net/url"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	secrets "github.com/keyward/secrets"
@@ -39,18 +37,8 @@ func paramError(reason string) error {
 // where zero means a default, a zero jitter, stale_grace or negative_ttl here
 // turns the feature off, and refresh_ahead=1 turns refresh-ahead off.
 func parseParams(params url.Values) (*Options, error) {
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if !slices.Contains(knownParams, k) {
-			return nil, paramError(fmt.Sprintf("unknown parameter %q (known: %s)", k, strings.Join(knownParams, ", ")))
-		}
-		if len(params[k]) != 1 {
-			return nil, paramError(fmt.Sprintf("parameter %q given more than once", k))
-		}
+	if err := secrets.CheckValues(params, "cache", knownParams...); err != nil {
+		return nil, err
 	}
 	o := new(Options)
 	if s, ok := params["size"]; ok {
