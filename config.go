@@ -158,6 +158,7 @@ type StackOptions struct {
 	Auditor Auditor
 	// Backends are resolvers the host built itself, by Mux scheme. They take
 	// the place of the configuration's URL for that scheme, or add a scheme.
+	// Stack.Close closes those that are io.Closers, as it does its own.
 	Backends map[string]KeyResolver
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -572,5 +573,26 @@ func TestAllowRefs(t *testing.T) {
 	}
 	if _, err := secrets.AllowRefs(db, []string{"["}); !errors.Is(err, secrets.ErrInvalidRef) {
 		t.Errorf("AllowRefs with a malformed pattern: %v", err)
+	}
+}
+
+// TestREADMEConfiguration keeps the README's configuration example valid.
+func TestREADMEConfiguration(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "## Configuration")
+	_, rest, ok2 := strings.Cut(rest, "```\n")
+	block, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("no configuration block in README.md")
+	}
+	c, err := secrets.ParseConfig(block)
+	if err != nil {
+		t.Fatalf("the README's configuration does not parse: %v", err)
+	}
+	if c.Backends["db"] == "" || c.Backends["env"] == "" || c.Cache == "" || !c.Audit || c.Timeout == 0 || len(c.Allow) != 3 {
+		t.Errorf("the README's configuration parsed to %+v", c)
 	}
 }
