@@ -70,6 +70,7 @@ type app struct {
 	getenv         func(string) string
 
 	dbURL, table, column string
+	warnedDB             bool // warned once that --db holds a password
 
 	storeOnce sync.Once
 	store     *fernetstore.Store
@@ -252,6 +253,10 @@ func reason(err error) string {
 
 func (a *app) databaseURL() string {
 	if a.dbURL != "" {
+		if !a.warnedDB && dsnHasPassword(a.dbURL) {
+			a.warnedDB = true
+			fmt.Fprintln(a.stderr, "keyward: warning: --db holds a password, which other users can read in the process list; set DATABASE_URL instead")
+		}
 		return a.dbURL
 	}
 	if u := a.getenv(fernetstore.EnvDatabaseURL); u != "" {
@@ -364,4 +369,16 @@ func missingSchema(err error) string {
 		return column
 	}
 	return ""
+}
+
+// dsnHasPassword reports whether a database URL carries a password: a ':'
+// in the user information before the '@' ("postgres://u:pw@host",
+// "mysql://u:pw@tcp(host:3306)/db").
+func dsnHasPassword(dsn string) bool {
+	_, rest, ok := strings.Cut(dsn, "://")
+	if !ok {
+		return false
+	}
+	userinfo, _, ok := strings.Cut(rest, "@")
+	return ok && !strings.ContainsAny(userinfo, "/?#") && strings.Contains(userinfo, ":")
 }

@@ -555,6 +555,10 @@ func TestErrors(t *testing.T) {
 			if r.code != c.code || !strings.Contains(r.stderr+r.stdout, c.says) {
 				t.Errorf("want exit %d and %q, got %s", c.code, c.says, r)
 			}
+			// A password on the command line is warned about (never echoed).
+			if strings.Contains(strings.Join(c.args, " "), "hunter2-password@") != strings.Contains(r.stderr, "--db holds a password") {
+				t.Errorf("the --db password warning is missing or misplaced: %s", r)
+			}
 		})
 	}
 }

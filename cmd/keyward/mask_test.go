@@ -160,3 +160,19 @@ func Example_mask() {
 	// sk-proj-…hij
 	// ********
 }
+
+func TestDSNHasPassword(t *testing.T) {
+	for dsn, want := range map[string]bool{
+		"postgres://u:sekret@127.0.0.1/db":           true,
+		"mysql://root:pw@tcp(127.0.0.1:3306)/test":   true,
+		"postgres://postgres@127.0.0.1:5432/test":    false,
+		"mysql://root@tcp(127.0.0.1:3306)/test":      false,
+		"sqlite:keyward.db":                          false,
+		"postgres://h:5432/db?options=a:b@c":         false,
+		"postgresql://u:p%40ss@h/db?sslmode=disable": true,
+	} {
+		if got := dsnHasPassword(dsn); got != want {
+			t.Errorf("dsnHasPassword(%q) = %v, want %v", dsn, got, want)
+		}
+	}
+}
