@@ -1,7 +1,6 @@
 package vault
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -64,26 +63,9 @@ func newClient(t testing.TB, addr, token string) (*api.Client, *counter) {
 }
 
 // quietLogger returns a logger writing to a buffer the test can search.
-func quietLogger() (*slog.Logger, *lockedBuf) {
-	b := &lockedBuf{}
+func quietLogger() (*slog.Logger, *testenv.Buffer) {
+	b := &testenv.Buffer{}
 	return slog.New(slog.NewJSONHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug})), b
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // kvData is how the harness stores a value: a JSON object as the secret's

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,38 +10,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/internal/testenv"
 )
-
-// syncBuffer is a bytes.Buffer safe for the service's concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // service runs the chat service in-process on a free port with env as its
 // whole environment, and returns it once it listens.
 type service struct {
 	*app
-	stdout, stderr *syncBuffer
-	bodies         *syncBuffer // every response body the test received
+	stdout, stderr *testenv.Buffer
+	bodies         *testenv.Buffer // every response body the test received
 }
 
 func start(t *testing.T, env map[string]string) *service {
@@ -56,7 +37,7 @@ func startWith(t *testing.T, env map[string]string, backends map[string]secrets.
 		env["CHAT_DATA_DIR"] = t.TempDir()
 	}
 	env["CHAT_ADDR"] = "127.0.0.1:0"
-	s := &service{stdout: new(syncBuffer), stderr: new(syncBuffer), bodies: new(syncBuffer)}
+	s := &service{stdout: new(testenv.Buffer), stderr: new(testenv.Buffer), bodies: new(testenv.Buffer)}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *app, 1)
 	done := make(chan error, 1)

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -29,7 +28,7 @@ type VaultServer struct {
 	mu     sync.Mutex
 	cmd    *exec.Cmd
 	waited chan struct{}
-	out    *lockedBuffer
+	out    *Buffer
 }
 
 // VaultBin returns the vault binary named by KEYWARD_VAULT_BIN, or calls
@@ -89,7 +88,7 @@ func (v *VaultServer) Start(t testing.TB) {
 	cmd := exec.Command(v.bin, "server", "-dev",
 		"-dev-listen-address="+v.listen,
 		"-dev-no-store-token")
-	v.out = &lockedBuffer{}
+	v.out = &Buffer{}
 	cmd.Stdout, cmd.Stderr = v.out, v.out
 	cmd.Env = append(os.Environ(), "VAULT_DISABLE_MLOCK=true", "VAULT_LOG_LEVEL=warn", "HOME="+t.TempDir(),
 		"VAULT_DEV_ROOT_TOKEN_ID="+v.RootToken)
@@ -184,21 +183,4 @@ func mustAtoi(hostport string) int {
 		panic(fmt.Sprintf("testenv: bad address %q", hostport))
 	}
 	return n
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
