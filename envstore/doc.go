@@ -2,7 +2,11 @@
 // holds "ANTHROPIC_API_KEY", the value lives in the service's environment (or
 // a .env file). A policy of allow and deny patterns decides which names a ref
 // may read, and by default denies the variables that hold other secrets
-// (DefaultDeny), because refs often come from rows a tenant can edit.
+// (DefaultDeny), because refs often come from rows a tenant can edit: the
+// master keys, DATABASE_URL and KEYWARD_*, and every variable the bundled
+// SDKs and drivers (aws-sdk-go-v2, azidentity, vault/api, pgx) read a
+// credential from, or the key file, token file, endpoint path or proxy URL
+// that yields one. Matching ignores case.
 //
 // # URLs
 //

@@ -20,25 +20,84 @@ import (
 const Backend = "env"
 
 // DefaultDeny lists the variables a ref may never name unless
-// Options.ReplaceDefaultDeny is set: they hold the keys to other secrets (or,
-// like PGPASSWORD, credentials the stack's own drivers read), and refs often
-// come from rows a tenant can edit. Deny patterns match regardless of case,
-// since some systems' environments do.
+// Options.ReplaceDefaultDeny is set: they hold the keys to other secrets, or
+// a credential the stack's own SDKs and drivers read, or the file, endpoint
+// path or proxy URL that yields one, and refs often come from rows a tenant
+// can edit. Deny patterns match regardless of case, since some systems'
+// environments do.
+//
+// The names come from the sources of the modules the backends link (each
+// one's os.Getenv and LookupEnv calls). Left readable on purpose:
+// identifiers (AWS_ACCESS_KEY_ID, AWS_ROLE_ARN, AZURE_CLIENT_ID, PGUSER),
+// public certificates (AWS_CA_BUNDLE, VAULT_CACERT, VAULT_CLIENT_CERT,
+// PGSSLROOTCERT) and the local token endpoints (IDENTITY_ENDPOINT,
+// MSI_ENDPOINT, IMDS_ENDPOINT, AWS_EC2_METADATA_SERVICE_ENDPOINT), which give
+// nothing without the secret header or the host's own network.
 var DefaultDeny = []string{
+	// This stack: the master keys (and ENCRYPTION_KEY_REF), the database
+	// URL with its password, keyward's own configuration.
 	"ENCRYPTION_KEY*",
+	"DATABASE_URL",
+	"KEYWARD_*",
+
+	// aws-sdk-go-v2 config: static keys (AWS_SECRET_KEY is the older
+	// spelling), the container provider's token and its file, the ECS
+	// relative URI (its id alone fetches the task's credentials), the web
+	// identity token file, and the files holding keys or cached logins.
 	"AWS_SECRET_ACCESS_KEY",
+	"AWS_SECRET_KEY",
 	"AWS_SESSION_TOKEN",
 	"AWS_CONTAINER_AUTHORIZATION_TOKEN",
-	"VAULT_TOKEN",
-	"VAULT_ROLE_ID",
-	"VAULT_SECRET_ID",
+	"AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+	"AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+	"AWS_CONTAINER_CREDENTIALS_FULL_URI",
+	"AWS_WEB_IDENTITY_TOKEN_FILE",
+	"AWS_SHARED_CREDENTIALS_FILE",
+	"AWS_CONFIG_FILE",
+	"AWS_LOGIN_CACHE_DIRECTORY",
+
+	// azidentity and MSAL: client secret, certificate and its password,
+	// user password, workload identity token file, and the secret headers
+	// that App Service and Service Fabric (IDENTITY_HEADER) and Azure
+	// Machine Learning (MSI_SECRET) require at their managed identity
+	// endpoint.
 	"AZURE_CLIENT_SECRET",
 	"AZURE_CLIENT_CERTIFICATE_PASSWORD",
+	"AZURE_CLIENT_CERTIFICATE_PATH",
 	"AZURE_PASSWORD",
-	"DATABASE_URL",
+	"AZURE_FEDERATED_TOKEN_FILE",
+	"IDENTITY_HEADER",
+	"MSI_SECRET",
+
+	// vault/api: the token, extra headers (often an auth header), the TLS
+	// client key, a plugin's unwrap token, MFA credentials, the HTTP proxy
+	// (user info); and the vault backend's AppRole and Kubernetes inputs.
+	"VAULT_TOKEN",
+	"VAULT_HEADERS",
+	"VAULT_CLIENT_KEY",
+	"VAULT_UNWRAP_TOKEN",
+	"VAULT_MFA",
+	"VAULT_HTTP_PROXY",
+	"VAULT_PROXY_ADDR",
+	"VAULT_ROLE_ID",
+	"VAULT_ROLE_ID_FILE",
+	"VAULT_SECRET_ID",
+	"VAULT_SECRET_ID_FILE",
+	"VAULT_KUBERNETES_TOKEN_FILE",
+
+	// pgx (libpq's variables): the password, the password and service files
+	// (both may hold passwords), the TLS client key and its passphrase.
 	"PGPASSWORD",
+	"PGPASSFILE",
+	"PGSSLPASSWORD",
+	"PGSSLKEY",
+	"PGSERVICEFILE",
+
+	// MySQL clients' password variable, and the proxy URLs net/http reads
+	// for every SDK (http://user:password@proxy).
 	"MYSQL_PWD",
-	"KEYWARD_*",
+	"HTTP_PROXY",
+	"HTTPS_PROXY",
 }
 
 // Options configures a Store. A nil *Options means the process environment
