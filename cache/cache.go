@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ const (
 	DefaultTTL          = 5 * time.Minute
 	DefaultRefreshAhead = 0.8
 	DefaultStaleGrace   = 10 * time.Minute
+	DefaultStaleWait    = 500 * time.Millisecond
 	DefaultNegativeTTL  = 5 * time.Second
 	DefaultFetchTimeout = 10 * time.Second
 	DefaultMinBackoff   = time.Second
@@ -53,6 +55,16 @@ type Options struct {
 	// StaleGrace is how long past its TTL a value may still be served while
 	// the backend fails with ErrUnavailable. Zero means DefaultStaleGrace.
 	StaleGrace time.Duration
+	// StaleWait bounds how long a caller waits on a backend call when a
+	// value within the grace window is cached: once the call has been in
+	// flight this long (or shortly before the caller's own context deadline,
+	// whichever comes first), the caller gets the stale value, and the call
+	// goes on in the background and stores its result when it returns. So a
+	// backend that hangs (a network that drops packets rather than refusing
+	// connections) costs a caller at most StaleWait, not FetchTimeout. Zero
+	// means DefaultStaleWait; negative means no bound but the caller's
+	// deadline. Measured on the real clock, like FetchTimeout.
+	StaleWait time.Duration
 	// NegativeTTL is how long an ErrNotFound is remembered. Zero means
 	// DefaultNegativeTTL.
 	NegativeTTL time.Duration
@@ -95,7 +107,7 @@ type Stats struct {
 	Misses       uint64 // waited for a backend call (its own or one shared with other callers)
 	BackendCalls uint64 // calls made to next: fetches, refreshes, and each ResolveMany of Warm
 	Refreshes    uint64 // background refreshes started (refresh-ahead and retries during an outage)
-	StaleServed  uint64 // answers with a value past its TTL because the backend was unavailable
+	StaleServed  uint64 // answers with a value past its TTL because the backend was unavailable or slower than StaleWait
 	NegativeHits uint64 // answered with a remembered ErrNotFound
 	Evictions    uint64 // entries dropped to keep the cache within Size
 }
@@ -197,10 +209,11 @@ type call struct {
 	secret      secrets.Secret
 	err         error
 	info        secrets.InfoSnapshot
-	stale       *value // set when the fetch failed and a stale value may be served
-	swept       bool   // started by the sweep: counts in sweepActive
-	waiters     int    // callers that joined or started it (for tests)
-	invalidated bool   // Invalidate or Purge ran meanwhile: do not store the result
+	stale       *value    // set when the fetch failed and a stale value may be served
+	start       time.Time // when the backend call began (real clock, for StaleWait)
+	swept       bool      // started by the sweep: counts in sweepActive
+	waiters     int       // callers that joined or started it (for tests)
+	invalidated bool      // Invalidate or Purge ran meanwhile: do not store the result
 }
 
 // New returns a Cache in front of next. It starts nothing: the coarse clock
@@ -258,6 +271,9 @@ func normalise(o Options) Options {
 		o.StaleGrace = DefaultStaleGrace
 	}
 	o.StaleGrace = max(o.StaleGrace, 0)
+	if o.StaleWait == 0 {
+		o.StaleWait = DefaultStaleWait
+	}
 	if o.NegativeTTL == 0 {
 		o.NegativeTTL = DefaultNegativeTTL
 	}
@@ -367,6 +383,8 @@ func (c *Cache) resolveSlow(ctx context.Context, ref string) (secrets.Secret, er
 	if now >= c.nextSweep.Load() {
 		c.sweep(now)
 	}
+	var stale *value // a value the caller may fall back on if the fetch is slow
+	var staleEntry *entry
 	if e := c.lookup(ref); e != nil {
 		if v := e.val.Load(); v != nil {
 			switch {
@@ -393,28 +411,98 @@ func (c *Cache) resolveSlow(ctx context.Context, ref string) (secrets.Secret, er
 					c.refresh(ctx, e)
 				}
 				return c.answer(ctx, v, true)
+			case now < v.staleUntil:
+				// Past its TTL, within the grace window: fetch, but fall
+				// back on this value if the backend is slow to answer.
+				stale, staleEntry = v, e
 			}
 		}
 	}
 	c.misses.Add(1)
 	cl, _ := c.fetch(ctx, ref)
-	select {
-	case <-cl.done:
-	case <-ctx.Done():
-		return secrets.Secret{}, ctx.Err()
+	var fallback *value
+	if stale != nil {
+		fallback = c.awaitOrStale(ctx, cl, staleEntry, stale)
+	}
+	if fallback == nil {
+		select {
+		case <-cl.done:
+		case <-ctx.Done():
+			return secrets.Secret{}, ctx.Err()
+		}
 	}
 	info := secrets.InfoFrom(ctx)
-	info.Merge(cl.info)
-	if cl.err == nil {
-		return cl.secret, nil
+	if fallback == nil {
+		info.Merge(cl.info)
+		if cl.err == nil {
+			return cl.secret, nil
+		}
+		fallback = cl.stale
 	}
-	if cl.stale != nil {
+	if fallback != nil {
 		info.MarkCacheHit(true)
-		info.Merge(cl.stale.info)
+		info.Merge(fallback.info)
 		c.staleServed.Add(1)
-		return cl.stale.secret, nil
+		return fallback.secret, nil
 	}
 	return secrets.Secret{}, cl.err
+}
+
+// deadlineMargin is how long before its context's deadline a caller stops
+// waiting on a slow fetch and takes the stale value: a tenth of the time it
+// has left, at most maxDeadlineMargin, which leaves it time to use the
+// value (answering is a memory read) even on a loaded machine.
+func deadlineMargin(left time.Duration) time.Duration {
+	return min(left/10, maxDeadlineMargin)
+}
+
+const maxDeadlineMargin = 50 * time.Millisecond
+
+// awaitOrStale waits for the fetch cl of a ref whose cached value stale is
+// past its TTL but within the grace window. It returns nil once cl is done
+// (or the caller's context is canceled: the caller reads which), or stale
+// when the fetch has been in flight for StaleWait, or the caller's deadline
+// is near or has passed, and stale may still be served. The fetch goes on
+// either way and stores what it gets.
+func (c *Cache) awaitOrStale(ctx context.Context, cl *call, e *entry, stale *value) *value {
+	wait, bounded := time.Duration(0), false
+	if c.o.StaleWait > 0 {
+		wait, bounded = c.o.StaleWait-time.Since(cl.start), true
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if d := left - deadlineMargin(left); !bounded || d < wait {
+			wait, bounded = d, true
+		}
+	}
+	var timeout <-chan time.Time
+	if bounded {
+		t := time.NewTimer(max(wait, 0))
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case <-cl.done:
+		return nil
+	case <-timeout:
+	case <-ctx.Done():
+		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil // canceled: the caller does not want an answer
+		}
+	}
+	select {
+	case <-cl.done:
+		return nil // it answered meanwhile: prefer the fetched result
+	default:
+	}
+	// The value may have been dropped meanwhile (Invalidate, Purge, Close,
+	// or the fetch found the secret gone), and time has passed: check again
+	// on the precise clock that it may still be served.
+	now := c.now().UnixNano()
+	if e.val.Load() != stale || now >= stale.staleUntil || (stale.hardExpiry != 0 && now >= stale.hardExpiry) {
+		return nil
+	}
+	return stale
 }
 
 // lookup returns the live entry for ref, or nil.

@@ -990,18 +990,18 @@ func TestDecorator(t *testing.T) {
 
 func TestParams(t *testing.T) {
 	o, err := cache.ParseParams(url.Values{"size": {"10"}, "ttl": {"1m"}, "jitter": {"0"}, "stale_grace": {"0"},
-		"negative_ttl": {"2s"}, "refresh_ahead": {"1"}})
+		"negative_ttl": {"2s"}, "refresh_ahead": {"1"}, "stale_wait": {"250ms"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := cache.Options{Size: 10, TTL: time.Minute, Jitter: -1, StaleGrace: -1, NegativeTTL: 2 * time.Second, RefreshAhead: 1}
+	want := cache.Options{Size: 10, TTL: time.Minute, Jitter: -1, StaleGrace: -1, StaleWait: 250 * time.Millisecond, NegativeTTL: 2 * time.Second, RefreshAhead: 1}
 	if fmt.Sprintf("%+v", *o) != fmt.Sprintf("%+v", want) {
 		t.Fatalf("ParseParams = %+v, want %+v", *o, want)
 	}
 	for _, bad := range []string{
 		"size=0", "size=-5", "size=lots", "size=99999999999", "ttl=0", "ttl=-1m", "ttl=5", "jitter=-1s",
 		"ttl=1m&jitter=31s", "jitter=3m", "refresh_ahead=0", "refresh_ahead=1.5", "refresh_ahead=NaN",
-		"stale_grace=forever", "negative_ttl=-1s", "size=1&size=2", "capacity=10",
+		"stale_grace=forever", "negative_ttl=-1s", "stale_wait=0", "stale_wait=-1s", "size=1&size=2", "capacity=10",
 	} {
 		q, _ := url.ParseQuery(bad)
 		_, err := cache.ParseParams(q)
@@ -1010,7 +1010,7 @@ func TestParams(t *testing.T) {
 		}
 	}
 	_, err = cache.ParseParams(url.Values{"capacity": {"10"}})
-	if msg := fmt.Sprint(err); !strings.Contains(msg, "size, ttl, jitter, refresh_ahead, stale_grace, negative_ttl") {
+	if msg := fmt.Sprint(err); !strings.Contains(msg, "size, ttl, jitter, refresh_ahead, stale_grace, stale_wait, negative_ttl") {
 		t.Fatalf("the unknown-parameter error does not name the known ones: %s", msg)
 	}
 }

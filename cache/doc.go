@@ -18,7 +18,11 @@
 //     (Options.MaxRefreshes bounds the sweep; Options.LazyRefresh turns it off.)
 //   - Stale-if-error: when the backend fails with ErrUnavailable, the last good
 //     value is served for StaleGrace past its TTL, with retries spaced by a
-//     doubling backoff (MinBackoff to MaxBackoff).
+//     doubling backoff (MinBackoff to MaxBackoff). A backend that hangs
+//     instead of failing (a network that drops packets) is treated alike:
+//     a caller waits on a fetch at most StaleWait (500 ms) from its start, or
+//     until shortly before its own context's deadline, then gets the stale
+//     value while the fetch goes on and stores its result.
 //   - Negative caching of ErrNotFound for NegativeTTL.
 //   - Invalidate, Purge (neither waits for the backend), Warm (one ResolveMany
 //     when the backend has secrets.BatchResolver), Stats, Close.
@@ -64,6 +68,9 @@
 //     in the background, above 0 and at most 1 (default 0.8; 1 for none).
 //   - stale_grace: a Go duration a value may be served past its TTL while the
 //     backend is unavailable (default 10m; 0 for none).
+//   - stale_wait: a Go duration a caller waits on a slow or hanging backend
+//     call before it gets the stale value, if one is within stale_grace
+//     (default 500ms).
 //   - negative_ttl: a Go duration an ErrNotFound is remembered (default 5s;
 //     0 for none).
 //
@@ -77,8 +84,11 @@
 //
 //   - The caller's context ended: ctx.Err() itself (errors.Is(err,
 //     context.Canceled) holds), while the shared fetch goes on for the others.
-//   - ErrUnavailable inside the grace window with a value cached: no error,
-//     the stale value (Stats.StaleServed, secrets.Info's Stale flag).
+//   - ErrUnavailable inside the grace window with a value cached, or a backend
+//     call slower than StaleWait (or than the caller's deadline allows): no
+//     error, the stale value (Stats.StaleServed, secrets.Info's Stale flag).
+//     The caller's deadline striking while it waits counts as slow: it gets
+//     the stale value, not context.DeadlineExceeded.
 //   - ErrUnavailable with Backend "cache": the cache is closed.
 //   - ErrUnavailable: the backend did not answer within FetchTimeout (the
 //     error wraps context.DeadlineExceeded; Backend is the backend's name if
@@ -88,5 +98,7 @@
 //     the code secrets.CodeOf gives it, and stays reachable with errors.As.
 //
 // ErrNotFound, ErrPermission, ErrExpired and ErrUndecryptable are never masked
-// by a stale value: they drop what was cached for the ref.
+// by a stale value: they drop what was cached for the ref. (A caller that got
+// the stale value because the backend was slow got it before the answer was
+// known, as a refresh-ahead hit does; the next caller sees the error.)
 package cache

@@ -40,7 +40,7 @@ func (c *Cache) fetchLocked(ctx context.Context, ref string) (cl *call, started 
 		close(cl.done)
 		return cl, false
 	}
-	cl = &call{done: make(chan struct{}), waiters: 1}
+	cl = &call{done: make(chan struct{}), waiters: 1, start: time.Now()}
 	c.inflight[ref] = cl
 	c.wg.Add(1)
 	c.backendCalls.Add(1)

@@ -15,7 +15,7 @@ func init() {
 
 // knownParams are the decorator's configuration parameters, in the order the
 // error message lists them.
-var knownParams = []string{"size", "ttl", "jitter", "refresh_ahead", "stale_grace", "negative_ttl"}
+var knownParams = []string{"size", "ttl", "jitter", "refresh_ahead", "stale_grace", "stale_wait", "negative_ttl"}
 
 // decorate is the "cache" decorator: "cache = size=1000&ttl=5m".
 func decorate(next secrets.KeyResolver, params url.Values) (secrets.KeyResolver, error) {
@@ -74,6 +74,9 @@ func parseParams(params url.Values) (*Options, error) {
 		return nil, err
 	}
 	if err := dur("stale_grace", true, &o.StaleGrace); err != nil {
+		return nil, err
+	}
+	if err := dur("stale_wait", false, &o.StaleWait); err != nil {
 		return nil, err
 	}
 	if err := dur("negative_ttl", true, &o.NegativeTTL); err != nil {
