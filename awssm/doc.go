@@ -64,6 +64,11 @@
 // comes from the response body and a proxy or emulator can echo anything
 // there. The text keeps the operation, the error code, the HTTP status, the
 // request id (to find the call in CloudTrail) and the number of attempts.
+// The code and the request id come from the response too, so each is kept
+// only if shaped like AWS's (an identifier of at most 64 characters, its
+// Smithy namespace dropped; a UUID or at most 64 letters and digits), and
+// reads "(withheld)" otherwise: an endpoint that echoes the request has put
+// the caller's session token there.
 // errors.As still finds a message-less copy of the service error
 // (*types.ResourceNotFoundException, smithy.APIError, ...).
 //

@@ -101,16 +101,17 @@ func classify(ctx context.Context, op, refStr, operation string, err error) erro
 	status, requestID := 0, ""
 	var respErr *awshttp.ResponseError
 	if errors.As(err, &respErr) {
-		status, requestID = respErr.HTTPStatusCode(), respErr.ServiceRequestID()
+		status, requestID = respErr.HTTPStatusCode(), cleanRequestID(respErr.ServiceRequestID())
 	}
 
 	var apiErr smithy.APIError
 	var deserErr *smithy.DeserializationError
 	switch {
 	case errors.As(err, &apiErr):
-		code, ok := errorCodeMap[apiErr.ErrorCode()]
+		apiCode := cleanCode(apiErr.ErrorCode())
+		code, ok := errorCodeMap[apiCode]
 		switch {
-		case markedForDeletion(apiErr.ErrorCode(), apiErr.ErrorMessage()):
+		case markedForDeletion(apiCode, apiErr.ErrorMessage()):
 			code, e.Reason = secrets.CodeNotFound, deletionReason
 		case ok:
 		case status >= 500 || apiErr.ErrorFault() == smithy.FaultServer:
@@ -122,8 +123,8 @@ func classify(ctx context.Context, op, refStr, operation string, err error) erro
 		if e.Reason == "" {
 			e.Reason = reasons[code]
 		}
-		e.Err = &serviceError{operation: operation, code: apiErr.ErrorCode(), status: status,
-			requestID: requestID, attempts: attempts, api: redact(apiErr)}
+		e.Err = &serviceError{operation: operation, code: apiCode, status: status,
+			requestID: requestID, attempts: attempts, api: redact(apiErr, apiCode)}
 	case errors.As(err, &deserErr):
 		// A body the SDK cannot decode: a proxy's HTML page, a truncated
 		// answer. The SDK keeps a snapshot of the body in the error, and the
@@ -286,15 +287,113 @@ func ctxError(op, refStr string, err error) error {
 	return &secrets.Error{Op: op, Backend: Backend, Ref: refStr, Code: code, Reason: reason, Err: err}
 }
 
+// withheld stands in for an error type or a request id that is not shaped
+// like AWS's. Both come from the response (X-Amzn-ErrorType, __type,
+// x-amzn-RequestId, a batch entry's ErrorCode), and an endpoint that echoes
+// the request (a proxy, a misconfigured emulator, a hostile endpoint) has
+// put the caller's session token there. The parentheses keep it from ever
+// equalling a real code.
+const withheld = "(withheld)"
+
+// Longest values kept. Secrets Manager's and the AWS front end's codes are
+// under 40 characters; request ids are UUIDs (36), moto's are 52.
+const (
+	maxCodeLen      = 64
+	maxNamespaceLen = 128
+	maxRequestIDLen = 64
+)
+
+// cleanCode returns an error type from the response if it is shaped like an
+// AWS error code, an identifier ([A-Za-z][A-Za-z0-9]*, at most maxCodeLen),
+// after dropping a Smithy namespace ("com.amazonaws.secretsmanager#",
+// "aws.protocoltests.json#"), which the SDK strips from answers but not from
+// a batch entry's ErrorCode. Anything else is withheld; "" stays "".
+func cleanCode(code string) string {
+	if i := strings.IndexByte(code, '#'); i >= 0 && isNamespace(code[:i]) {
+		code = code[i+1:]
+	}
+	if code == "" || isIdentifier(code, maxCodeLen) {
+		return code
+	}
+	return withheld
+}
+
+// cleanRequestID returns a request id from the response if it is shaped like
+// AWS's: a UUID, or letters and digits (hex, moto's 52 characters), at most
+// maxRequestIDLen. Anything else is "", and the error's text says withheld.
+func cleanRequestID(id string) string {
+	if id == "" || len(id) <= maxRequestIDLen && (isUUID(id) || isAlnum(id)) {
+		return id
+	}
+	return withheld
+}
+
+func isLetter(c byte) bool { return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' }
+func isDigit(c byte) bool  { return c >= '0' && c <= '9' }
+func isHex(c byte) bool    { return isDigit(c) || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
+
+func isAlnum(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isLetter(s[i]) && !isDigit(s[i]) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+func isIdentifier(s string, max int) bool {
+	return s != "" && len(s) <= max && isLetter(s[0]) && isAlnum(s)
+}
+
+// isNamespace reports whether s is a Smithy namespace: dot-separated
+// identifiers that may hold '_'.
+func isNamespace(s string) bool {
+	if s == "" || len(s) > maxNamespaceLen {
+		return false
+	}
+	for _, seg := range strings.Split(s, ".") {
+		if seg == "" || !(isLetter(seg[0]) || seg[0] == '_') {
+			return false
+		}
+		for i := 0; i < len(seg); i++ {
+			if !isLetter(seg[i]) && !isDigit(seg[i]) && seg[i] != '_' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// isUUID reports whether s is 8-4-4-4-12 hex digits.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch i {
+		case 8, 13, 18, 23:
+			if s[i] != '-' {
+				return false
+			}
+		default:
+			if !isHex(s[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // serviceError describes a failed call by what is safe to log: the
 // operation, the error code, the HTTP status, the request id (to find the
-// call in CloudTrail) and the attempts made. It unwraps to a copy of the
+// call in CloudTrail) and the attempts made; a code or request id not
+// shaped like AWS's reads "(withheld)". It unwraps to a copy of the
 // service's error without its message.
 type serviceError struct {
 	operation string
-	code      string
+	code      string // cleanCode's result
 	status    int
-	requestID string
+	requestID string // cleanRequestID's result
 	attempts  int
 	api       error // nil when the response had no error code
 }
@@ -327,32 +426,60 @@ func (e *serviceError) Unwrap() error { return e.api }
 // HTTPStatusCode returns the HTTP status of the answer, 0 if none.
 func (e *serviceError) HTTPStatusCode() int { return e.status }
 
-// ServiceRequestID returns the AWS request id, "" if none.
-func (e *serviceError) ServiceRequestID() string { return e.requestID }
+// ServiceRequestID returns the AWS request id, "" if none or withheld.
+func (e *serviceError) ServiceRequestID() string {
+	if e.requestID == withheld {
+		return ""
+	}
+	return e.requestID
+}
 
 // redact returns a copy of a service error without its message, of the same
 // type for the Secrets Manager exceptions a resolve meets, so that
-// errors.As(err, new(*types.ResourceNotFoundException)) keeps working.
-func redact(api smithy.APIError) error {
-	switch v := api.(type) {
+// errors.As(err, new(*types.ResourceNotFoundException)) keeps working. code
+// is the error's code through cleanCode, and the copy's ErrorCode().
+func redact(api smithy.APIError, code string) error {
+	switch api.(type) {
 	case *types.ResourceNotFoundException:
-		return &types.ResourceNotFoundException{ErrorCodeOverride: v.ErrorCodeOverride}
+		e := &types.ResourceNotFoundException{}
+		e.ErrorCodeOverride = overrideFor(e, code)
+		return e
 	case *types.DecryptionFailure:
-		return &types.DecryptionFailure{ErrorCodeOverride: v.ErrorCodeOverride}
+		e := &types.DecryptionFailure{}
+		e.ErrorCodeOverride = overrideFor(e, code)
+		return e
 	case *types.InvalidRequestException:
-		return &types.InvalidRequestException{ErrorCodeOverride: v.ErrorCodeOverride}
+		e := &types.InvalidRequestException{}
+		e.ErrorCodeOverride = overrideFor(e, code)
+		return e
 	case *types.InvalidParameterException:
-		return &types.InvalidParameterException{ErrorCodeOverride: v.ErrorCodeOverride}
+		e := &types.InvalidParameterException{}
+		e.ErrorCodeOverride = overrideFor(e, code)
+		return e
 	case *types.InternalServiceError:
-		return &types.InternalServiceError{ErrorCodeOverride: v.ErrorCodeOverride}
+		e := &types.InternalServiceError{}
+		e.ErrorCodeOverride = overrideFor(e, code)
+		return e
 	case *types.InvalidNextTokenException:
-		return &types.InvalidNextTokenException{ErrorCodeOverride: v.ErrorCodeOverride}
+		e := &types.InvalidNextTokenException{}
+		e.ErrorCodeOverride = overrideFor(e, code)
+		return e
 	}
-	return &smithy.GenericAPIError{Code: api.ErrorCode(), Fault: api.ErrorFault()}
+	return &smithy.GenericAPIError{Code: code, Fault: api.ErrorFault()}
+}
+
+// overrideFor returns the ErrorCodeOverride that makes e answer code: nil
+// when code is e's own name, the usual case.
+func overrideFor(e smithy.APIError, code string) *string {
+	if e.ErrorCode() == code {
+		return nil
+	}
+	return &code
 }
 
 // batchEntryError classifies one entry of BatchGetSecretValue's Errors list.
 func batchEntryError(refStr, code, message string) error {
+	code = cleanCode(code)
 	c, ok := errorCodeMap[code]
 	reason := ""
 	switch {

@@ -135,7 +135,9 @@ func (f *fakeSM) count(op string) int {
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	w.Header().Set("X-Amzn-Requestid", "req-"+token()[:6])
+	// Shaped like AWS's (a UUID): others are withheld from errors.
+	id := token() + token()
+	w.Header().Set("X-Amzn-Requestid", id[:8]+"-"+id[8:12]+"-"+id[12:16]+"-"+id[16:20]+"-"+id[20:32])
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
 }
