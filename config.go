@@ -164,8 +164,11 @@ type StackOptions struct {
 	Now func() time.Time
 }
 
-// Stack is a configured Mux behind its decorators: audit, then the allow
-// list, then expiry enforcement, then the cache, then the timeout. It is itself a KeyResolver.
+// Stack is a configured Mux behind its decorators: audit, then expiry
+// enforcement, then the cache, then the timeout, then the allow list. It is
+// itself a KeyResolver and a BatchResolver; a batch goes through every layer.
+// The allow list sits beneath the cache so that what fills the cache without
+// a Resolve (the cache's Warm) meets it too.
 type Stack struct {
 	// Mux routes each scheme to its backend.
 	Mux *Mux
@@ -179,6 +182,12 @@ var _ KeyResolver = (*Stack)(nil)
 // Resolve resolves "scheme:ref" through the stack.
 func (s *Stack) Resolve(ctx context.Context, ref string) (Secret, error) {
 	return s.top.Resolve(ctx, ref)
+}
+
+// ResolveMany resolves refs through the stack as one batch: every layer
+// judges each ref, and the backends' batch abilities answer what passes.
+func (s *Stack) ResolveMany(ctx context.Context, refs []string) ([]Result, error) {
+	return ResolveMany(ctx, s.top, refs)
 }
 
 // Unwrap returns the outermost decorator, so Find reaches every layer.
@@ -228,6 +237,15 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (*Stack, err
 
 	st := &Stack{Mux: mux}
 	var top KeyResolver = mux
+	if len(c.Allow) > 0 {
+		// Beneath the cache, so the cache's Warm cannot fill it with a
+		// refused ref; inside audit, so a refused ref is audited too.
+		allowed, err := AllowRefs(top, c.Allow)
+		if err != nil {
+			return nil, err
+		}
+		top = allowed
+	}
 	top = WithTimeout(top, c.Timeout)
 	if c.Cache != "" {
 		d, ok := decorators.lookup("cache")
@@ -252,14 +270,6 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (*Stack, err
 		}
 	}
 	top = EnforceExpiry(top, &ExpiryOptions{Now: o.Now})
-	if len(c.Allow) > 0 {
-		// Inside audit, so a refused ref is audited too.
-		allowed, err := AllowRefs(top, c.Allow)
-		if err != nil {
-			return nil, err
-		}
-		top = allowed
-	}
 	if c.Audit {
 		a := o.Auditor
 		if a == nil {

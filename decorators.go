@@ -133,11 +133,28 @@ func (e *expiry) Resolve(ctx context.Context, ref string) (Secret, error) {
 		return Secret{}, err
 	}
 	if s.ExpiredAt(e.now()) {
-		backend := InfoFrom(ctx).Snapshot().Backend
-		return Secret{}, &Error{Op: "resolve", Backend: backend, Ref: ref, Code: CodeExpired,
-			Reason: "the secret expired at " + s.ExpiresAt.UTC().Format(time.RFC3339) + "; rotate it in its backend"}
+		return Secret{}, expiredError(ctx, ref, s)
 	}
 	return s, nil
+}
+
+// ResolveMany passes refs to next as one batch and fails each expired
+// secret of the answer with ErrExpired, as Resolve does.
+func (e *expiry) ResolveMany(ctx context.Context, refs []string) ([]Result, error) {
+	out, err := batchAll(ctx, e.next, refs)
+	now := e.now()
+	for i, r := range out {
+		if r.Err == nil && r.Secret.ExpiredAt(now) {
+			out[i] = Result{Ref: r.Ref, Err: expiredError(ctx, r.Ref, r.Secret)}
+		}
+	}
+	return out, err
+}
+
+func expiredError(ctx context.Context, ref string, s Secret) error {
+	backend := InfoFrom(ctx).Snapshot().Backend
+	return &Error{Op: "resolve", Backend: backend, Ref: ref, Code: CodeExpired,
+		Reason: "the secret expired at " + s.ExpiresAt.UTC().Format(time.RFC3339) + "; rotate it in its backend"}
 }
 
 // Unwrap returns the wrapped resolver, so optional abilities can be found.
@@ -211,6 +228,12 @@ type audit struct {
 // NewAudit returns a KeyResolver that reports every resolve through next to
 // to: ref, backend, outcome, latency, and whether a cache answered. Put it
 // outermost, so it sees cache hits as well as backend calls.
+//
+// A batch (ResolveMany) is passed to next as one batch and reported as one
+// event per ref, in order, each with the batch's latency. The layers beneath
+// record into one Info for the whole batch, so a successful ref's Backend,
+// CacheHit, Stale and Plaintext describe the batch (true if any ref's answer
+// was); a failed ref's Backend is its error's.
 func NewAudit(next KeyResolver, to Auditor, opts *AuditOptions) KeyResolver {
 	a := &audit{next: next, to: to, now: time.Now}
 	if opts != nil && opts.Now != nil {
@@ -231,13 +254,81 @@ func (a *audit) Resolve(ctx context.Context, ref string) (Secret, error) {
 	return s, err
 }
 
+// ResolveMany passes refs to next as one batch and reports one event per ref.
+func (a *audit) ResolveMany(ctx context.Context, refs []string) ([]Result, error) {
+	ctx, info := WithInfo(ctx)
+	start := a.now()
+	out, err := batchAll(ctx, a.next, refs)
+	latency := a.now().Sub(start)
+	snap := info.Snapshot()
+	for _, r := range out {
+		backend := snap.Backend
+		var e *Error
+		if errors.As(r.Err, &e) && e.Backend != "" {
+			backend = e.Backend
+		}
+		a.to.Audit(ctx, AuditEvent{
+			Time: start, Ref: r.Ref, Backend: backend, Outcome: Outcome(r.Err), Err: r.Err,
+			Latency: latency, CacheHit: snap.CacheHit, Stale: snap.Stale, Plaintext: snap.Plaintext,
+		})
+	}
+	return out, err
+}
+
 // Unwrap returns the wrapped resolver.
 func (a *audit) Unwrap() KeyResolver { return a.next }
+
+// batchAll resolves refs as one batch with next (secrets.ResolveMany: its
+// batch ability, or one by one) and returns one Result per ref, in order.
+func batchAll(ctx context.Context, next KeyResolver, refs []string) ([]Result, error) {
+	out := make([]Result, len(refs))
+	idx := make([]int, len(refs))
+	for i, ref := range refs {
+		out[i].Ref = ref
+		idx[i] = i
+	}
+	err := batchInto(ctx, next, out, idx, refs)
+	return out, err
+}
+
+// batchInto resolves refs as one batch with next and writes the answer for
+// refs[j] into out[idx[j]], keeping out's Ref. A ref the batch left
+// unanswered gets the batch call's error, or ErrUnavailable if the call
+// claimed success: a missing answer is never a zero Secret with a nil error.
+func batchInto(ctx context.Context, next KeyResolver, out []Result, idx []int, refs []string) error {
+	if len(refs) == 0 {
+		return nil
+	}
+	res, err := ResolveMany(ctx, next, refs)
+	for j, i := range idx {
+		switch {
+		case j < len(res):
+			out[i].Secret, out[i].Err = res[j].Secret, res[j].Err
+		case err != nil:
+			out[i].Err = err
+		default:
+			out[i].Err = &Error{Op: "resolve", Ref: out[i].Ref, Code: CodeUnavailable,
+				Reason: "the batch call returned no result for this ref"}
+		}
+		if out[i].Err != nil {
+			out[i].Secret = Secret{}
+		}
+	}
+	return err
+}
 
 // Unwrapper is implemented by decorators; Find follows it.
 type Unwrapper interface{ Unwrap() KeyResolver }
 
 // Find walks r and the resolvers it wraps and returns the first that is a T.
+//
+// Find is for reaching abilities: Close, Ping, a *cache.Cache for its Stats
+// or Warm. It is not for resolving: a resolver found beneath r is beneath
+// r's policy layers (allow list, expiry, audit, timeout), and resolving with
+// it walks around them. To resolve in a batch, call ResolveMany(ctx, r, refs)
+// on r itself: every decorator here is a BatchResolver that applies its
+// policy to each ref, so Find[BatchResolver] on a stack of them returns the
+// outermost.
 func Find[T any](r KeyResolver) (T, bool) {
 	for r != nil {
 		if t, ok := r.(T); ok {
@@ -259,6 +350,9 @@ func Find[T any](r KeyResolver) (T, bool) {
 // before any backend sees them. Use it where refs come from rows a tenant can
 // edit, so a row cannot name another backend's secrets. It returns an error
 // naming the first malformed pattern.
+//
+// Batches (ResolveMany) are judged ref by ref: refused refs fail in their
+// place in the answer and only the others are passed to next, as one batch.
 func AllowRefs(next KeyResolver, patterns []string) (KeyResolver, error) {
 	for _, p := range patterns {
 		if _, err := path.Match(p, ""); err != nil {
@@ -274,21 +368,41 @@ type allowRefs struct {
 	patterns []string
 }
 
-func (a *allowRefs) allowed(ref string) bool {
+// check returns nil if ref may pass, else why not.
+func (a *allowRefs) check(ref string) error {
 	for _, p := range a.patterns {
 		if ok, _ := path.Match(p, ref); ok {
-			return true
+			return nil
 		}
 	}
-	return false
+	return &Error{Op: "resolve", Ref: ref, Code: CodePermission,
+		Reason: "the ref is not in this stack's allow list (" + strings.Join(a.patterns, ", ") + ")"}
 }
 
 func (a *allowRefs) Resolve(ctx context.Context, ref string) (Secret, error) {
-	if !a.allowed(ref) {
-		return Secret{}, &Error{Op: "resolve", Ref: ref, Code: CodePermission,
-			Reason: "the ref is not in this stack's allow list (" + strings.Join(a.patterns, ", ") + ")"}
+	if err := a.check(ref); err != nil {
+		return Secret{}, err
 	}
 	return a.next.Resolve(ctx, ref)
+}
+
+// ResolveMany fails each refused ref in its place and passes the others to
+// next as one batch.
+func (a *allowRefs) ResolveMany(ctx context.Context, refs []string) ([]Result, error) {
+	out := make([]Result, len(refs))
+	var pass []string
+	var idx []int
+	for i, ref := range refs {
+		out[i].Ref = ref
+		if err := a.check(ref); err != nil {
+			out[i].Err = err
+			continue
+		}
+		pass = append(pass, ref)
+		idx = append(idx, i)
+	}
+	err := batchInto(ctx, a.next, out, idx, pass)
+	return out, err
 }
 
 // Unwrap returns the wrapped resolver.

@@ -115,7 +115,9 @@ func (m *Mux) Resolve(ctx context.Context, ref string) (Secret, error) {
 }
 
 // ResolveMany resolves refs, grouping them by scheme so that each backend
-// with a batch ability answers its refs in as few calls as it can.
+// with a batch ability answers its refs in as few calls as it can. It
+// returns one Result per ref, in order; if a backend's batch call fails, its
+// refs and those of the backends not yet asked carry that error too.
 func (m *Mux) ResolveMany(ctx context.Context, refs []string) ([]Result, error) {
 	out := make([]Result, len(refs))
 	type group struct {
@@ -142,16 +144,15 @@ func (m *Mux) ResolveMany(ctx context.Context, refs []string) ([]Result, error) 
 		g.idx = append(g.idx, i)
 		g.refs = append(g.refs, rest)
 	}
-	for _, scheme := range order {
+	for n, scheme := range order {
 		g := groups[scheme]
-		res, err := ResolveMany(ctx, g.r, g.refs)
-		if err != nil {
-			return out, err
-		}
-		for j, i := range g.idx {
-			if j < len(res) {
-				out[i].Secret, out[i].Err = res[j].Secret, res[j].Err
+		if err := batchInto(ctx, g.r, out, g.idx, g.refs); err != nil {
+			for _, later := range order[n+1:] {
+				for _, i := range groups[later].idx {
+					out[i].Err = err
+				}
 			}
+			return out, err
 		}
 	}
 	return out, nil

@@ -96,7 +96,10 @@ type Result struct {
 // BatchResolver is an optional ability of a KeyResolver: resolving many refs
 // in fewer backend calls (AWS BatchGetSecretValue takes 20 ids a call).
 // ResolveMany returns one Result per ref, in the order of refs; the error is
-// for a failure of the whole call.
+// for a failure of the whole call. A decorator that is a BatchResolver judges
+// every ref of a batch as its Resolve would (an allow list refuses, expiry
+// fails expired secrets, audit reports each ref) and passes the rest on with
+// the package's ResolveMany.
 type BatchResolver interface {
 	ResolveMany(ctx context.Context, refs []string) ([]Result, error)
 }
@@ -108,7 +111,9 @@ type Pinger interface {
 }
 
 // ResolveMany resolves refs with r's batch ability if it has one, and one by
-// one otherwise.
+// one otherwise. It asks r itself, never a resolver r wraps, so the batch
+// goes through every layer of r; do not look for a batch ability beneath r
+// with Find, which would skip them.
 func ResolveMany(ctx context.Context, r KeyResolver, refs []string) ([]Result, error) {
 	if b, ok := r.(BatchResolver); ok {
 		return b.ResolveMany(ctx, refs)

@@ -556,7 +556,7 @@ func TestWarm(t *testing.T) {
 	t.Run("batch", func(t *testing.T) {
 		b := &batchFake{Fake: new(secretstest.Fake)}
 		refs := setup(b.Fake)
-		// Behind another decorator: Warm finds the batch ability with secrets.Find.
+		// Behind another decorator: the decorator's own ResolveMany passes the batch on.
 		c := newCache(t, secrets.EnforceExpiry(b, nil), newClock(), cache.Options{})
 		err := c.Warm(context.Background(), refs)
 		wantCode(t, err, secrets.ErrNotFound) // "missing", reported, not fatal

@@ -11,15 +11,18 @@ import (
 const warmParallel = 8
 
 // Warm fetches the refs that are not cached, or are due for a refresh, so
-// that the first requests do not wait on the backend. When next, or a
-// resolver it wraps (secrets.Find), is a secrets.BatchResolver, Warm makes
-// one ResolveMany call for them all (the backend splits it as it must: AWS
-// takes 20 ids a call); otherwise it resolves them a few at a time. It
-// returns the per-ref failures joined (errors.Join), or the batch call's
-// error. A batch result is not stored when the ref was invalidated (or
-// purged), or a newer value stored, while the batch ran: the batch may have
-// read it before a rotation. Note that a batch call reaches the BatchResolver directly, past any
-// decorators between it and the cache.
+// that the first requests do not wait on the backend. When the resolver the
+// cache is directly in front of is a secrets.BatchResolver, Warm makes one
+// ResolveMany call on it for them all; otherwise it resolves them a few at a
+// time. Either way the refs go through every layer beneath the cache (allow
+// list, expiry, timeout: each decorator is a BatchResolver that judges every
+// ref of a batch and passes the batch on), down to the backend's own batch
+// ability if it has one (AWS takes 20 ids a call). Warm never looks deeper
+// with secrets.Find: that would walk past those layers. It returns the
+// per-ref failures joined (errors.Join), or the batch call's error. A batch
+// result is not stored when the ref was invalidated (or purged), or a newer
+// value stored, while the batch ran: the batch may have read it before a
+// rotation.
 func (c *Cache) Warm(ctx context.Context, refs []string) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -46,7 +49,9 @@ func (c *Cache) Warm(ctx context.Context, refs []string) error {
 	if len(need) == 0 {
 		return nil
 	}
-	if b, ok := secrets.Find[secrets.BatchResolver](c.next); ok {
+	// Only the resolver directly beneath: its ResolveMany applies its policy
+	// and passes the batch on through the layers under it.
+	if b, ok := c.next.(secrets.BatchResolver); ok {
 		return c.warmBatch(ctx, b, need)
 	}
 	calls := make([]*call, 0, len(need))
@@ -128,6 +133,10 @@ func (c *Cache) warmBatch(ctx context.Context, br secrets.BatchResolver, need []
 		if _, err, _ := c.store(ref, nil, b, r.Secret, r.Err, snap); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	for _, ref := range need[min(len(res), len(need)):] {
+		errs = append(errs, &secrets.Error{Op: "warm", Backend: backendName(snap), Ref: ref, Code: secrets.CodeUnavailable,
+			Reason: "the batch call returned no result for this ref"})
 	}
 	return errors.Join(errs...)
 }
