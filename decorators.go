@@ -5,10 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/keyward/secrets/internal/refs"
 )
 
 // Info is what the layers of a stack learn about one resolve, for the audit
@@ -351,6 +356,19 @@ func Find[T any](r KeyResolver) (T, bool) {
 // edit, so a row cannot name another backend's secrets. It returns an error
 // naming the first malformed pattern.
 //
+// A pattern is matched against the ref as the backend will read it, not
+// against its raw text: the name is %-decoded ("awssm:bots/a%2Fb" names
+// bots/a/b, which a one-level "awssm:bots/*" refuses), then written back
+// with only '?', '#' and '%' escaped; a ?query follows in sorted, encoded
+// form and a #field decoded, with '%' and '/' escaped. So '*' never matches
+// a '/' of the name but does match any ?query and #field: "db:*" allows
+// "db:7#org", "awssm:bots/*" allows "awssm:bots/a?version=v1#api_key". A ref
+// that does not parse (a bad %-escape, a control character, no scheme) fails
+// with ErrInvalidRef; one whose decoded name is ambiguous fails with
+// ErrPermission: a '%' (double encoding), a '\', or an empty, "." or ".."
+// segment (a leading, trailing or doubled '/'), which some server could
+// normalise into a name the pattern did not allow.
+//
 // Batches (ResolveMany) are judged ref by ref: refused refs fail in their
 // place in the answer and only the others are passed to next, as one batch.
 func AllowRefs(next KeyResolver, patterns []string) (KeyResolver, error) {
@@ -370,14 +388,79 @@ type allowRefs struct {
 
 // check returns nil if ref may pass, else why not.
 func (a *allowRefs) check(ref string) error {
+	canon, err := canonicalRef(ref)
+	if err != nil {
+		return err
+	}
 	for _, p := range a.patterns {
-		if ok, _ := path.Match(p, ref); ok {
+		if ok, _ := path.Match(p, canon); ok {
 			return nil
 		}
 	}
+	read := ""
+	if canon != ref {
+		read = " (read as " + canon + ")"
+	}
 	return &Error{Op: "resolve", Ref: ref, Code: CodePermission,
-		Reason: "the ref is not in this stack's allow list (" + strings.Join(a.patterns, ", ") + ")"}
+		Reason: "the ref" + read + " is not in this stack's allow list (" + strings.Join(a.patterns, ", ") + ")"}
 }
+
+// canonicalRef returns "scheme:ref" as the backend behind a Mux reads it,
+// in the form AllowRefs documents, or why it cannot be matched. The grammar
+// is the one every keyward backend parses (internal/refs).
+func canonicalRef(ref string) (string, error) {
+	scheme, rest, err := SplitRef(ref)
+	if err != nil {
+		return "", err
+	}
+	// Options are the backend's to check: accept whichever the ref names.
+	var options []string
+	head, _, _ := strings.Cut(rest, "#")
+	if _, query, ok := strings.Cut(head, "?"); ok {
+		q, err := url.ParseQuery(query)
+		if err != nil {
+			return "", &Error{Op: "resolve", Ref: ref, Code: CodeInvalidRef, Reason: "bad ?query: write ?name=value with %-escapes"}
+		}
+		options = slices.Collect(maps.Keys(q))
+	}
+	r, err := refs.Parse(rest, options...)
+	if err != nil {
+		return "", &Error{Op: "resolve", Ref: ref, Code: CodeInvalidRef, Reason: err.Error()}
+	}
+	refuse := func(why string) error {
+		return &Error{Op: "resolve", Ref: ref, Code: CodePermission,
+			Reason: "the allow list refuses a ref whose decoded name " + why + "; write the name plainly, such as awssm:bots/anthropic"}
+	}
+	if strings.Contains(r.Path, "%") {
+		return "", refuse("holds a '%' (a %-escape encoded twice?)")
+	}
+	if strings.Contains(r.Path, `\`) {
+		return "", refuse(`holds a '\'`)
+	}
+	for _, seg := range strings.Split(r.Path, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return "", refuse("has an empty, '.' or '..' segment (" + r.Path + ")")
+		}
+	}
+	var b strings.Builder
+	b.WriteString(scheme)
+	b.WriteByte(':')
+	b.WriteString(nameEscaper.Replace(r.Path))
+	if r.Query != nil {
+		b.WriteByte('?')
+		b.WriteString(r.Query.Encode())
+	}
+	if r.Field != "" {
+		b.WriteByte('#')
+		b.WriteString(fieldEscaper.Replace(r.Field))
+	}
+	return b.String(), nil
+}
+
+var (
+	nameEscaper  = strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23")
+	fieldEscaper = strings.NewReplacer("%", "%25", "/", "%2F")
+)
 
 func (a *allowRefs) Resolve(ctx context.Context, ref string) (Secret, error) {
 	if err := a.check(ref); err != nil {
