@@ -66,7 +66,9 @@
 //     token is missing, invalid or expired, or a login failed.
 //   - ErrInvalidRef: the ref is malformed or escapes its mount, ?version is
 //     used on a KV v1 mount, or #field is used on a value that is not a JSON
-//     object.
+//     object; or the client cannot be made from the environment: a
+//     VAULT_ADDR, VAULT_AGENT_ADDR, VAULT_PROXY_ADDR or VAULT_HTTP_PROXY that
+//     is not a URL is named, never quoted (its user info may hold a password).
 //   - ErrUnavailable: Vault is sealed, answers 5xx or 429, cannot be
 //     reached, or timed out; and every resolve after Close.
 //

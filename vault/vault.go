@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +18,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/internal/bounds"
 	"github.com/keyward/secrets/internal/refs"
 )
 
@@ -119,19 +122,68 @@ func (s *Store) makeClientLocked() error {
 	if s.client != nil {
 		return nil
 	}
+	if err := checkAddresses(os.Getenv); err != nil {
+		return err
+	}
 	cfg := api.DefaultConfig()
 	if cfg.Error != nil {
-		// The error names which VAULT_* variable is malformed; it holds no token.
+		if isURLError(cfg.Error) {
+			return malformedAddress("")
+		}
+		// Past checkAddresses, the error names which VAULT_* variable is
+		// malformed and quotes at most a number or a file path.
 		return &secrets.Error{Op: "open", Backend: Backend, Code: secrets.CodeInvalidRef,
 			Reason: "cannot configure the Vault client from the environment (VAULT_ADDR, VAULT_CACERT, ...)", Err: cfg.Error}
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
+		if isURLError(err) {
+			return malformedAddress("")
+		}
 		return &secrets.Error{Op: "open", Backend: Backend, Code: secrets.CodeInvalidRef,
 			Reason: fmt.Sprintf("cannot make a Vault client from the environment: %v", err)}
 	}
 	s.client = c
 	return nil
+}
+
+// addressVariables are the variables vault/api parses as URLs.
+var addressVariables = []string{"VAULT_ADDR", "VAULT_AGENT_ADDR", "VAULT_PROXY_ADDR", "VAULT_HTTP_PROXY"}
+
+// checkAddresses reports the first of addressVariables that is set and does
+// not parse as a URL, by name only. url.Parse's error quotes the whole URL,
+// and an address's user info can hold a password, so the chain is cut on
+// purpose: the error holds neither the value nor the parse error.
+func checkAddresses(getenv func(string) string) error {
+	for _, name := range addressVariables {
+		if v := getenv(name); v != "" {
+			if _, err := url.Parse(v); err != nil {
+				return malformedAddress(name)
+			}
+		}
+	}
+	return nil
+}
+
+// malformedAddress is the error for an address variable that does not parse;
+// name is "" when vault/api refused one that checkAddresses accepted.
+func malformedAddress(name string) error {
+	how := "it must be a URL such as https://vault.example.com:8200 (brackets around an IPv6 host, " +
+		"a numeric port, no user or password: the token goes in VAULT_TOKEN)"
+	switch name {
+	case "":
+		name = "one of " + strings.Join(addressVariables, ", ")
+	case "VAULT_PROXY_ADDR", "VAULT_HTTP_PROXY":
+		how = "it must be a proxy URL such as http://proxy.example.com:3128 (brackets around an IPv6 host, " +
+			"a numeric port, a user and password %-encoded)"
+	}
+	return &secrets.Error{Op: "open", Backend: Backend, Code: secrets.CodeInvalidRef, Reason: name + " is malformed: " + how}
+}
+
+// isURLError reports whether err holds a *url.Error, whose text quotes a URL.
+func isURLError(err error) bool {
+	var ue *url.Error
+	return errors.As(err, &ue)
 }
 
 // ready makes the client and checks the token or logs in, once. Failures are
@@ -199,9 +251,9 @@ func (s *Store) Resolve(ctx context.Context, ref string) (secrets.Secret, error)
 	}
 	version := 0
 	if v := r.Query.Get("version"); r.Query.Has("version") {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			return invalid("?version must be a positive integer")
+		n, err := bounds.Int("?version", v, 1, math.MaxInt, "?version=3")
+		if err != nil {
+			return invalid(err.Error())
 		}
 		version = n
 	}
