@@ -95,8 +95,9 @@ type Result struct {
 
 // BatchResolver is an optional ability of a KeyResolver: resolving many refs
 // in fewer backend calls (AWS BatchGetSecretValue takes 20 ids a call).
-// ResolveMany returns one Result per ref, in the order of refs; the error is
-// for a failure of the whole call. A decorator that is a BatchResolver judges
+// ResolveMany returns exactly one Result per ref, in the order of refs, even
+// when it fails; the error is for a failure of the whole call, which is also
+// set on every Result it touched. A decorator that is a BatchResolver judges
 // every ref of a batch as its Resolve would (an allow list refuses, expiry
 // fails expired secrets, audit reports each ref) and passes the rest on with
 // the package's ResolveMany.
@@ -121,7 +122,12 @@ func ResolveMany(ctx context.Context, r KeyResolver, refs []string) ([]Result, e
 	out := make([]Result, len(refs))
 	for i, ref := range refs {
 		if err := ctx.Err(); err != nil {
-			return out[:i], err
+			// The same shape as every batch: one Result per ref, the
+			// whole-call failure on each one it touched.
+			for j := i; j < len(refs); j++ {
+				out[j] = Result{Ref: refs[j], Err: ContextError("resolve", "", refs[j], err)}
+			}
+			return out, ContextError("resolve", "", "", err)
 		}
 		s, err := r.Resolve(ctx, ref)
 		out[i] = Result{Ref: ref, Secret: s, Err: err}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -21,15 +22,30 @@ import (
 // the backend cannot hold, such as an empty string; the subtest is skipped.
 var ErrUnsupported = errors.New("secretstest: the backend cannot store this")
 
-// Harness connects RunConformance to a backend.
-type Harness struct {
+// Subject is one fresh resolver under test and the way to store into it.
+type Subject struct {
 	// Resolver is the resolver under test.
 	Resolver secrets.KeyResolver
 	// Put stores value so that Resolver can resolve it, and returns its ref.
 	// name is a fresh name made of [a-z0-9_], which the backend may use or
 	// ignore (a database assigns its own id). A zero expiresAt means none;
-	// Put may ignore expiresAt when Expiry is false.
+	// Put may ignore expiresAt when Harness.Expiry is false.
 	Put func(t *testing.T, name, value string, expiresAt time.Time) (ref string, err error)
+}
+
+// Harness connects RunConformance to a backend.
+type Harness struct {
+	// New returns a fresh Subject for one subtest, as testing/slogtest's
+	// newHandler does, so that one subtest (Close, say) cannot change what
+	// another sees. Clean up with t.Cleanup.
+	New func(t *testing.T) Subject
+	// Backend is the name the backend puts in the Backend field of its
+	// errors ("env", "fernet", ...).
+	Backend string
+	// ContextBackend is the Backend of the error for a caller's ended
+	// context, when a layer in front answers it (the cache says "cache");
+	// "" means Backend.
+	ContextBackend string
 	// MissingRef is a well-formed ref that resolves to nothing.
 	MissingRef string
 	// InvalidRefs must each fail with ErrInvalidRef. The empty ref is always tested.
@@ -41,28 +57,47 @@ type Harness struct {
 }
 
 // RunConformance runs the behaviours every keyward KeyResolver shares, one
-// subtest each, asserting error codes with errors.Is. Run it under -race.
+// subtest each on a fresh Subject, asserting error codes with errors.Is and
+// the fields of *secrets.Error. Run it under -race.
 func RunConformance(t *testing.T, h Harness) {
 	t.Helper()
-	if h.Resolver == nil || h.Put == nil {
-		t.Fatal("secretstest: Harness.Resolver and Harness.Put are required")
+	if h.New == nil || h.Backend == "" {
+		t.Fatal("secretstest: Harness.New and Harness.Backend are required")
 	}
-	c := &conformance{h: h}
-	t.Run("Found", c.found)
-	t.Run("NotFound", c.notFound)
-	t.Run("InvalidRef", c.invalidRef)
-	t.Run("Field", c.field)
-	t.Run("Expiry", c.expiry)
-	t.Run("EmptyValue", c.value(""))
-	t.Run("LargeValue", c.value(strings.Repeat("sk-large-", 64<<10/9+1)[:64<<10]))
-	t.Run("Unicode", c.value("ключ-🔑-鍵-é-"+token()))
-	t.Run("CanceledContext", c.canceled)
-	t.Run("Concurrent", c.concurrent)
-	t.Run("NoValueInErrorsOrLogs", c.noLeak)
+	if h.ContextBackend == "" {
+		h.ContextBackend = h.Backend
+	}
+	run := func(name string, f func(*conformance, *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			sub := h.New(t)
+			if sub.Resolver == nil || sub.Put == nil {
+				t.Fatal("secretstest: Harness.New returned no Resolver or Put")
+			}
+			f(&conformance{h: h, s: sub}, t)
+		})
+	}
+	run("Found", (*conformance).found)
+	run("NotFound", (*conformance).notFound)
+	run("InvalidRef", (*conformance).invalidRef)
+	run("Field", (*conformance).field)
+	run("Expiry", (*conformance).expiry)
+	run("EmptyValue", func(c *conformance, t *testing.T) { c.value(t, "") })
+	run("LargeValue", func(c *conformance, t *testing.T) {
+		c.value(t, strings.Repeat("sk-large-", 64<<10/9+1)[:64<<10])
+	})
+	run("Unicode", func(c *conformance, t *testing.T) { c.value(t, "ключ-🔑-鍵-é-"+token()) })
+	run("CanceledContext", (*conformance).canceled)
+	run("DeadlineContext", (*conformance).deadline)
+	run("Concurrent", (*conformance).concurrent)
+	run("ResolveMany", (*conformance).resolveMany)
+	run("Ping", (*conformance).ping)
+	run("Close", (*conformance).close)
+	run("NoValueInErrorsOrLogs", (*conformance).noLeak)
 }
 
 type conformance struct {
 	h    Harness
+	s    Subject
 	mu   sync.Mutex
 	n    int
 	used []string // every value put, to search output for
@@ -84,7 +119,7 @@ func (c *conformance) put(t *testing.T, value string, expiresAt time.Time) strin
 		c.used = append(c.used, value)
 	}
 	c.mu.Unlock()
-	ref, err := c.h.Put(t, name, value, expiresAt)
+	ref, err := c.s.Put(t, name, value, expiresAt)
 	if errors.Is(err, ErrUnsupported) {
 		t.Skipf("backend cannot store this value: %v", err)
 	}
@@ -98,7 +133,7 @@ func (c *conformance) resolve(t *testing.T, ref string) (secrets.Secret, error) 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return c.h.Resolver.Resolve(ctx, ref)
+	return c.s.Resolver.Resolve(ctx, ref)
 }
 
 func (c *conformance) mustResolve(t *testing.T, ref, want string) secrets.Secret {
@@ -113,7 +148,7 @@ func (c *conformance) mustResolve(t *testing.T, ref, want string) secrets.Secret
 	return s
 }
 
-func wantCode(t *testing.T, what string, err, code error) {
+func wantCode(t *testing.T, what string, err, code error) *secrets.Error {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("%s: got no error, want %v", what, code)
@@ -124,6 +159,15 @@ func wantCode(t *testing.T, what string, err, code error) {
 	var e *secrets.Error
 	if !errors.As(err, &e) {
 		t.Fatalf("%s: %T is not a *secrets.Error: %v", what, err, err)
+	}
+	return e
+}
+
+// wantFields checks the *secrets.Error's Op, Backend and Ref.
+func wantFields(t *testing.T, what string, e *secrets.Error, op, backend, ref string) {
+	t.Helper()
+	if e.Op != op || e.Backend != backend || e.Ref != ref {
+		t.Fatalf("%s: error has Op %q Backend %q Ref %q, want %q %q %q (%v)", what, e.Op, e.Backend, e.Ref, op, backend, ref, e)
 	}
 }
 
@@ -140,13 +184,15 @@ func (c *conformance) notFound(t *testing.T) {
 		t.Fatal("Harness.MissingRef is required")
 	}
 	_, err := c.resolve(t, c.h.MissingRef)
-	wantCode(t, fmt.Sprintf("Resolve(%q)", c.h.MissingRef), err, secrets.ErrNotFound)
+	what := fmt.Sprintf("Resolve(%q)", c.h.MissingRef)
+	wantFields(t, what, wantCode(t, what, err, secrets.ErrNotFound), "resolve", c.h.Backend, c.h.MissingRef)
 }
 
 func (c *conformance) invalidRef(t *testing.T) {
 	for _, ref := range append([]string{""}, c.h.InvalidRefs...) {
 		_, err := c.resolve(t, ref)
-		wantCode(t, fmt.Sprintf("Resolve(%q)", ref), err, secrets.ErrInvalidRef)
+		what := fmt.Sprintf("Resolve(%q)", ref)
+		wantFields(t, what, wantCode(t, what, err, secrets.ErrInvalidRef), "resolve", c.h.Backend, ref)
 	}
 }
 
@@ -190,25 +236,135 @@ func (c *conformance) expiry(t *testing.T) {
 	if err != nil {
 		wantCode(t, "an expired secret", err, secrets.ErrExpired)
 	}
-	_, err = secrets.EnforceExpiry(c.h.Resolver, nil).Resolve(context.Background(), ref)
+	_, err = secrets.EnforceExpiry(c.s.Resolver, nil).Resolve(context.Background(), ref)
 	wantCode(t, "an expired secret through EnforceExpiry", err, secrets.ErrExpired)
 }
 
-func (c *conformance) value(v string) func(t *testing.T) {
-	return func(t *testing.T) {
-		ref := c.put(t, v, time.Time{})
-		c.mustResolve(t, ref, v)
-	}
+func (c *conformance) value(t *testing.T, v string) {
+	ref := c.put(t, v, time.Time{})
+	c.mustResolve(t, ref, v)
 }
 
+// canceled checks the context rule exactly: an *secrets.Error naming the
+// backend and the ref that errors.Is context.Canceled.
 func (c *conformance) canceled(t *testing.T) {
 	v := "sk-cancel-" + token()
 	ref := c.put(t, v, time.Time{})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	s, err := c.h.Resolver.Resolve(ctx, ref)
+	s, err := c.s.Resolver.Resolve(ctx, ref)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Resolve with a canceled context: got (%d bytes, %v), want an error matching context.Canceled", s.Len(), err)
+	}
+	var e *secrets.Error
+	if !errors.As(err, &e) {
+		t.Fatalf("Resolve with a canceled context: %T is not a *secrets.Error: %v", err, err)
+	}
+	wantFields(t, "Resolve with a canceled context", e, "resolve", c.h.ContextBackend, ref)
+}
+
+// deadline: a passed deadline is ErrUnavailable and context.DeadlineExceeded.
+func (c *conformance) deadline(t *testing.T) {
+	ref := c.put(t, "sk-deadline-"+token(), time.Time{})
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancel()
+	_, err := c.s.Resolver.Resolve(ctx, ref)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Resolve past the deadline: %v, want an error matching context.DeadlineExceeded", err)
+	}
+	e := wantCode(t, "Resolve past the deadline", err, secrets.ErrUnavailable)
+	wantFields(t, "Resolve past the deadline", e, "resolve", c.h.ContextBackend, ref)
+}
+
+// resolveMany checks the batch shape: one Result per ref, in order, each
+// with its own value or error, through the resolver's batch ability if it has
+// one and one by one otherwise.
+func (c *conformance) resolveMany(t *testing.T) {
+	v1, v2 := "sk-many1-"+token(), "sk-many2-"+token()
+	r1, r2 := c.put(t, v1, time.Time{}), c.put(t, v2, time.Time{})
+	refs := []string{r1, c.h.MissingRef, "", r2, r1}
+	want := []string{v1, "", "", v2, v1}
+	if c.h.Documents {
+		doc, _ := json.Marshal(map[string]string{"api_key": v1, "org": "org-7"})
+		d := c.put(t, string(doc), time.Time{})
+		refs = append(refs, d+"#api_key", d+"#org", d+"#missing")
+		want = append(want, v1, "org-7", "")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := secrets.ResolveMany(ctx, c.s.Resolver, refs)
+	if err != nil {
+		t.Fatalf("ResolveMany: whole call failed: %v", err)
+	}
+	if len(out) != len(refs) {
+		t.Fatalf("ResolveMany returned %d results for %d refs", len(out), len(refs))
+	}
+	for i, res := range out {
+		if res.Ref != refs[i] {
+			t.Fatalf("result %d is for %q, want %q (order must be kept)", i, res.Ref, refs[i])
+		}
+		switch {
+		case want[i] != "":
+			if res.Err != nil || res.Secret.Reveal() != want[i] {
+				t.Fatalf("result %d (%q): err %v, value of %d bytes, want the %d bytes stored", i, refs[i], res.Err, res.Secret.Len(), len(want[i]))
+			}
+		case refs[i] == "":
+			wantCode(t, "ResolveMany of the empty ref", res.Err, secrets.ErrInvalidRef)
+		default:
+			e := wantCode(t, fmt.Sprintf("ResolveMany of %q", refs[i]), res.Err, secrets.ErrNotFound)
+			wantFields(t, fmt.Sprintf("ResolveMany of %q", refs[i]), e, "resolve", c.h.Backend, refs[i])
+		}
+	}
+
+	canceled, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	out, _ = secrets.ResolveMany(canceled, c.s.Resolver, []string{r1, r2})
+	if len(out) != 2 {
+		t.Fatalf("ResolveMany with a canceled context returned %d results for 2 refs", len(out))
+	}
+	for _, res := range out {
+		if !errors.Is(res.Err, context.Canceled) {
+			t.Fatalf("ResolveMany with a canceled context: result %q has %v, want context.Canceled", res.Ref, res.Err)
+		}
+	}
+}
+
+// ping: a resolver with the Pinger ability answers nil when healthy and
+// follows the context rule.
+func (c *conformance) ping(t *testing.T) {
+	p, ok := c.s.Resolver.(secrets.Pinger)
+	if !ok {
+		t.Skip("the resolver has no Ping")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := p.Ping(ctx); err != nil {
+		t.Fatalf("Ping of a healthy backend: %v", err)
+	}
+	canceled, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	if err := p.Ping(canceled); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Ping with a canceled context: %v, want context.Canceled", err)
+	}
+}
+
+// close: after Close, Resolve fails cleanly with ErrUnavailable; Close twice
+// is safe.
+func (c *conformance) close(t *testing.T) {
+	cl, ok := c.s.Resolver.(io.Closer)
+	if !ok {
+		t.Skip("the resolver has no Close")
+	}
+	v := "sk-close-" + token()
+	ref := c.put(t, v, time.Time{})
+	c.mustResolve(t, ref, v)
+	if err := cl.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	_, err := c.resolve(t, ref)
+	wantCode(t, "Resolve after Close", err, secrets.ErrUnavailable)
+	if err := cl.Close(); err != nil {
+		t.Fatalf("a second Close: %v", err)
 	}
 }
 
@@ -228,7 +384,7 @@ func (c *conformance) concurrent(t *testing.T) {
 			defer wg.Done()
 			for r := range rounds {
 				i := (w + r) % refs
-				s, err := c.h.Resolver.Resolve(context.Background(), ids[i])
+				s, err := c.s.Resolver.Resolve(context.Background(), ids[i])
 				if err != nil {
 					errs <- err
 				} else if s.Reveal() != vals[i] {
@@ -250,7 +406,7 @@ func (c *conformance) noLeak(t *testing.T) {
 
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	audited := secrets.NewAudit(c.h.Resolver, secrets.SlogAuditor(logger), nil)
+	audited := secrets.NewAudit(c.s.Resolver, secrets.SlogAuditor(logger), nil)
 
 	var out bytes.Buffer
 	ctx := context.Background()

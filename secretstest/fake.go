@@ -10,15 +10,22 @@ import (
 	"time"
 
 	secrets "github.com/keyward/secrets"
-	"github.com/keyward/secrets/internal/refs"
+	"github.com/keyward/secrets/driver"
 )
 
 // Fake is an in-memory KeyResolver. It holds copies of the values it is given,
 // can fail or slow down on demand, and counts calls per ref. Refs take an
 // optional "#field" to pick a key of a JSON value, like the document backends.
-// The zero value is ready to use.
+// The zero value is ready to use. It is served through the driver layer, so
+// its errors follow the same rules as every backend's (Backend "fake"); it
+// reports each secret's ExpiresAt but judges it only after SetClock, so a
+// test's fake clock decides what has expired.
 type Fake struct {
+	coreOnce sync.Once
+	core     *driver.Resolver
+
 	mu      sync.Mutex
+	now     func() time.Time
 	values  map[string]secrets.Secret
 	errs    map[string]error
 	failAll error
@@ -98,6 +105,24 @@ func (f *Fake) TotalCalls() int {
 	return f.total
 }
 
+// SetClock makes the fake refuse, with ErrExpired, a secret whose ExpiresAt
+// is not after now(), as a backend that enforces expiry does. nil turns it off.
+func (f *Fake) SetClock(now func() time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.now = now
+}
+
+func (f *Fake) clock() time.Time {
+	f.mu.Lock()
+	now := f.now
+	f.mu.Unlock()
+	if now == nil {
+		return time.Time{} // before every ExpiresAt: nothing has expired
+	}
+	return now()
+}
+
 // Resolve implements secrets.KeyResolver.
 func (f *Fake) Resolve(ctx context.Context, ref string) (secrets.Secret, error) {
 	f.mu.Lock()
@@ -106,53 +131,40 @@ func (f *Fake) Resolve(ctx context.Context, ref string) (secrets.Secret, error) 
 	}
 	f.calls[ref]++
 	f.total++
-	latency, failAll := f.latency, f.failAll
 	f.mu.Unlock()
+	f.coreOnce.Do(func() {
+		f.core = driver.New("fake", fakeDriver{f}, &driver.Options{Now: f.clock})
+	})
+	return f.core.Resolve(ctx, ref)
+}
 
-	if err := ctx.Err(); err != nil {
-		return secrets.Secret{}, err
-	}
+// fakeDriver is the Fake's driver: it returns copies, never the stored bytes.
+type fakeDriver struct{ f *Fake }
+
+func (d fakeDriver) Get(ctx context.Context, ref driver.Ref) (driver.Value, error) {
+	f := d.f
+	f.mu.Lock()
+	latency, failAll := f.latency, f.failAll
+	s, ok := f.values[ref.Name]
+	injected := f.errs[ref.Name]
+	f.mu.Unlock()
 	if latency > 0 {
 		t := time.NewTimer(latency)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return secrets.Secret{}, ctx.Err()
+			return driver.Value{}, ctx.Err()
 		case <-t.C:
 		}
 	}
 	if failAll != nil {
-		return secrets.Secret{}, failAll
+		return driver.Value{}, failAll
 	}
-	fail := func(code secrets.Code, reason string) error {
-		return &secrets.Error{Op: "resolve", Backend: "fake", Ref: ref, Code: code, Reason: reason}
-	}
-	r, err := refs.Parse(ref)
-	if err != nil {
-		return secrets.Secret{}, fail(secrets.CodeInvalidRef, err.Error())
-	}
-	f.mu.Lock()
-	s, ok := f.values[r.Path]
-	injected := f.errs[r.Path]
-	f.mu.Unlock()
 	if injected != nil {
-		return secrets.Secret{}, injected
+		return driver.Value{}, injected
 	}
 	if !ok {
-		return secrets.Secret{}, fail(secrets.CodeNotFound, "no fake secret named "+r.Path+": call Fake.Set first")
+		return driver.Value{}, driver.Errorf(secrets.CodeNotFound, "no fake secret named %s: call Fake.Set first", ref.Name)
 	}
-	value := s.Reveal()
-	if r.Field != "" {
-		v, err := refs.Field([]byte(value), r.Field)
-		if err == refs.ErrNoField {
-			return secrets.Secret{}, fail(secrets.CodeNotFound, err.Error())
-		} else if err != nil {
-			return secrets.Secret{}, fail(secrets.CodeInvalidRef, err.Error())
-		}
-		value = v
-	}
-	out := secrets.NewSecret(strings.Clone(value))
-	out.Version, out.ExpiresAt = s.Version, s.ExpiresAt
-	secrets.InfoFrom(ctx).SetBackend("fake")
-	return out, nil
+	return driver.Value{Data: strings.Clone(s.Reveal()), Version: s.Version, ExpiresAt: s.ExpiresAt}, nil
 }

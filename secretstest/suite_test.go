@@ -45,15 +45,17 @@ func (b *broken) Resolve(ctx context.Context, ref string) (secrets.Secret, error
 	return s, err
 }
 
-func harness(r secrets.KeyResolver, f *secretstest.Fake) secretstest.Harness {
+func harness(kind string) secretstest.Harness {
 	return secretstest.Harness{
-		Resolver: r,
-		Put: func(t *testing.T, name, value string, exp time.Time) (string, error) {
-			s := secrets.NewSecret(value)
-			s.ExpiresAt = exp
-			return f.SetSecret(name, s), nil
+		New: func(t *testing.T) secretstest.Subject {
+			f := new(secretstest.Fake)
+			return secretstest.Subject{Resolver: &broken{f: f, kind: kind}, Put: func(t *testing.T, name, value string, exp time.Time) (string, error) {
+				s := secrets.NewSecret(value)
+				s.ExpiresAt = exp
+				return f.SetSecret(name, s), nil
+			}}
 		},
-		MissingRef: "missing", Documents: true, Expiry: true,
+		Backend: "fake", MissingRef: "missing", Documents: true, Expiry: true,
 	}
 }
 
@@ -64,8 +66,7 @@ func TestBrokenBackend(t *testing.T) {
 	if kind == "" {
 		t.Skip("run by TestSuiteCatchesBrokenBackends")
 	}
-	f := new(secretstest.Fake)
-	secretstest.RunConformance(t, harness(&broken{f: f, kind: kind}, f))
+	secretstest.RunConformance(t, harness(kind))
 }
 
 // TestSuiteCatchesBrokenBackends checks that RunConformance can fail: each
