@@ -3,10 +3,13 @@ package awssm
 import (
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"net/url"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
@@ -50,12 +53,17 @@ type Store struct {
 	newClient func(ctx context.Context) (API, error) // nil when the client was given
 	client    API
 	clientErr error
+
+	// ownHTTP is the HTTP client NewFromEnv made for Secrets Manager, the
+	// only one Close touches; nil for a client the host gave.
+	ownHTTP *http.Client
 }
 
 var (
 	_ secrets.KeyResolver   = (*Store)(nil)
 	_ secrets.BatchResolver = (*Store)(nil)
 	_ secrets.Pinger        = (*Store)(nil)
+	_ io.Closer             = (*Store)(nil)
 	_ API                   = (*secretsmanager.Client)(nil)
 )
 
@@ -71,8 +79,17 @@ func New(client API, opts *Options) *Store {
 // config.LoadDefaultConfig: the SDK's credential chain, AWS_REGION,
 // AWS_PROFILE, AWS_ENDPOINT_URL and the shared config files. A non-empty
 // region or profile overrides the environment's. NewFromEnv does no I/O.
+//
+// Secrets Manager is called through an HTTP client of the Store's own (the
+// SDK's default transport settings, no redirects followed), so that Close
+// can release its keep-alive connections; the credential providers keep the
+// SDK's clients (IMDS's short timeouts apply only to those).
 func NewFromEnv(region, profile string, opts *Options) *Store {
-	s := &Store{}
+	s := &Store{ownHTTP: &http.Client{
+		Transport: awshttp.NewBuildableClient().GetTransport(), // a fresh copy, the Store's alone
+		// Secrets Manager never redirects; a redirect is answered as it is.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
 	s.setOptions(opts)
 	s.newClient = func(ctx context.Context) (API, error) {
 		var load []func(*config.LoadOptions) error
@@ -94,9 +111,21 @@ func NewFromEnv(region, profile string, opts *Options) *Store {
 			return nil, secrets.NewError("open", Backend, "", secrets.CodeInvalidRef,
 				"no AWS region: set ?region= in the awssm:// URL, or AWS_REGION", nil)
 		}
-		return secretsmanager.NewFromConfig(cfg), nil
+		return secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { o.HTTPClient = s.ownHTTP }), nil
 	}
 	return s
+}
+
+// Close releases the idle keep-alive connections of the HTTP client
+// NewFromEnv made, whose goroutines would otherwise outlive the Store by
+// the transport's idle timeout. A client the host gave to New is the host's
+// to close, and is left alone. Close does not refuse later resolves: one
+// after it opens new connections, which another Close releases.
+func (s *Store) Close() error {
+	if s.ownHTTP != nil {
+		s.ownHTTP.CloseIdleConnections()
+	}
+	return nil
 }
 
 func (s *Store) setOptions(opts *Options) {

@@ -19,7 +19,9 @@
 // build one from the environment on first use. The Store also resolves in
 // batches (secrets.ResolveMany, used by the cache's Warm) with
 // BatchGetSecretValue, 20 secrets a call, one fetch however many #fields of a
-// secret are asked for; and pings (secrets.Pinger) with ListSecrets.
+// secret are asked for; and pings (secrets.Pinger) with ListSecrets. Close
+// releases the keep-alive connections of the client NewFromEnv made; a
+// client given to New is the host's, and Close leaves it alone.
 //
 // # URLs
 //
