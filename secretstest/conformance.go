@@ -109,9 +109,9 @@ type conformance struct {
 	h      Harness
 	s      Subject
 	legacy bool
-	mu   sync.Mutex
-	n    int
-	used []string // every value put, to search output for
+	mu     sync.Mutex
+	n      int
+	used   []string // every value put, to search output for
 }
 
 func token() string {
