@@ -3,7 +3,6 @@ package fernetstore
 import (
 	"database/sql"
 	"fmt"
-	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/stdlib"
-	secrets "github.com/keyward/secrets"
 	"modernc.org/sqlite"
 )
 
@@ -105,125 +103,6 @@ func (d Dialect) ph(n int) string {
 	}
 	return "?"
 }
-
-// OpenDB opens a database from a URL-style DSN, with no I/O:
-//
-//	sqlite:PATH                     SQLite file (created on first write), WAL, busy timeout 10 s
-//	sqlite::memory:                 an in-memory SQLite database (one connection)
-//	postgres://user@host:5432/db?sslmode=disable   (also postgresql://)
-//	mysql://user@tcp(host:3306)/db?parseTime=true  (go-sql-driver form after "mysql://")
-//	mysql://user@host:3306/db                      (converted to the form above)
-//
-// Errors name the accepted forms and never quote the DSN, which may hold a password.
-func OpenDB(dsn string) (*sql.DB, error) {
-	driver, conn, err := driverDSN(dsn)
-	if err != nil {
-		return nil, err
-	}
-	db, err := sql.Open(driver, conn)
-	if err != nil {
-		return nil, &secrets.Error{Op: "open database", Backend: Backend, Code: secrets.CodeInvalidRef,
-			Reason: "the " + driver + " driver rejected the DSN (its text is not shown: it may hold a password); " + dsnForms}
-	}
-	if conn == ":memory:" || strings.HasPrefix(conn, ":memory:?") || strings.Contains(conn, "mode=memory") {
-		// Each connection to ":memory:" is a separate empty database.
-		db.SetMaxOpenConns(1)
-	}
-	return db, nil
-}
-
-const dsnForms = "accepted forms: sqlite:PATH, sqlite::memory:, postgres://user@host:5432/db?sslmode=disable (or postgresql://), mysql://user@tcp(host:3306)/db?parseTime=true, mysql://user@host:3306/db"
-
-func dsnError(what string) error {
-	return &secrets.Error{Op: "open database", Backend: Backend, Code: secrets.CodeInvalidRef, Reason: what + "; " + dsnForms}
-}
-
-// driverDSN maps a URL-style DSN to a driver name and the driver's own DSN.
-func driverDSN(dsn string) (driver, conn string, err error) {
-	scheme, rest, ok := strings.Cut(dsn, ":")
-	if !ok {
-		return "", "", dsnError("the database URL has no scheme")
-	}
-	switch strings.ToLower(scheme) {
-	case "sqlite", "sqlite3", "file":
-		path := strings.TrimPrefix(rest, "//")
-		if strings.ToLower(scheme) == "file" {
-			path = rest
-		}
-		if path == "" {
-			return "", "", dsnError("the sqlite URL has no path")
-		}
-		if path == ":memory:" {
-			return "sqlite", ":memory:", nil
-		}
-		// Two processes (the service and a `keyward rotate`) share the file:
-		// WAL lets readers run during a write, the busy timeout makes a
-		// writer wait for the other's transaction instead of failing.
-		sep := "?"
-		if strings.Contains(path, "?") {
-			sep = "&"
-		}
-		if !strings.Contains(path, "busy_timeout") {
-			path += sep + "_pragma=busy_timeout(10000)"
-			sep = "&"
-		}
-		if !strings.Contains(path, "journal_mode") {
-			path += sep + "_pragma=journal_mode(WAL)"
-		}
-		return "sqlite", "file:" + path, nil
-	case "postgres", "postgresql":
-		return "pgx", dsn, nil
-	case "mysql", "mariadb":
-		r := strings.TrimPrefix(rest, "//")
-		if strings.Contains(r, "@tcp(") || strings.Contains(r, "@unix(") || strings.HasPrefix(r, "tcp(") || strings.HasPrefix(r, "unix(") {
-			if _, err := mysql.ParseDSN(r); err != nil {
-				return "", "", dsnError("the mysql DSN does not parse")
-			}
-			return "mysql", r, nil
-		}
-		u, err := url.Parse("mysql://" + r)
-		if err != nil || u.Host == "" {
-			return "", "", dsnError("the mysql URL does not parse")
-		}
-		cfg := mysql.NewConfig()
-		cfg.Net = "tcp"
-		cfg.Addr = u.Host
-		if u.Port() == "" {
-			cfg.Addr = u.Host + ":3306"
-		}
-		if u.User != nil {
-			cfg.User = u.User.Username()
-			cfg.Passwd, _ = u.User.Password()
-		}
-		cfg.DBName = strings.TrimPrefix(u.Path, "/")
-		cfg.ParseTime = true
-		for k, vs := range u.Query() {
-			if len(vs) == 0 {
-				continue
-			}
-			switch k {
-			case "parseTime":
-				cfg.ParseTime = vs[0] == "true" || vs[0] == "1"
-			default:
-				if cfg.Params == nil {
-					cfg.Params = map[string]string{}
-				}
-				cfg.Params[k] = vs[0]
-			}
-		}
-		return "mysql", cfg.FormatDSN(), nil
-	}
-	if schemeRE.MatchString(scheme) {
-		return "", "", dsnError(fmt.Sprintf("unknown database URL scheme %q", scheme))
-	}
-	// Not scheme-shaped: what comes before the first ':' may be a
-	// key=value DSN up to the middle of a password (password=Sup3r:Secret),
-	// so none of it is quoted.
-	return "", "", dsnError("the DSN has no recognised scheme")
-}
-
-// schemeRE is what an unknown scheme must look like to be quoted in an error.
-var schemeRE = regexp.MustCompile(`^[a-z][a-z0-9+.-]{0,15}$`)
 
 // timeFormats are the textual time forms found in the wild: modernc's own,
 // Python's str(datetime) and isoformat(), SQLAlchemy's, MySQL's.

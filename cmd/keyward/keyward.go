@@ -265,6 +265,17 @@ func (a *app) databaseURL() string {
 	return fernetstore.DefaultDatabaseURL
 }
 
+// databaseSource names where databaseURL came from, for errors.
+func (a *app) databaseSource() string {
+	switch {
+	case a.dbURL != "":
+		return "--db"
+	case a.getenv(fernetstore.EnvDatabaseURL) != "":
+		return fernetstore.EnvDatabaseURL
+	}
+	return "the default database " + fernetstore.DefaultDatabaseURL
+}
+
 // openStore opens the encrypted column on --db with the keys from the
 // environment. It does no I/O: the first query connects.
 func (a *app) openStore() (*fernetstore.Store, error) {
@@ -281,7 +292,8 @@ func (a *app) openStore() (*fernetstore.Store, error) {
 		}
 		db, err := fernetstore.OpenDB(a.databaseURL())
 		if err != nil {
-			a.storeErr = errorf(exitConfig, "--db: %s", reason(err))
+			// The reason never quotes the URL (it may hold a password).
+			a.storeErr = errorf(exitConfig, "%s: %s", a.databaseSource(), reason(err))
 			return
 		}
 		a.db = db
