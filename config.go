@@ -15,7 +15,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/keyward/secrets/internal/bounds"
 )
+
+// maxTimeout is the longest timeout the configuration accepts.
+const maxTimeout = time.Hour
 
 // Config describes a whole stack: which backend serves each Mux scheme, and
 // which decorators sit in front. Parse one with ParseConfig; its text form is
@@ -40,6 +45,7 @@ type Config struct {
 	// Audit enables the audit decorator.
 	Audit bool
 	// Timeout bounds each backend call; zero means no bound beyond the caller's.
+	// The timeout key accepts 0 to 1h: a secret that takes longer is not coming.
 	Timeout time.Duration
 	// Allow, when not empty, lists the only refs the stack resolves
 	// (path.Match patterns over "scheme:ref"); see AllowRefs.
@@ -103,9 +109,9 @@ func ParseConfig(text string) (*Config, error) {
 				return nil, bad("allow needs at least one pattern, such as db:*")
 			}
 		case "timeout":
-			d, err := time.ParseDuration(value)
-			if err != nil || d < 0 {
-				return nil, bad("timeout must be a Go duration such as 5s")
+			d, err := bounds.Duration("timeout", value, 0, maxTimeout, "5s (0 for none beyond the caller's)")
+			if err != nil {
+				return nil, bad("%s", err)
 			}
 			c.Timeout = d
 		default:

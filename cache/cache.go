@@ -9,6 +9,7 @@ import (
 	"time"
 
 	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/internal/bounds"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
@@ -33,6 +34,9 @@ const (
 // stops trusting the coarse clock and reads the precise one: the coarse clock
 // lags real time by about ClockResolution, so this leaves a wide margin.
 const expiryGuard = time.Second
+
+// maxResolution caps ClockResolution well inside expiryGuard.
+const maxResolution = expiryGuard / 10
 
 // Options configures New. A nil *Options means defaults. For the durations,
 // zero means the default and a negative value turns the feature off.
@@ -82,7 +86,9 @@ type Options struct {
 	// Now on every resolve.
 	Now func() time.Time
 	// ClockResolution is the tick of the coarse clock (real clock only).
-	// Zero or negative means DefaultResolution.
+	// Zero or negative means DefaultResolution; above 100ms it is clamped to
+	// 100ms, so that the coarse clock never lags a secret's ExpiresAt by
+	// more than the margin the hit path keeps before it.
 	ClockResolution time.Duration
 	// LazyRefresh turns off the refresh sweep: without it, an entry is
 	// refreshed ahead only when a hit arrives between RefreshAhead and the
@@ -294,6 +300,9 @@ func normalise(o Options) Options {
 	if o.ClockResolution <= 0 {
 		o.ClockResolution = DefaultResolution
 	}
+	// The lock-free path trusts the coarse clock until expiryGuard before a
+	// secret's ExpiresAt: a clock coarser than that could serve it past.
+	o.ClockResolution = min(o.ClockResolution, maxResolution)
 	return o
 }
 
@@ -652,7 +661,7 @@ func (c *Cache) waitBounded() {
 		c.wg.Wait()
 		close(done)
 	}()
-	t := time.NewTimer(c.o.FetchTimeout + closeGrace)
+	t := time.NewTimer(time.Duration(bounds.SaturatingAdd(int64(c.o.FetchTimeout), int64(closeGrace))))
 	defer t.Stop()
 	select {
 	case <-done:

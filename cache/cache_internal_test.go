@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -48,5 +49,28 @@ func TestBackoffIsCapped(t *testing.T) {
 	}
 	if got := c.backoff(1 << 30); got != 30*time.Second {
 		t.Errorf("backoff after many failures = %v, want the cap", got)
+	}
+}
+
+// The longest MaxBackoff must not overflow the doubling into a negative wait
+// (which retried a down backend on every resolve), nor the retry time.
+func TestBackoffDoesNotOverflow(t *testing.T) {
+	c := New(new(secretstest.Fake), &Options{MinBackoff: time.Second, MaxBackoff: math.MaxInt64})
+	defer c.Close()
+	prev := time.Duration(0)
+	for f := int32(1); f < 100; f++ {
+		d := c.backoff(f)
+		if d < prev || d <= 0 {
+			t.Fatalf("backoff after %d failures = %v, after %d it was %v: it must grow to the cap, never wrap", f, d, f-1, prev)
+		}
+		prev = d
+	}
+}
+
+// Options out of range are clamped to what the cache can honour.
+func TestOptionsAreClamped(t *testing.T) {
+	o := normalise(Options{ClockResolution: time.Hour, Size: math.MaxInt})
+	if o.ClockResolution != maxResolution || o.Size != MaxSize {
+		t.Fatalf("normalise kept ClockResolution %v and Size %d; want %v and %d", o.ClockResolution, o.Size, maxResolution, MaxSize)
 	}
 }

@@ -1016,7 +1016,8 @@ func TestParams(t *testing.T) {
 }
 
 func FuzzParams(f *testing.F) {
-	for _, s := range []string{"size=10&ttl=5m", "jitter=30s&refresh_ahead=0.8", "stale_grace=0&negative_ttl=5s", "x=1", "ttl=1m&jitter=31s"} {
+	for _, s := range []string{"size=10&ttl=5m", "jitter=30s&refresh_ahead=0.8", "stale_grace=0&negative_ttl=5s", "x=1", "ttl=1m&jitter=31s",
+		"stale_grace=2562047h", "ttl=2562047h&negative_ttl=2562047h", "stale_wait=10s", "size=9223372036854775807", "refresh_ahead=1e-300"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -1032,7 +1033,10 @@ func FuzzParams(f *testing.F) {
 			}
 			return
 		}
-		if o.Size < 0 || o.Size > cache.MaxSize || o.TTL < 0 || o.RefreshAhead < 0 || o.RefreshAhead > 1 {
+		const year = 8760 * time.Hour
+		if o.Size < 0 || o.Size > cache.MaxSize || o.TTL < 0 || o.RefreshAhead < 0 || o.RefreshAhead > 1 ||
+			o.TTL > year || o.Jitter > year || o.StaleGrace > year || o.NegativeTTL > year ||
+			o.StaleWait < 0 || o.StaleWait > cache.DefaultFetchTimeout {
 			t.Fatalf("ParseParams(%q) accepted %+v", raw, *o)
 		}
 		c := cache.New(new(secretstest.Fake), o)

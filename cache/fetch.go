@@ -9,6 +9,7 @@ import (
 	"time"
 
 	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/internal/bounds"
 )
 
 // refresh starts one background refresh of e, unless one is running.
@@ -114,7 +115,7 @@ func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err erro
 	case code == secrets.CodeUnavailable && e != nil:
 		if v := e.val.Load(); v != nil && v.err == nil && now < v.staleUntil && (v.hardExpiry == 0 || now < v.hardExpiry) {
 			f := e.failures.Add(1)
-			e.retryAt.Store(now + int64(c.backoff(f)))
+			e.retryAt.Store(bounds.SaturatingAdd(now, int64(c.backoff(f))))
 			return secrets.Secret{}, err, v
 		}
 		c.removeLocked(e)
@@ -138,16 +139,21 @@ func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err erro
 func (c *Cache) backoff(failures int32) time.Duration {
 	d := c.o.MinBackoff
 	for i := int32(1); i < failures && d < c.o.MaxBackoff; i++ {
+		if d > c.o.MaxBackoff/2 {
+			return c.o.MaxBackoff // doubling would pass it (or overflow)
+		}
 		d *= 2
 	}
 	return min(d, c.o.MaxBackoff)
 }
 
-// newValue computes the deadlines of a value fetched at now.
+// newValue computes the deadlines of a value fetched at now. The additions
+// saturate: a configured lifetime as long as time.Duration allows must mean
+// "for ever", not wrap into the past and mean "never".
 func (c *Cache) newValue(s secrets.Secret, err error, info secrets.InfoSnapshot, now int64) *value {
 	v := &value{secret: s, err: err, info: info}
 	if err != nil {
-		v.freshUntil = now + int64(c.o.NegativeTTL)
+		v.freshUntil = bounds.SaturatingAdd(now, int64(c.o.NegativeTTL))
 		v.fastUntil, v.refreshAt, v.staleUntil = v.freshUntil, v.freshUntil, v.freshUntil
 		return v
 	}
@@ -155,7 +161,7 @@ func (c *Cache) newValue(s secrets.Secret, err error, info secrets.InfoSnapshot,
 	if c.o.Jitter > 0 {
 		life -= time.Duration(rand.Int64N(int64(c.o.Jitter)))
 	}
-	v.freshUntil = now + int64(life)
+	v.freshUntil = bounds.SaturatingAdd(now, int64(life))
 	if !s.ExpiresAt.IsZero() {
 		v.hardExpiry = unixNano(s.ExpiresAt)
 		v.freshUntil = min(v.freshUntil, v.hardExpiry)
@@ -164,7 +170,7 @@ func (c *Cache) newValue(s secrets.Secret, err error, info secrets.InfoSnapshot,
 	if c.o.RefreshAhead < 1 {
 		v.refreshAt = now + int64(float64(v.freshUntil-now)*c.o.RefreshAhead)
 	}
-	v.staleUntil = v.freshUntil + int64(c.o.StaleGrace)
+	v.staleUntil = bounds.SaturatingAdd(v.freshUntil, int64(c.o.StaleGrace))
 	v.fastUntil = v.refreshAt
 	if v.hardExpiry != 0 {
 		v.staleUntil = min(v.staleUntil, v.hardExpiry)

@@ -3,10 +3,10 @@ package cache
 import (
 	"fmt"
 	"net/url"
-	"strconv"
 	"time"
 
 	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/internal/bounds"
 )
 
 func init() {
@@ -33,66 +33,78 @@ func paramError(reason string) error {
 	return &secrets.Error{Op: "open", Backend: "cache", Code: secrets.CodeInvalidRef, Reason: reason}
 }
 
+// Bounds of the decorator's parameters. Beyond a year no cache lifetime makes
+// sense, and the longest Go duration (2562047h) added to the clock would wrap
+// past the year 2262; a caller waits on a fetch at most as long as the fetch
+// itself may take.
+const (
+	maxParamLifetime = 8760 * time.Hour
+	minParamTTL      = time.Millisecond // the cache's clock resolution
+	minParamWait     = time.Millisecond
+	maxParamWait     = DefaultFetchTimeout
+)
+
 // parseParams turns the decorator's parameters into Options. Unlike Options,
 // where zero means a default, a zero jitter, stale_grace or negative_ttl here
-// turns the feature off, and refresh_ahead=1 turns refresh-ahead off.
+// turns the feature off, and refresh_ahead=1 turns refresh-ahead off. Every
+// number is checked against its range (internal/bounds), so none can overflow.
 func parseParams(params url.Values) (*Options, error) {
 	if err := secrets.CheckValues(params, "cache", knownParams...); err != nil {
 		return nil, err
 	}
 	o := new(Options)
 	if s, ok := params["size"]; ok {
-		n, err := strconv.Atoi(s[0])
-		if err != nil || n <= 0 || n > MaxSize {
-			return nil, paramError(fmt.Sprintf("size must be a whole number from 1 to %d (there is no unbounded cache), got %q", MaxSize, s[0]))
+		n, err := bounds.Int("size", s[0], 1, MaxSize, "1000 (there is no unbounded cache)")
+		if err != nil {
+			return nil, paramError(err.Error())
 		}
 		o.Size = n
 	}
-	dur := func(name string, zeroOK bool, dst *time.Duration) error {
+	// off: 0 is allowed and turns the feature off (Options' negative).
+	dur := func(name string, lo, hi time.Duration, example string, off bool, dst *time.Duration) error {
 		s, ok := params[name]
 		if !ok {
 			return nil
 		}
-		d, err := time.ParseDuration(s[0])
-		if err != nil || d < 0 || (d == 0 && !zeroOK) {
-			want := "a positive Go duration such as 5m or 30s"
-			if zeroOK {
-				want = "a Go duration such as 5m or 30s, or 0 for none"
-			}
-			return paramError(fmt.Sprintf("%s must be %s, got %q", name, want, s[0]))
+		d, err := bounds.Duration(name, s[0], lo, hi, example)
+		if err != nil {
+			return paramError(err.Error())
 		}
-		if d == 0 {
+		if d == 0 && off {
 			d = -1 // Options' "off"
 		}
 		*dst = d
 		return nil
 	}
-	if err := dur("ttl", false, &o.TTL); err != nil {
-		return nil, err
-	}
-	if err := dur("jitter", true, &o.Jitter); err != nil {
-		return nil, err
-	}
-	if err := dur("stale_grace", true, &o.StaleGrace); err != nil {
-		return nil, err
-	}
-	if err := dur("stale_wait", false, &o.StaleWait); err != nil {
-		return nil, err
-	}
-	if err := dur("negative_ttl", true, &o.NegativeTTL); err != nil {
-		return nil, err
+	for _, p := range []struct {
+		name    string
+		lo, hi  time.Duration
+		example string
+		off     bool
+		dst     *time.Duration
+	}{
+		{"ttl", minParamTTL, maxParamLifetime, "5m", false, &o.TTL},
+		{"jitter", 0, maxParamLifetime, "30s (at most ttl/2; 0 for none)", true, &o.Jitter},
+		{"stale_grace", 0, maxParamLifetime, "10m (0 for none)", true, &o.StaleGrace},
+		{"stale_wait", minParamWait, maxParamWait, "500ms", false, &o.StaleWait},
+		{"negative_ttl", 0, maxParamLifetime, "5s (0 for none)", true, &o.NegativeTTL},
+	} {
+		if err := dur(p.name, p.lo, p.hi, p.example, p.off, p.dst); err != nil {
+			return nil, err
+		}
 	}
 	ttl := o.TTL
 	if ttl == 0 {
 		ttl = DefaultTTL
 	}
 	if o.Jitter > ttl/2 {
-		return nil, paramError(fmt.Sprintf("jitter must be at most half the ttl (%v), got %q", ttl, params["jitter"][0]))
+		return nil, paramError(fmt.Sprintf("jitter must be a Go duration from 0 to half the ttl (%s), such as %s; got %q",
+			bounds.FormatDuration(ttl/2), bounds.FormatDuration(ttl/10), params["jitter"][0]))
 	}
 	if s, ok := params["refresh_ahead"]; ok {
-		f, err := strconv.ParseFloat(s[0], 64)
-		if err != nil || !(f > 0 && f <= 1) {
-			return nil, paramError(fmt.Sprintf("refresh_ahead must be a fraction of the ttl above 0 and at most 1 (1 turns it off), got %q", s[0]))
+		f, err := bounds.Float("refresh_ahead", s[0], 0, 1, "0.8 (the fraction of the ttl after which a hit refreshes; 1 for none)")
+		if err != nil {
+			return nil, paramError(err.Error())
 		}
 		o.RefreshAhead = f
 	}

@@ -14,7 +14,8 @@
 // ENCRYPTION_KEY_PREVIOUS, KEYWARD_CONFIG or KEYWARD_CONFIG_FILE (the
 // backends, see the keyward README), ANTHROPIC_BASE_URL and OPENAI_BASE_URL
 // (real providers instead of the stand-in), CHAT_RATE and CHAT_BURST (the
-// per-client rate limit), CHAT_DATA_DIR (where the development key and
+// per-client rate limit: chats a second above 0 and at most 10000, default 5;
+// burst 1 to 10000, default 10), CHAT_DATA_DIR (where the development key and
 // chatservice.env are kept; default the working directory).
 package main
 
@@ -32,7 +33,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -41,6 +41,7 @@ import (
 	_ "github.com/keyward/secrets/all"
 	"github.com/keyward/secrets/cache"
 	"github.com/keyward/secrets/fernetstore"
+	"github.com/keyward/secrets/internal/bounds"
 )
 
 func main() {
@@ -90,6 +91,16 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		return d
 	}
 	dataDir := env("CHAT_DATA_DIR", ".")
+	// Checked first: a bad limit must stop the service before it serves,
+	// not become 0 (a limiter that refuses every chat).
+	rps, err := bounds.Float("CHAT_RATE", env("CHAT_RATE", "5"), 0, 10000, "5 (chats a second per client)")
+	if err != nil {
+		return err
+	}
+	burst, err := bounds.Int("CHAT_BURST", env("CHAT_BURST", "10"), 1, 10000, "10")
+	if err != nil {
+		return err
+	}
 
 	ring, devKey, err := keyRing(getenv, dataDir)
 	if err != nil {
@@ -177,8 +188,6 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 			return fmt.Errorf("%s base URL: %w", name, err)
 		}
 	}
-	rps, _ := strconv.ParseFloat(env("CHAT_RATE", "5"), 64)
-	burst, _ := strconv.Atoi(env("CHAT_BURST", "10"))
 	s := &server{
 		bots: bots, keys: stack, providers: providers,
 		client: &http.Client{
