@@ -61,21 +61,24 @@
 // in a configuration as "cache = size=1000&ttl=5m". Parameters:
 //
 //   - size: the most refs cached, 1 to MaxSize (default 1000).
-//   - ttl: a Go duration (default 5m).
+//   - ttl: a Go duration, 1ms to 8760h (default 5m).
 //   - jitter: a Go duration, at most ttl/2, cut at random from each entry's
 //     TTL (default ttl/10; 0 for none).
 //   - refresh_ahead: the fraction of the lifetime after which a hit refreshes
 //     in the background, above 0 and at most 1 (default 0.8; 1 for none).
-//   - stale_grace: a Go duration a value may be served past its TTL while the
-//     backend is unavailable (default 10m; 0 for none).
-//   - stale_wait: a Go duration a caller waits on a slow or hanging backend
-//     call before it gets the stale value, if one is within stale_grace
-//     (default 500ms).
-//   - negative_ttl: a Go duration an ErrNotFound is remembered (default 5s;
-//     0 for none).
+//   - stale_grace: a Go duration, 0 to 8760h, a value may be served past its
+//     TTL while the backend is unavailable (default 10m; 0 for none).
+//   - stale_wait: a Go duration, 1ms to 10s (the fetch timeout), a caller
+//     waits on a slow or hanging backend call before it gets the stale
+//     value, if one is within stale_grace (default 500ms).
+//   - negative_ttl: a Go duration, 0 to 8760h, an ErrNotFound is remembered
+//     (default 5s; 0 for none).
 //
-// An unknown or repeated parameter, or a bad value, is an ErrInvalidRef error
-// that names the known parameters.
+// An unknown or repeated parameter is an ErrInvalidRef error that names the
+// known parameters; a value out of its range (an overflowing one included) is
+// one that names the parameter, its range and an example. In Options, where
+// no parser stands guard, the longest durations mean "for ever": deadlines
+// saturate rather than wrap.
 //
 // # Errors
 //
