@@ -309,11 +309,10 @@ ENCRYPTION_KEY (plaintext rows need keyward migrate).`
 	}
 	f := c.Flags()
 	f.BoolVar(&dryRun, "dry-run", false, "count what would change; write nothing")
-	f.IntVar(&batch, "batch", 500, "rows read and updated per transaction")
+	batch = fernetstore.DefaultBatchSize
+	f.Var(&intFlag{value: &batch, name: "batch", min: 1, max: fernetstore.MaxBatchSize, unit: "rows per transaction", example: fernetstore.DefaultBatchSize},
+		"batch", fmt.Sprintf("rows read and updated per transaction, 1 to %d", fernetstore.MaxBatchSize))
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
-		if batch <= 0 {
-			return errorf(exitUsage, "--batch must be a positive number of rows")
-		}
 		return a.walk(cmd.Context(), op, dryRun, batch)
 	}
 	return c

@@ -15,7 +15,9 @@
 //
 // migrate and rotate report progress on stderr: a bar when stderr is a
 // terminal, otherwise one plain line per batch ("migrate: 500 rows scanned,
-// 120 rewritten"); the final report goes to stdout.
+// 120 rewritten"); the final report goes to stdout. --batch N is the rows
+// per transaction, 1 to 10000 (default 500); a value outside that range is a
+// usage error.
 //
 // A secret value is never an argument (other users see the process list):
 // put reads it from stdin, without echo on a terminal. The only output that
@@ -29,6 +31,9 @@
 //	sqlite:PATH                      an SQLite file (the default is sqlite:keyward.db)
 //	postgres://user@host:5432/db?sslmode=disable
 //	mysql://user@tcp(host:3306)/db   or mysql://user@host:3306/db (MySQL, MariaDB)
+//
+// The scheme may be in any case (Postgres://). In the URL forms, '/', '?',
+// '#', '@' and '%' in a user name or password must be percent-encoded.
 //
 // With no --db, DATABASE_URL is used, then sqlite:keyward.db. --table and
 // --column name an existing table and its value column. Passwords in --db are
@@ -53,7 +58,7 @@
 //	     their --dry-run) left rows not under the primary key; resolve found
 //	     the secret missing, expired, undecryptable or not permitted
 //	2    usage error: unknown command or flag, wrong arguments, empty stdin,
-//	     a bad --expires date, a malformed ref
+//	     a bad --expires date, a --batch out of range, a malformed ref
 //	3    configuration error: ENCRYPTION_KEY missing or malformed, a bad --db
 //	     URL, a bad KEYWARD_CONFIG, a table or column that does not exist
 //	4    a backend is unavailable: the database or a configured backend
