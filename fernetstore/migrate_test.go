@@ -238,10 +238,17 @@ func dbFile(t testing.TB, db *sql.DB) string {
 	return "file:" + file + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
 }
 
-const crashEnv = "FERNETSTORE_CRASH_CHILD_DB"
+const (
+	crashEnv     = "FERNETSTORE_CRASH_CHILD_DB"
+	crashGateEnv = "FERNETSTORE_CRASH_CHILD_GATED"
+	crashBatch   = 200
+)
 
 // TestRotateCrashChild is the child of TestRotateCrash: it rotates the
-// table and reports each batch on stdout, until its parent kills it.
+// table and reports each batch on stdout, until its parent kills it. Gated,
+// it waits after each batch's report for a byte on stdin, so that it never
+// runs more than one batch ahead of the parent (which reads its reports
+// late on a busy machine).
 func TestRotateCrashChild(t *testing.T) {
 	path := os.Getenv(crashEnv)
 	if path == "" {
@@ -255,10 +262,17 @@ func TestRotateCrashChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	gate := os.Getenv(crashGateEnv) == "1"
+	in := bufio.NewReader(os.Stdin)
 	s := New(db, ring, &Options{Table: "api_keys"})
 	fmt.Println("started")
-	_, err = s.Rotate(context.Background(), &WalkOptions{BatchSize: 200, Progress: func(r Report) {
+	_, err = s.Rotate(context.Background(), &WalkOptions{BatchSize: crashBatch, Progress: func(r Report) {
 		fmt.Printf("batch %d\n", r.Scanned)
+		if gate {
+			if _, err := in.ReadByte(); err != nil {
+				gate = false // the parent closed stdin: run free
+			}
+		}
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -266,10 +280,21 @@ func TestRotateCrashChild(t *testing.T) {
 	fmt.Println("finished")
 }
 
-// TestRotateCrash rotates a 20,000-row table in a child process, killing it
-// with SIGKILL at random points several times, then lets two processes
-// finish it at once, then reruns it: every row decrypts to its original
-// value under the new key, none lost.
+// TestRotateCrash rotates a table in a child process, killing it with
+// SIGKILL several times at random points of the rotation, then lets two
+// processes finish it at once, then reruns it: every row decrypts to its
+// original value under the new key, none lost, and each kill left the batch
+// it interrupted either wholly written or not at all.
+//
+// The parent paces the child (see TestRotateCrashChild): it lets the child
+// start the batch after the one that passes a random row, then kills it
+// after a random delay of up to about one batch's work, so the kill lands
+// anywhere in that batch (reading, re-encrypting, writing, committing) or
+// just after its commit, and always while rows are left to rotate: a kill
+// can no longer miss because the child outran the parent, which made the
+// test fail in -short mode on a busy machine. The rows to interrupt are
+// shared out so that every round has some left. -short only makes the
+// table smaller and the kills fewer.
 func TestRotateCrash(t *testing.T) {
 	n, kills := 20000, 5
 	if testing.Short() {
@@ -289,13 +314,32 @@ func TestRotateCrash(t *testing.T) {
 	}
 	want := makeValues(n, "crash")
 	ids := fillRows(t, db, SQLite, "api_keys", mustRing(t, k2), want)
+	childEnv := append(os.Environ(), crashEnv+"="+path, EnvKey+"="+k1, EnvPreviousKeys+"="+k2)
 
 	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	partial, remaining := 0, n
+	var rewriteTime time.Duration // total time of the batches seen rewriting rows
+	rewrites := 0
+	remaining := n // rows under the old key: the last ones of the walk
+	rolledBack, committed := 0, 0
 	for round := 0; round < kills; round++ {
+		done := n - remaining
+		// The child runs at most two batches past the trigger row (the one
+		// that reaches it, and the one it is let into), so each round keeps
+		// that margin for itself and for every round after it.
+		roundsLeft := kills - round
+		span := (remaining - 2*crashBatch*roundsLeft) / roundsLeft
+		if span < 1 {
+			t.Fatalf("round %d: %d rows left for %d kills: the table is too small for the kills", round, remaining, roundsLeft)
+		}
+		killAt := done + rng.IntN(span)
+
 		cmd := exec.Command(os.Args[0], "-test.run=^TestRotateCrashChild$", "-test.v")
 		// Keys go through the environment, never the command line.
-		cmd.Env = append(os.Environ(), crashEnv+"="+path, EnvKey+"="+k1, EnvPreviousKeys+"="+k2)
+		cmd.Env = append(childEnv, crashGateEnv+"=1")
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -303,34 +347,53 @@ func TestRotateCrash(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Kill once the walk passes a random row among those still to do,
-		// after a random delay of up to about one batch's work, so the kill
-		// lands anywhere: mid-batch, mid-commit, between batches.
-		killAt := (n - remaining) + rng.IntN(max(remaining-600, 1))
 		sc := bufio.NewScanner(out)
-		scanned, finished := 0, false
+		trigger, finished := -1, false
+		last := time.Now()
 		for sc.Scan() {
 			line := sc.Text()
 			if line == "finished" {
 				finished = true
 			}
-			if v, ok := strings.CutPrefix(line, "batch "); ok {
-				scanned, _ = strconv.Atoi(v)
-				if scanned >= killAt {
-					time.Sleep(time.Duration(rng.IntN(20000)) * time.Microsecond)
-					cmd.Process.Signal(syscall.SIGKILL)
-					break
+			v, ok := strings.CutPrefix(line, "batch ")
+			if !ok {
+				continue
+			}
+			scanned, _ := strconv.Atoi(v)
+			now := time.Now()
+			if scanned > done { // this batch rewrote rows, not only skipped them
+				rewriteTime += now.Sub(last)
+				rewrites++
+			}
+			last = now
+			// Let the child into its next batch.
+			if _, err := stdin.Write([]byte{1}); err != nil {
+				break
+			}
+			if scanned >= killAt {
+				trigger = scanned
+				var delay time.Duration
+				if rewrites > 0 {
+					delay = time.Duration(rng.Int64N(int64(rewriteTime/time.Duration(rewrites))*5/4 + 1))
 				}
+				time.Sleep(delay)
+				cmd.Process.Signal(syscall.SIGKILL)
+				break
 			}
 		}
 		cmd.Process.Kill()
-		go func() {
-			for sc.Scan() {
-			}
-		}()
+		for sc.Scan() { // whatever the child printed before it died
+		}
+		stdin.Close()
 		cmd.Wait()
+		if trigger < 0 {
+			t.Fatalf("round %d: the child ended (finished=%v) before reaching row %d", round, finished, killAt)
+		}
 		var onOld int
-		st, _ := s.List(ctx)
+		st, err := s.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, e := range st {
 			if e.State == StateOldKey {
 				onOld++
@@ -339,24 +402,31 @@ func TestRotateCrash(t *testing.T) {
 				t.Fatalf("after a kill, row %s is %s", e.ID, e.State)
 			}
 		}
-		if onOld > 0 && onOld < n {
-			partial++
+		// Rows up to the trigger were committed before the child reported
+		// them; the batch it was let into is one transaction, so a kill
+		// leaves all of it rotated or none.
+		switch onOld {
+		case n - trigger:
+			rolledBack++
+		case n - trigger - crashBatch:
+			committed++
+		default:
+			t.Fatalf("round %d: killed in the batch after row %d, %d rows are under the old key: want %d (batch rolled back) or %d (batch committed)",
+				round, trigger, onOld, n-trigger, n-trigger-crashBatch)
 		}
-		t.Logf("round %d: killed after %d rows scanned (finished=%v); %d rows still under the old key", round, scanned, finished, onOld)
+		if onOld == 0 || onOld == n {
+			t.Fatalf("round %d: the kill did not land mid-rotation (%d rows under the old key)", round, onOld)
+		}
+		t.Logf("round %d: killed in the batch after row %d; %d rows still under the old key", round, trigger, onOld)
 		remaining = onOld
-		if onOld == 0 {
-			break
-		}
 	}
-	if partial < min(kills, 3) {
-		t.Fatalf("only %d kills landed mid-rotation; the test proves too little", partial)
-	}
+	t.Logf("%d kills: %d rolled back their batch, %d landed after its commit", kills, rolledBack, committed)
 	// Two processes at once finish what the kills left: both must succeed
 	// (the busy timeout makes one wait for the other's transaction).
 	var children [2]*exec.Cmd
 	for i := range children {
 		children[i] = exec.Command(os.Args[0], "-test.run=^TestRotateCrashChild$")
-		children[i].Env = append(os.Environ(), crashEnv+"="+path, EnvKey+"="+k1, EnvPreviousKeys+"="+k2)
+		children[i].Env = childEnv
 		if err := children[i].Start(); err != nil {
 			t.Fatal(err)
 		}
