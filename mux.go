@@ -160,6 +160,9 @@ func (m *Mux) ResolveMany(ctx context.Context, refs []string) ([]Result, error) 
 
 // Ping pings every handled backend that can be pinged, and joins the errors.
 func (m *Mux) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return ContextError("ping", "", "", err)
+	}
 	var errs []error
 	for _, s := range m.Schemes() {
 		r, _ := m.Resolver(s)
