@@ -25,7 +25,8 @@
 // method (Options.Auth: AppRole, Kubernetes, any api.AuthMethod) whose token
 // the Store renews with api.LifetimeWatcher and re-acquires by logging in
 // again when renewal is no longer possible or the token is revoked. Close
-// stops the renewal.
+// stops the renewal and releases the keep-alive connections of a client the
+// Store made from the environment (a client given to New is left alone).
 //
 // Secret.Version is the KV v2 version number; Secret.ExpiresAt is set from
 // a dynamic secret's lease, so a cache in front refreshes it in time.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -66,8 +67,9 @@ type Store struct {
 	inited    atomic.Bool
 	closed    atomic.Bool
 	client    *api.Client
-	fromEnv   bool   // client made from the environment on first use
-	bgCancel  func() // stops the renewal goroutine
+	fromEnv   bool         // client made from the environment on first use
+	ownHTTP   *http.Client // that client's HTTP client, the only one Close touches
+	bgCancel  func()       // stops the renewal goroutine
 	watchDone chan struct{}
 
 	auth authState
@@ -143,7 +145,7 @@ func (s *Store) makeClientLocked() error {
 		return &secrets.Error{Op: "open", Backend: Backend, Code: secrets.CodeInvalidRef,
 			Reason: fmt.Sprintf("cannot make a Vault client from the environment: %v", err)}
 	}
-	s.client = c
+	s.client, s.ownHTTP = c, cfg.HttpClient
 	return nil
 }
 
@@ -395,20 +397,27 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the token renewal and makes later resolves fail with
-// ErrUnavailable. It does not revoke the token: a replacement Store may be
-// starting with the same credentials.
+// Close stops the token renewal, releases the keep-alive connections of the
+// client the Store made from the environment, and makes later resolves fail
+// with ErrUnavailable. A client given to New is the host's: its connections
+// are left alone. Close does not revoke the token: a replacement Store may
+// be starting with the same credentials.
 func (s *Store) Close() error {
 	s.initMu.Lock()
 	if s.closed.Swap(true) {
 		s.initMu.Unlock()
 		return nil
 	}
-	cancel, done := s.bgCancel, s.watchDone
+	cancel, done, own := s.bgCancel, s.watchDone, s.ownHTTP
 	s.initMu.Unlock()
 	if cancel != nil {
 		cancel()
 		<-done
+	}
+	// After the renewal stopped, so that its last request's connection is
+	// idle too; a resolve still running keeps its own until it ends.
+	if own != nil {
+		own.CloseIdleConnections()
 	}
 	return nil
 }
