@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Mux routes "scheme:ref" to the KeyResolver registered for the scheme, so one
@@ -17,8 +18,9 @@ import (
 // colon is the backend's ref, so "awssm:arn:aws:secretsmanager:..." keeps its
 // colons. The zero value is ready to use; a Mux is safe for concurrent use.
 type Mux struct {
-	mu sync.RWMutex
-	m  map[string]KeyResolver
+	mu     sync.RWMutex
+	m      map[string]KeyResolver
+	closed atomic.Bool
 }
 
 var _ KeyResolver = (*Mux)(nil)
@@ -89,6 +91,9 @@ func SplitRef(ref string) (scheme, rest string, err error) {
 }
 
 func (m *Mux) route(ref string) (KeyResolver, string, error) {
+	if m.closed.Load() {
+		return nil, "", &Error{Op: "resolve", Ref: ref, Code: CodeUnavailable, Reason: "the mux is closed"}
+	}
 	scheme, rest, err := SplitRef(ref)
 	if err != nil {
 		return nil, "", err
@@ -175,8 +180,13 @@ func (m *Mux) Ping(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Close closes every handled resolver that is an io.Closer, and joins the errors.
+// Close closes every handled resolver that is an io.Closer, and joins the
+// errors. Every later resolve fails with ErrUnavailable; only the first Close
+// closes.
 func (m *Mux) Close() error {
+	if m.closed.Swap(true) {
+		return nil
+	}
 	var errs []error
 	for _, s := range m.Schemes() {
 		r, _ := m.Resolver(s)

@@ -180,15 +180,26 @@ func mustPanic(t *testing.T, what string, f func()) {
 }
 
 func TestMuxConformance(t *testing.T) {
-	f := new(secretstest.Fake)
-	var m secrets.Mux
-	m.Handle("fake", f)
 	secretstest.RunConformance(t, secretstest.Harness{
-		Resolver: &m,
-		Put: func(t *testing.T, name, value string, exp time.Time) (string, error) {
-			s := secrets.NewSecret(value)
-			s.ExpiresAt = exp
-			return "fake:" + f.SetSecret(name, s), nil
+		New: func(t *testing.T) secretstest.Subject {
+			f := new(secretstest.Fake)
+			f.SetClock(time.Now)
+			m := new(secrets.Mux)
+			m.Handle("fake", f)
+			return secretstest.Subject{Resolver: m, Put: func(t *testing.T, name, value string, exp time.Time) (string, error) {
+				s := secrets.NewSecret(value)
+				s.ExpiresAt = exp
+				return "fake:" + f.SetSecret(name, s), nil
+			}}
+		},
+		Backend: "fake",
+		// The Mux's own errors (no scheme) name no backend; the backend's
+		// errors name its local ref.
+		ErrorRef: func(ref string) (string, string) {
+			if scheme, rest, ok := strings.Cut(ref, ":"); ok && scheme == "fake" {
+				return "fake", rest
+			}
+			return "", ref
 		},
 		MissingRef:  "fake:missing",
 		InvalidRefs: []string{"nocolon", "fake:", "fake:x#"},

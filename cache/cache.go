@@ -312,7 +312,7 @@ func normalise(o Options) Options {
 // clock, an atomic load, instead of calling time.Now.
 func (c *Cache) Resolve(ctx context.Context, ref string) (secrets.Secret, error) {
 	if err := ctx.Err(); err != nil {
-		return secrets.Secret{}, err
+		return secrets.Secret{}, secrets.ContextError("resolve", Backend, ref, err)
 	}
 	var now int64
 	if c.clk != nil {
@@ -437,7 +437,7 @@ func (c *Cache) resolveSlow(ctx context.Context, ref string) (secrets.Secret, er
 		select {
 		case <-cl.done:
 		case <-ctx.Done():
-			return secrets.Secret{}, ctx.Err()
+			return secrets.Secret{}, secrets.ContextError("resolve", Backend, ref, ctx.Err())
 		}
 	}
 	info := secrets.InfoFrom(ctx)
@@ -669,7 +669,11 @@ func (c *Cache) waitBounded() {
 	}
 }
 
+// Backend is the Backend of the errors the cache itself gives: the caller's
+// context ended, or the cache is closed.
+const Backend = "cache"
+
 func (c *Cache) errClosed(ref string) error {
-	return &secrets.Error{Op: "resolve", Backend: "cache", Ref: ref, Code: secrets.CodeUnavailable,
+	return &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodeUnavailable,
 		Reason: "the cache is closed"}
 }

@@ -84,14 +84,17 @@ func unavailable(ref string) error {
 }
 
 func TestConformance(t *testing.T) {
-	f := new(secretstest.Fake)
 	secretstest.RunConformance(t, secretstest.Harness{
-		Resolver: cacheFor(t, f),
-		Put: func(t *testing.T, name, value string, expiresAt time.Time) (string, error) {
-			s := secrets.NewSecret(value)
-			s.ExpiresAt = expiresAt
-			return f.SetSecret(name, s), nil
+		New: func(t *testing.T) secretstest.Subject {
+			f := new(secretstest.Fake)
+			f.SetClock(time.Now)
+			return secretstest.Subject{Resolver: cacheFor(t, f), Put: func(t *testing.T, name, value string, expiresAt time.Time) (string, error) {
+				s := secrets.NewSecret(value)
+				s.ExpiresAt = expiresAt
+				return f.SetSecret(name, s), nil
+			}}
 		},
+		Backend: "fake", ContextBackend: cache.Backend,
 		MissingRef: "no-such-secret", InvalidRefs: []string{"name#", "name?x=1", "%zz"},
 		Documents: true, Expiry: true,
 	})

@@ -85,8 +85,9 @@
 // The cache returns the backend's own *secrets.Error (so its Backend and Code
 // are the backend's), with these exceptions:
 //
-//   - The caller's context ended: ctx.Err() itself (errors.Is(err,
-//     context.Canceled) holds), while the shared fetch goes on for the others.
+//   - The caller's context ended: secrets.ContextError with Backend "cache"
+//     (errors.Is(err, context.Canceled) or context.DeadlineExceeded holds),
+//     while the shared fetch goes on for the others.
 //   - ErrUnavailable inside the grace window with a value cached, or a backend
 //     call slower than StaleWait (or than the caller's deadline allows): no
 //     error, the stale value (Stats.StaleServed, secrets.Info's Stale flag).
