@@ -12,11 +12,39 @@
 // from two processes at once, and after a kill at any moment.
 //
 // Legacy plaintext is recognised by structure (Classify), never by a failed
-// decryption: a value shaped like a token (it starts with "gAAAAA", the
-// version byte and zero top timestamp bits of every real token) whose HMAC
-// fails under every key is ErrUndecryptable, never returned as plaintext. Plaintext rows resolve only
-// in migration mode (Options.AllowPlaintext), and each such read is reported
-// to the audit decorator.
+// decryption: a token whose HMAC fails under every key is ErrUndecryptable,
+// never returned as plaintext. Plaintext rows resolve only in migration mode
+// (Options.AllowPlaintext), and each such read is reported to the audit
+// decorator.
+//
+// # Classification
+//
+// In migration mode a value is treated as plaintext only when it cannot be a
+// damaged or wrapped token; anything ambiguous is undecryptable, and Migrate
+// and Rotate leave it untouched and list its row id (Report.UndecryptableIDs)
+// for an operator to look at. A token starts with "gAAAAA" and B, C or D: the
+// version byte and a timestamp from 2004 to 2106. A value is ambiguous when
+// its base64 characters start within one edit (substitution, deletion,
+// insertion) of those seven characters, are a truncation of them, hold them
+// anywhere (quotes, b'...', JSON, a BOM, "Bearer "), or are as long as a
+// token with one of its first five bytes damaged. Provider keys ("sk-ant-",
+// "sk-proj-", "AIza", "gsk_", random base64url) are none of these, so they
+// migrate. Classify's documentation gives the rule and why each part is
+// needed; TestTamperSweep checks every one-character edit, truncation and
+// common wrapper of real tokens, TestPlaintextKeyShapes generated keys of
+// every provider's shape (figures in BENCHMARKS.md).
+//
+// Tokens are read as Python's Fernet reads them, so the two agree on a
+// shared table: Python's url-safe base64 decoder skips every byte outside
+// the alphabet, so Python decrypts a token behind a quote, a NUL, \v, \f, a
+// BOM or a space, or with one inside it, and such a value decrypts here too,
+// in strict mode as well, to the token's own value (the skipped bytes carry
+// nothing; the HMAC covers the whole token). Both alphabets and a missing
+// padding are accepted, and a '=' that closes a quad is read both as the end
+// of the data, as Python 3.11 reads it, and as a skipped byte, which also
+// reads a token with a stray '=' inside. Whatever Python 3.11 decrypts
+// decrypts here; a few values only decrypt here (an unpadded token, a '='
+// inside one), never to another value.
 //
 // Encrypted is a sql.Scanner/driver.Valuer column type bound to a key ring,
 // for a host's own models.

@@ -268,7 +268,7 @@ func (s *Store) open(ctx context.Context, b *base, ref, stored string) (string, 
 		}
 		return string(msg), KeyName(i), nil
 	case KindMalformedToken:
-		return "", "", undecryptable(ref, "the value is a damaged Fernet token (it starts with gAAAAA, as every token does, but its encoding or length is wrong); it is not treated as plaintext")
+		return "", "", undecryptable(ref, malformedReason)
 	}
 	if !s.opts.AllowPlaintext {
 		return "", "", &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodeUndecryptable,

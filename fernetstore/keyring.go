@@ -179,20 +179,39 @@ func (r *KeyRing) encryptAt(plaintext []byte, ts time.Time) (string, error) {
 // Decrypt returns the plaintext of a Fernet token and the index of the key
 // that opened it (0 for the primary; see KeyName). Tokens carry no expiry
 // here: Fernet's timestamp is not checked, as Python's Fernet.decrypt without
-// a ttl does not. A value that is not a well-formed token, or whose HMAC
-// fails under every key, is an error matching secrets.ErrUndecryptable.
+// a ttl does not. A token is read as Python reads it (see Classify): a token
+// Python's Fernet decrypts with a stray quote, space or other character
+// outside the base64 alphabet in it decrypts here too. A value that holds no
+// well-formed token, or whose HMAC fails under every key, is an error
+// matching secrets.ErrUndecryptable.
 func (r *KeyRing) Decrypt(token string) ([]byte, int, error) {
-	tok, kind := normalize(token)
-	if kind != KindToken {
-		return nil, -1, undecryptable("", "the value is not a well-formed Fernet token")
+	msg, i, _, err := r.open(token)
+	return msg, i, err
+}
+
+// open decrypts token and also returns the canonical token that opened.
+func (r *KeyRing) open(token string) ([]byte, int, []byte, error) {
+	forms, kind := tokenForms(token)
+	switch kind {
+	case KindMalformedToken:
+		return nil, -1, nil, undecryptable("", malformedReason)
+	case KindPlaintext:
+		return nil, -1, nil, undecryptable("", notTokenReason)
 	}
-	for i, one := range r.single {
-		if msg := fernet.VerifyAndDecrypt(tok, 0, one); msg != nil {
-			return msg, i, nil
+	for _, tok := range forms {
+		if tok == nil {
+			continue
+		}
+		for i, one := range r.single {
+			if msg := fernet.VerifyAndDecrypt(tok, 0, one); msg != nil {
+				return msg, i, tok, nil
+			}
 		}
 	}
-	return nil, -1, undecryptable("", noKeyReason)
+	return nil, -1, nil, undecryptable("", noKeyReason)
 }
+
+const notTokenReason = "the value is not a well-formed Fernet token"
 
 const noKeyReason = "the value is shaped like a Fernet token but its HMAC fails under every key in the ring (wrong ENCRYPTION_KEY, a missing ENCRYPTION_KEY_PREVIOUS entry, or a tampered value)"
 
@@ -206,31 +225,36 @@ func undecryptable(ref, reason string) error {
 // -1 and an error matching secrets.ErrUndecryptable when no key matches or
 // the value is not a well-formed token.
 func (r *KeyRing) KeyOf(token string) (int, error) {
-	tok, kind := normalize(token)
+	forms, kind := tokenForms(token)
 	if kind != KindToken {
-		return -1, undecryptable("", "the value is not a well-formed Fernet token")
+		return -1, undecryptable("", notTokenReason)
 	}
 	var stack [512]byte
-	buf := stack[:0]
-	if n := base64.URLEncoding.DecodedLen(len(tok)); n > len(stack) {
-		buf = make([]byte, 0, n)
-	}
-	b := buf[:base64.URLEncoding.DecodedLen(len(tok))]
-	n, err := base64.URLEncoding.Decode(b, tok)
-	if err != nil {
-		return -1, undecryptable("", "the value is not a well-formed Fernet token")
-	}
-	b = b[:n]
-	body, sum := b[:n-sha256.Size], b[n-sha256.Size:]
 	var mac [sha256.Size]byte
-	for i := range r.keys {
-		h := r.macs[i].Get().(hash.Hash)
-		h.Reset()
-		h.Write(body)
-		got := h.Sum(mac[:0])
-		r.macs[i].Put(h)
-		if subtle.ConstantTimeCompare(got, sum) == 1 {
-			return i, nil
+	for _, tok := range forms {
+		if tok == nil {
+			continue
+		}
+		buf := stack[:0]
+		if n := base64.URLEncoding.DecodedLen(len(tok)); n > len(stack) {
+			buf = make([]byte, 0, n)
+		}
+		b := buf[:base64.URLEncoding.DecodedLen(len(tok))]
+		n, err := base64.URLEncoding.Decode(b, tok)
+		if err != nil {
+			continue
+		}
+		b = b[:n]
+		body, sum := b[:n-sha256.Size], b[n-sha256.Size:]
+		for i := range r.keys {
+			h := r.macs[i].Get().(hash.Hash)
+			h.Reset()
+			h.Write(body)
+			got := h.Sum(mac[:0])
+			r.macs[i].Put(h)
+			if subtle.ConstantTimeCompare(got, sum) == 1 {
+				return i, nil
+			}
 		}
 	}
 	return -1, undecryptable("", noKeyReason)
@@ -241,14 +265,13 @@ func (r *KeyRing) KeyOf(token string) (int, error) {
 // reader that checks a ttl sees the original age). It returns the key index
 // the token was under.
 func (r *KeyRing) reencrypt(token string) (string, int, error) {
-	msg, i, err := r.Decrypt(token)
+	msg, i, tok, err := r.open(token)
 	if err != nil {
 		return "", -1, err
 	}
 	if i == 0 {
 		return token, 0, nil
 	}
-	tok, _ := normalize(token)
 	ts := tokenTime(tok)
 	out, err := r.encryptAt(msg, ts)
 	clear(msg)
@@ -260,132 +283,4 @@ func tokenTime(tok []byte) time.Time {
 	var b [12]byte // first 16 chars decode to 12 bytes: version + 8-byte time + 3
 	base64.URLEncoding.Decode(b[:], tok[:16])
 	return time.Unix(int64(binary.BigEndian.Uint64(b[1:9])), 0)
-}
-
-// Kind is what the structural classifier makes of a stored value.
-type Kind uint8
-
-// The kinds of stored value.
-const (
-	// KindPlaintext: not shaped like a Fernet token; legacy plaintext. Only
-	// a value that does not start with tokenPrefix ("gAAAAA") is plaintext,
-	// or one shorter than a version byte and a timestamp.
-	KindPlaintext Kind = iota
-	// KindToken: starts with "gAAAAA", is base64url (or standard base64,
-	// which Python's url-safe decoder also accepts), decodes to at least 57
-	// bytes and its ciphertext is a whole number of 16-byte blocks.
-	KindToken
-	// KindMalformedToken: starts with "gAAAAA" but breaks the alphabet,
-	// padding, length or block rule: a truncated or damaged token. It is
-	// never plaintext; reads fail as undecryptable.
-	KindMalformedToken
-)
-
-// String names the kind.
-func (k Kind) String() string {
-	switch k {
-	case KindToken:
-		return "token"
-	case KindMalformedToken:
-		return "malformed-token"
-	}
-	return "plaintext"
-}
-
-// Classify tells a Fernet token from legacy plaintext by structure alone,
-// never by trying to decrypt: a value that fails decryption is undecryptable,
-// not plaintext.
-//
-// A value is token-shaped only if it starts with "gAAAAA": the version byte
-// 0x80 followed by the top 28 bits of the big-endian seconds timestamp,
-// which are zero in every real token until the year 10,000 and beyond. The
-// prefix is what keeps plaintext keys that merely happen to start with 'g'
-// and a capital letter (gHx9aB3k...) from being refused. A token-shaped value
-// of at least 12 characters is never plaintext: it is a token if it decodes
-// (padded or not, '+' and '/' read as '-' and '_' as Python's url-safe
-// decoder does) to a well-sized token, else a malformed token.
-//
-// ASCII whitespace (around or inside) is ignored, since Python's base64
-// decoder ignores it and would still decrypt such a token.
-func Classify(v string) Kind {
-	_, k := classify(v)
-	return k
-}
-
-const (
-	minTokenLen    = 1 + 8 + 16 + 32 // version, timestamp, IV, HMAC (no ciphertext)
-	minPrefixChars = 12              // 9 bytes, version and timestamp: enough to call it a token
-	tokenPrefix    = "gAAAAA"        // 0x80 then 28 zero timestamp bits
-)
-
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-// classify returns the value trimmed of whitespace, without padding and with
-// '+' '/' mapped to '-' '_', and its kind.
-func classify(v string) (string, Kind) {
-	s := v
-	for len(s) > 0 && isSpace(s[0]) {
-		s = s[1:]
-	}
-	for len(s) > 0 && isSpace(s[len(s)-1]) {
-		s = s[:len(s)-1]
-	}
-	if strings.ContainsAny(s, " \t\r\n") {
-		// A token wrapped over lines or pasted with a stray space: Python's
-		// decoder skips the whitespace and still decrypts it, so it must
-		// not pass for plaintext here.
-		// Byte-wise: strings.Map would turn invalid UTF-8 into U+FFFD and
-		// change the length.
-		b := make([]byte, 0, len(s))
-		for i := 0; i < len(s); i++ {
-			if !isSpace(s[i]) {
-				b = append(b, s[i])
-			}
-		}
-		s = string(b)
-	}
-	if !strings.HasPrefix(s, tokenPrefix) || len(strings.TrimRight(s, "=")) < minPrefixChars {
-		return v, KindPlaintext
-	}
-	body := strings.TrimRight(s, "=")
-	pad := len(s) - len(body)
-	if pad > 2 || (pad > 0 && len(s)%4 != 0) || len(body)%4 == 1 {
-		return v, KindMalformedToken
-	}
-	if strings.ContainsAny(body, "+/") {
-		// Standard base64: Python's urlsafe_b64decode maps '-' '_' to '+'
-		// '/' and decodes, so a token written this way still decrypts.
-		body = strings.NewReplacer("+", "-", "/", "_").Replace(body)
-	}
-	for i := 0; i < len(body); i++ {
-		c := body[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
-			return v, KindMalformedToken
-		}
-	}
-	n := len(body) / 4 * 3
-	switch len(body) % 4 {
-	case 2:
-		n++
-	case 3:
-		n += 2
-	}
-	if n < minTokenLen || (n-minTokenLen)%16 != 0 {
-		return body, KindMalformedToken
-	}
-	return body, KindToken
-}
-
-// normalize returns the canonical padded form of a token and its kind.
-func normalize(v string) ([]byte, Kind) {
-	body, k := classify(v)
-	if k != KindToken {
-		return nil, k
-	}
-	out := make([]byte, len(body), len(body)+2)
-	copy(out, body)
-	for len(out)%4 != 0 {
-		out = append(out, '=')
-	}
-	return out, k
 }
