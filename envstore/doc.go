@@ -21,6 +21,13 @@
 //   - ErrPermission: the policy denies the name, or it is not in the allow list.
 //   - ErrInvalidRef: the ref is not a variable name, or its #field is used on a
 //     value that is not a JSON object.
-//   - ErrUnavailable: a .env file cannot be read or parsed; the message never
-//     quotes the file's contents.
+//   - ErrUnavailable: a .env file cannot be read or parsed, or the Store is
+//     closed. The .env files are read on the first call that needs the
+//     Store (Resolve, ResolveMany, Ping); a failure fails that call and the
+//     next call reads them again. The message never quotes a file's contents.
+//
+// Every error is a *secrets.Error with Backend "env" and the ref; a call
+// whose ctx has ended fails with one that errors.Is ctx.Err() (the driver
+// layer's rule, see package driver). ResolveMany reads a variable once
+// however many #fields of it are asked for.
 package envstore

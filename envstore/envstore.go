@@ -2,18 +2,19 @@ package envstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"path"
 	"strings"
-	"sync"
 
 	"github.com/joho/godotenv"
 
 	secrets "github.com/keyward/secrets"
-	"github.com/keyward/secrets/internal/refs"
+	"github.com/keyward/secrets/driver"
 )
 
 // Backend is the name envstore reports in errors and audit events.
@@ -119,22 +120,28 @@ type Options struct {
 	ReplaceDefaultDeny bool
 }
 
-// Store resolves environment variable names to their values.
+// Store resolves environment variable names to their values. Resolve,
+// ResolveMany, Ping and Close come from the driver layer (driver.Resolver),
+// which reads the .env files on first use.
 type Store struct {
-	lookup func(string) (string, bool)
-	allow  []string
-	deny   []string
-
-	dotenvFiles []string
-	dotenvOnce  sync.Once
-	dotenv      map[string]string
-	dotenvErr   error
+	*driver.Resolver
 }
 
 var (
-	_ secrets.KeyResolver = (*Store)(nil)
-	_ secrets.Pinger      = (*Store)(nil)
+	_ secrets.KeyResolver   = (*Store)(nil)
+	_ secrets.BatchResolver = (*Store)(nil)
+	_ secrets.Pinger        = (*Store)(nil)
 )
+
+// env is the Store's driver: the policy, the lookup and, once opened, the
+// variables of the .env files.
+type env struct {
+	lookup func(string) (string, bool)
+	allow  []string
+	deny   []string
+	files  []string
+	dotenv map[string]string
+}
 
 // New returns a Store. It does no I/O: .env files are read on first use.
 // It panics if a pattern is malformed (a programming error); openers
@@ -144,18 +151,18 @@ func New(opts *Options) *Store {
 	if opts != nil {
 		o = *opts
 	}
-	s := &Store{lookup: o.Lookup, allow: clone(o.Allow), dotenvFiles: clone(o.DotEnv)}
-	if s.lookup == nil {
-		s.lookup = os.LookupEnv
+	e := env{lookup: o.Lookup, allow: clone(o.Allow), files: clone(o.DotEnv)}
+	if e.lookup == nil {
+		e.lookup = os.LookupEnv
 	}
 	if !o.ReplaceDefaultDeny {
-		s.deny = append(s.deny, DefaultDeny...)
+		e.deny = append(e.deny, DefaultDeny...)
 	}
-	s.deny = append(s.deny, o.Deny...)
-	if err := ValidatePatterns(append(clone(s.allow), s.deny...)); err != nil {
+	e.deny = append(e.deny, o.Deny...)
+	if err := ValidatePatterns(append(clone(e.allow), e.deny...)); err != nil {
 		panic("envstore: " + err.Error())
 	}
-	return s
+	return &Store{driver.Open(Backend, e.open, nil)}
 }
 
 func clone(s []string) []string { return append([]string(nil), s...) }
@@ -205,94 +212,54 @@ func validName(name string) bool {
 	return true
 }
 
-// Resolve returns the value of the variable named by ref ("ANTHROPIC_API_KEY",
-// or "BOT_CONFIG#api_key" for a field of a JSON value).
-func (s *Store) Resolve(ctx context.Context, ref string) (secrets.Secret, error) {
-	if err := ctx.Err(); err != nil {
-		return secrets.Secret{}, err
+// open reads the .env files: the driver is a copy of e holding their
+// variables. Parse errors are reported without godotenv's text, which quotes
+// the offending line (and so a value).
+func (e env) open(context.Context) (driver.Driver, error) {
+	e.dotenv = map[string]string{}
+	// Earlier files win, as with godotenv.Load.
+	for i := len(e.files) - 1; i >= 0; i-- {
+		f := e.files[i]
+		m, err := godotenv.Read(f)
+		var pe *fs.PathError
+		switch {
+		case errors.As(err, &pe):
+			return nil, driver.Errorf(secrets.CodeUnavailable, "cannot read .env file %s: %v", f, pe.Err)
+		case err != nil:
+			return nil, driver.Errorf(secrets.CodeUnavailable, "cannot parse .env file %s: check its syntax (NAME=value, one per line)", f)
+		}
+		maps.Copy(e.dotenv, m)
 	}
-	secrets.InfoFrom(ctx).SetBackend(Backend)
-	fail := func(code secrets.Code, reason string) (secrets.Secret, error) {
-		return secrets.Secret{}, &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: code, Reason: reason}
-	}
-	r, err := refs.Parse(ref)
-	if err != nil {
-		return fail(secrets.CodeInvalidRef, err.Error())
-	}
-	name := r.Path
+	return &e, nil
+}
+
+// Get returns the value of the variable ref names ("ANTHROPIC_API_KEY"; the
+// core picks a #field of a JSON value), if the policy lets the ref read it.
+func (e *env) Get(_ context.Context, ref driver.Ref) (driver.Value, error) {
+	name := ref.Name
 	if !validName(name) {
-		return fail(secrets.CodeInvalidRef, "not a variable name: use letters, digits and '_', not starting with a digit")
+		return driver.Value{}, driver.Errorf(secrets.CodeInvalidRef, "not a variable name: use letters, digits and '_', not starting with a digit")
 	}
-	if p, denied := matchFold(s.deny, name); denied {
-		return fail(secrets.CodePermission, fmt.Sprintf("variable %s is denied by the policy (pattern %q): it holds the key to other secrets", name, p))
+	if p, denied := matchFold(e.deny, name); denied {
+		return driver.Value{}, driver.Errorf(secrets.CodePermission, "variable %s is denied by the policy (pattern %q): it holds the key to other secrets", name, p)
 	}
-	if len(s.allow) > 0 {
-		if _, ok := match(s.allow, name); !ok {
-			return fail(secrets.CodePermission, fmt.Sprintf("variable %s is not in the allow list (%s)", name, strings.Join(s.allow, ", ")))
+	if len(e.allow) > 0 {
+		if _, ok := match(e.allow, name); !ok {
+			return driver.Value{}, driver.Errorf(secrets.CodePermission, "variable %s is not in the allow list (%s)", name, strings.Join(e.allow, ", "))
 		}
 	}
-	value, ok := s.lookup(name)
+	value, ok := e.lookup(name)
 	if !ok {
-		if err := s.loadDotEnv(); err != nil {
-			return secrets.Secret{}, &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodeUnavailable, Reason: err.Error()}
-		}
-		value, ok = s.dotenv[name]
+		value, ok = e.dotenv[name]
 	}
 	if !ok {
 		where := "the service's environment"
-		if len(s.dotenvFiles) > 0 {
-			where += " or " + strings.Join(s.dotenvFiles, ", ")
+		if len(e.files) > 0 {
+			where += " or " + strings.Join(e.files, ", ")
 		}
-		return fail(secrets.CodeNotFound, fmt.Sprintf("variable %s is not set: set it in %s", name, where))
+		return driver.Value{}, driver.Errorf(secrets.CodeNotFound, "variable %s is not set: set it in %s", name, where)
 	}
-	if r.Field != "" {
-		v, err := refs.Field([]byte(value), r.Field)
-		switch err {
-		case nil:
-			value = v
-		case refs.ErrNoField:
-			return fail(secrets.CodeNotFound, fmt.Sprintf("variable %s has no field %q", name, r.Field))
-		default:
-			return fail(secrets.CodeInvalidRef, fmt.Sprintf("variable %s: %v", name, err))
-		}
-	}
-	return secrets.NewSecret(value), nil
-}
-
-// loadDotEnv reads the .env files once. Parse errors are reported without
-// godotenv's text, which quotes the offending line (and so a value).
-func (s *Store) loadDotEnv() error {
-	s.dotenvOnce.Do(func() {
-		s.dotenv = map[string]string{}
-		// Earlier files win, as with godotenv.Load.
-		for i := len(s.dotenvFiles) - 1; i >= 0; i-- {
-			f := s.dotenvFiles[i]
-			m, err := godotenv.Read(f)
-			if err != nil {
-				if pe, ok := err.(*fs.PathError); ok {
-					s.dotenvErr = fmt.Errorf("cannot read .env file %s: %v", f, pe.Err)
-				} else {
-					s.dotenvErr = fmt.Errorf("cannot parse .env file %s: check its syntax (NAME=value, one per line)", f)
-				}
-				return
-			}
-			for k, v := range m {
-				s.dotenv[k] = v
-			}
-		}
-	})
-	return s.dotenvErr
-}
-
-// Ping reads the .env files, if any, and reports whether they parse.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := s.loadDotEnv(); err != nil {
-		return &secrets.Error{Op: "ping", Backend: Backend, Code: secrets.CodeUnavailable, Reason: err.Error()}
-	}
-	return nil
+	return driver.Value{Data: value}, nil
 }
 
 func init() {

@@ -38,13 +38,17 @@ func (e *mapEnv) lookup(k string) (string, bool) {
 }
 
 func TestConformance(t *testing.T) {
-	env := new(mapEnv)
 	secretstest.RunConformance(t, secretstest.Harness{
-		Resolver: envstore.New(&envstore.Options{Lookup: env.lookup}),
-		Put: func(t *testing.T, name, value string, _ time.Time) (string, error) {
-			env.set(name, value)
-			return name, nil
+		New: func(t *testing.T) secretstest.Subject {
+			env := new(mapEnv)
+			s := envstore.New(&envstore.Options{Lookup: env.lookup})
+			t.Cleanup(func() { s.Close() })
+			return secretstest.Subject{Resolver: s, Put: func(t *testing.T, name, value string, _ time.Time) (string, error) {
+				env.set(name, value)
+				return name, nil
+			}}
 		},
+		Backend:     envstore.Backend,
 		MissingRef:  "KWCONF_NOT_SET",
 		InvalidRefs: []string{"1ABC", "A-B", "A B", "A/B", "A?x=1", "A#", "%zz"},
 		Documents:   true,
@@ -53,11 +57,15 @@ func TestConformance(t *testing.T) {
 
 func TestConformanceProcessEnv(t *testing.T) {
 	secretstest.RunConformance(t, secretstest.Harness{
-		Resolver: envstore.New(nil),
-		Put: func(t *testing.T, name, value string, _ time.Time) (string, error) {
-			t.Setenv(name, value) // also forbids t.Parallel, which os env needs
-			return name, nil
+		New: func(t *testing.T) secretstest.Subject {
+			s := envstore.New(nil)
+			t.Cleanup(func() { s.Close() })
+			return secretstest.Subject{Resolver: s, Put: func(t *testing.T, name, value string, _ time.Time) (string, error) {
+				t.Setenv(name, value) // also forbids t.Parallel, which os env needs
+				return name, nil
+			}}
 		},
+		Backend:    envstore.Backend,
 		MissingRef: "KWCONF_NOT_SET_IN_PROCESS",
 		Documents:  true,
 	})
