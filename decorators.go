@@ -10,105 +10,10 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/keyward/secrets/internal/refs"
 )
-
-// Info is what the layers of a stack learn about one resolve, for the audit
-// decorator: which backend answered, whether a cache answered instead, and
-// whether the value was legacy plaintext. Layers record into the Info found
-// with InfoFrom; every method is safe on a nil *Info and for concurrent use.
-type Info struct {
-	mu        sync.Mutex
-	backend   string
-	cacheHit  bool
-	stale     bool
-	plaintext bool
-}
-
-// InfoSnapshot is a copy of an Info's fields.
-type InfoSnapshot struct {
-	Backend   string // the backend that answered, "" if unknown
-	CacheHit  bool   // a cache answered without calling the backend
-	Stale     bool   // the cache answered with a stale value because the backend failed
-	Plaintext bool   // the value was stored as legacy plaintext (fernetstore migration mode)
-}
-
-type infoKey struct{}
-
-// WithInfo returns a context carrying a fresh Info, and the Info.
-func WithInfo(ctx context.Context) (context.Context, *Info) {
-	i := new(Info)
-	return context.WithValue(ctx, infoKey{}, i), i
-}
-
-// InfoFrom returns the Info carried by ctx, or nil.
-func InfoFrom(ctx context.Context) *Info {
-	i, _ := ctx.Value(infoKey{}).(*Info)
-	return i
-}
-
-// SetBackend records the backend that answered, unless an inner layer already did.
-func (i *Info) SetBackend(name string) {
-	if i == nil {
-		return
-	}
-	i.mu.Lock()
-	if i.backend == "" {
-		i.backend = name
-	}
-	i.mu.Unlock()
-}
-
-// MarkCacheHit records that a cache answered without calling the backend;
-// stale is true when it served a stale value because the backend failed.
-func (i *Info) MarkCacheHit(stale bool) {
-	if i == nil {
-		return
-	}
-	i.mu.Lock()
-	i.cacheHit = true
-	i.stale = i.stale || stale
-	i.mu.Unlock()
-}
-
-// MarkPlaintext records that the value was read from legacy plaintext.
-func (i *Info) MarkPlaintext() {
-	if i == nil {
-		return
-	}
-	i.mu.Lock()
-	i.plaintext = true
-	i.mu.Unlock()
-}
-
-// Merge copies what o recorded into i (a cache copies what its detached fetch
-// learned into each waiting caller's Info).
-func (i *Info) Merge(o InfoSnapshot) {
-	if i == nil {
-		return
-	}
-	i.mu.Lock()
-	if i.backend == "" {
-		i.backend = o.Backend
-	}
-	i.cacheHit = i.cacheHit || o.CacheHit
-	i.stale = i.stale || o.Stale
-	i.plaintext = i.plaintext || o.Plaintext
-	i.mu.Unlock()
-}
-
-// Snapshot returns a copy of what has been recorded.
-func (i *Info) Snapshot() InfoSnapshot {
-	if i == nil {
-		return InfoSnapshot{}
-	}
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	return InfoSnapshot{Backend: i.backend, CacheHit: i.cacheHit, Stale: i.stale, Plaintext: i.plaintext}
-}
 
 // ExpiryOptions configures EnforceExpiry. A nil *ExpiryOptions means defaults.
 type ExpiryOptions struct {
@@ -156,10 +61,8 @@ func (e *expiry) ResolveMany(ctx context.Context, refs []string) ([]Result, erro
 	return out, err
 }
 
-func expiredError(ctx context.Context, ref string, s Secret) error {
-	backend := InfoFrom(ctx).Snapshot().Backend
-	return &Error{Op: "resolve", Backend: backend, Ref: ref, Code: CodeExpired,
-		Reason: "the secret expired at " + s.ExpiresAt.UTC().Format(time.RFC3339) + "; rotate it in its backend"}
+func expiredError(_ context.Context, ref string, s Secret) error {
+	return ExpiredError("resolve", s.Source.Backend, ref, s.ExpiresAt)
 }
 
 // Unwrap returns the wrapped resolver, so optional abilities can be found.
@@ -169,7 +72,7 @@ func (e *expiry) Unwrap() KeyResolver { return e.next }
 type AuditEvent struct {
 	Time      time.Time
 	Ref       string
-	Backend   string // from the innermost layer that recorded it
+	Backend   string // the Secret's Source.Backend, or the error's Backend
 	Outcome   string // "ok", "canceled", or a Code's Name: "not_found", "unavailable", ...
 	Err       error  // nil on success; an error's text never holds a value
 	Latency   time.Duration
@@ -235,10 +138,8 @@ type audit struct {
 // outermost, so it sees cache hits as well as backend calls.
 //
 // A batch (ResolveMany) is passed to next as one batch and reported as one
-// event per ref, in order, each with the batch's latency. The layers beneath
-// record into one Info for the whole batch, so a successful ref's Backend,
-// CacheHit, Stale and Plaintext describe the batch (true if any ref's answer
-// was); a failed ref's Backend is its error's.
+// event per ref, in order, each with the batch's latency and its own
+// provenance (each Result's Secret.Source, or its error's Backend).
 func NewAudit(next KeyResolver, to Auditor, opts *AuditOptions) KeyResolver {
 	a := &audit{next: next, to: to, now: time.Now}
 	if opts != nil && opts.Now != nil {
@@ -248,34 +149,35 @@ func NewAudit(next KeyResolver, to Auditor, opts *AuditOptions) KeyResolver {
 }
 
 func (a *audit) Resolve(ctx context.Context, ref string) (Secret, error) {
-	ctx, info := WithInfo(ctx)
 	start := a.now()
 	s, err := a.next.Resolve(ctx, ref)
-	snap := info.Snapshot()
-	a.to.Audit(ctx, AuditEvent{
-		Time: start, Ref: ref, Backend: snap.Backend, Outcome: Outcome(err), Err: err,
-		Latency: a.now().Sub(start), CacheHit: snap.CacheHit, Stale: snap.Stale, Plaintext: snap.Plaintext,
-	})
+	a.to.Audit(ctx, auditEvent(start, a.now().Sub(start), ref, s, err))
 	return s, err
+}
+
+// auditEvent builds the event for one answer from its own provenance.
+func auditEvent(start time.Time, latency time.Duration, ref string, s Secret, err error) AuditEvent {
+	src := s.Source
+	if err != nil {
+		src = Source{}
+		var e *Error
+		if errors.As(err, &e) {
+			src.Backend = e.Backend
+		}
+	}
+	return AuditEvent{
+		Time: start, Ref: ref, Backend: src.Backend, Outcome: Outcome(err), Err: err,
+		Latency: latency, CacheHit: src.Cached, Stale: src.Stale, Plaintext: src.Plaintext,
+	}
 }
 
 // ResolveMany passes refs to next as one batch and reports one event per ref.
 func (a *audit) ResolveMany(ctx context.Context, refs []string) ([]Result, error) {
-	ctx, info := WithInfo(ctx)
 	start := a.now()
 	out, err := batchAll(ctx, a.next, refs)
 	latency := a.now().Sub(start)
-	snap := info.Snapshot()
 	for _, r := range out {
-		backend := snap.Backend
-		var e *Error
-		if errors.As(r.Err, &e) && e.Backend != "" {
-			backend = e.Backend
-		}
-		a.to.Audit(ctx, AuditEvent{
-			Time: start, Ref: r.Ref, Backend: backend, Outcome: Outcome(r.Err), Err: r.Err,
-			Latency: latency, CacheHit: snap.CacheHit, Stale: snap.Stale, Plaintext: snap.Plaintext,
-		})
+		a.to.Audit(ctx, auditEvent(start, latency, r.Ref, r.Secret, r.Err))
 	}
 	return out, err
 }

@@ -34,6 +34,21 @@ type Secret struct {
 	Version string
 	// ExpiresAt is when the secret stops being valid; the zero time means never.
 	ExpiresAt time.Time
+	// Source says where the value came from, for the audit trail and metrics.
+	Source Source
+}
+
+// Source is the provenance of a resolved Secret, carried by the result
+// itself: the backend sets Backend (and Plaintext), a cache sets Cached (and
+// Stale) on what it returns, and an outer layer such as the audit decorator
+// reads it. Carried by the result, it is exact for every ref of a batch and
+// needs no state shared between layers; an error carries its Backend in
+// *Error.
+type Source struct {
+	Backend   string // the backend that produced the value: "env", "fernet", ...
+	Cached    bool   // a cache answered without calling the backend
+	Stale     bool   // a cache answered with a stale value because the backend failed or hung
+	Plaintext bool   // the value was stored as legacy plaintext (fernetstore migration mode)
 }
 
 // NewSecret returns a Secret holding value.

@@ -255,11 +255,11 @@ func TestAudit(t *testing.T) {
 		t.Errorf("canceled event = %+v", e)
 	}
 
-	// A layer that marks a cache hit and a plaintext read is reported as such.
+	// An answer whose Source says cached, stale and plaintext is reported as such.
 	marker := resolverFunc(func(ctx context.Context, ref string) (secrets.Secret, error) {
-		secrets.InfoFrom(ctx).MarkCacheHit(true)
-		secrets.InfoFrom(ctx).MarkPlaintext()
-		return f.Resolve(ctx, ref)
+		s, err := f.Resolve(ctx, ref)
+		s.Source.Cached, s.Source.Stale, s.Source.Plaintext = true, true, true
+		return s, err
 	})
 	var buf bytes.Buffer
 	secrets.NewAudit(marker, secrets.SlogAuditor(slog.New(slog.NewJSONHandler(&buf, nil))), nil).Resolve(context.Background(), "k")
@@ -277,20 +277,6 @@ type resolverFunc func(ctx context.Context, ref string) (secrets.Secret, error)
 
 func (f resolverFunc) Resolve(ctx context.Context, ref string) (secrets.Secret, error) {
 	return f(ctx, ref)
-}
-
-func TestInfoNilSafe(t *testing.T) {
-	var i *secrets.Info
-	i.SetBackend("x")
-	i.MarkCacheHit(true)
-	i.MarkPlaintext()
-	i.Merge(secrets.InfoSnapshot{Backend: "y"})
-	if i.Snapshot() != (secrets.InfoSnapshot{}) {
-		t.Fatal("a nil Info recorded something")
-	}
-	if secrets.InfoFrom(context.Background()) != nil {
-		t.Fatal("InfoFrom of a bare context is not nil")
-	}
 }
 
 func TestOpenRegistry(t *testing.T) {
@@ -605,5 +591,42 @@ func TestREADMEConfiguration(t *testing.T) {
 	}
 	if c.Backends["db"] == "" || c.Backends["env"] == "" || c.Cache == "" || !c.Audit || c.Timeout == 0 || len(c.Allow) != 3 {
 		t.Errorf("the README's configuration parsed to %+v", c)
+	}
+}
+
+// In a batch, each ref's audit event carries that ref's own provenance: the
+// Source travels with each Result, not in state shared by the batch.
+func TestAuditBatchProvenancePerRef(t *testing.T) {
+	f := new(secretstest.Fake)
+	f.Set("k", "sk-batch-audit-1")
+	as := func(backend string, plaintext bool) secrets.KeyResolver {
+		return resolverFunc(func(ctx context.Context, ref string) (secrets.Secret, error) {
+			s, err := f.Resolve(ctx, ref)
+			if err == nil {
+				s.Source = secrets.Source{Backend: backend, Plaintext: plaintext}
+			}
+			return s, err
+		})
+	}
+	var m secrets.Mux
+	m.Handle("db", as("fernet", true))
+	m.Handle("env", as("env", false))
+	var events []secrets.AuditEvent
+	a := secrets.NewAudit(&m, secrets.AuditFunc(func(_ context.Context, ev secrets.AuditEvent) { events = append(events, ev) }), nil)
+	out, err := secrets.ResolveMany(context.Background(), a, []string{"env:k", "db:k", "db:missing"})
+	if err != nil || len(out) != 3 {
+		t.Fatalf("%d results, %v", len(out), err)
+	}
+	if len(events) != 3 {
+		t.Fatalf("%d events, want 3", len(events))
+	}
+	if e := events[0]; e.Backend != "env" || e.Plaintext {
+		t.Errorf("env:k event %+v", e)
+	}
+	if e := events[1]; e.Backend != "fernet" || !e.Plaintext {
+		t.Errorf("db:k event %+v", e)
+	}
+	if e := events[2]; e.Backend != "fake" || e.Plaintext || e.Outcome != "not_found" {
+		t.Errorf("db:missing event %+v", e)
 	}
 }

@@ -199,8 +199,7 @@ type entry struct {
 // value is immutable once stored. Times are unix nanoseconds.
 type value struct {
 	secret     secrets.Secret
-	err        error // non-nil for a remembered ErrNotFound
-	info       secrets.InfoSnapshot
+	err        error // non-nil for a remembered ErrNotFound; else secret's Source.Cached is set
 	fastUntil  int64       // the lock-free path answers before this
 	refreshAt  int64       // a hit after this starts a background refresh
 	freshUntil int64       // TTL (or ExpiresAt) ends
@@ -214,7 +213,6 @@ type call struct {
 	done        chan struct{}
 	secret      secrets.Secret
 	err         error
-	info        secrets.InfoSnapshot
 	stale       *value    // set when the fetch failed and a stale value may be served
 	start       time.Time // when the backend call began (real clock, for StaleWait)
 	swept       bool      // started by the sweep: counts in sweepActive
@@ -333,10 +331,6 @@ func (c *Cache) Resolve(ctx context.Context, ref string) (secrets.Secret, error)
 			}
 			// answer's work, inlined by hand: returning the Secret through
 			// a second frame showed up in the hit's profile.
-			if info := secrets.InfoFrom(ctx); info != nil {
-				info.MarkCacheHit(false)
-				info.Merge(v.info)
-			}
 			if v.err == nil {
 				c.hits.inc()
 			} else {
@@ -355,11 +349,6 @@ const tickShift = 20
 // answer returns v to a caller without a backend call, counting and
 // annotating it.
 func (c *Cache) answer(ctx context.Context, v *value, stale bool) (secrets.Secret, error) {
-	info := secrets.InfoFrom(ctx)
-	if info != nil {
-		info.MarkCacheHit(stale)
-		info.Merge(v.info)
-	}
 	if v.err != nil {
 		c.negHits.inc()
 		return secrets.Secret{}, v.err
@@ -367,8 +356,16 @@ func (c *Cache) answer(ctx context.Context, v *value, stale bool) (secrets.Secre
 	c.hits.inc()
 	if stale {
 		c.staleServed.Add(1)
+		return staleSecret(v), nil
 	}
 	return v.secret, nil
+}
+
+// staleSecret is v's secret marked as served stale.
+func staleSecret(v *value) secrets.Secret {
+	s := v.secret
+	s.Source.Stale = true
+	return s
 }
 
 func (c *Cache) touch(e *entry, tick int64) {
@@ -440,19 +437,15 @@ func (c *Cache) resolveSlow(ctx context.Context, ref string) (secrets.Secret, er
 			return secrets.Secret{}, secrets.ContextError("resolve", Backend, ref, ctx.Err())
 		}
 	}
-	info := secrets.InfoFrom(ctx)
 	if fallback == nil {
-		info.Merge(cl.info)
 		if cl.err == nil {
 			return cl.secret, nil
 		}
 		fallback = cl.stale
 	}
 	if fallback != nil {
-		info.MarkCacheHit(true)
-		info.Merge(fallback.info)
 		c.staleServed.Add(1)
-		return fallback.secret, nil
+		return staleSecret(fallback), nil
 	}
 	return secrets.Secret{}, cl.err
 }

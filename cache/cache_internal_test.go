@@ -24,7 +24,7 @@ func TestDeadlinesRespectExpiresAt(t *testing.T) {
 		for _, in := range []time.Duration{500 * time.Millisecond, 10 * time.Second, 4 * time.Minute, time.Hour} {
 			s := secrets.NewSecret("sk-test")
 			s.ExpiresAt = now.Add(in)
-			v := c.newValue(s, nil, secrets.InfoSnapshot{}, now.UnixNano())
+			v := c.newValue(s, nil, now.UnixNano())
 			hard := s.ExpiresAt.UnixNano()
 			if v.hardExpiry != hard || v.freshUntil > hard || v.staleUntil > hard || v.refreshAt > v.freshUntil {
 				t.Errorf("ExpiresAt in %v: deadlines fresh %d stale %d refresh %d (ns after now) pass it at %d", in, v.freshUntil-now.UnixNano(), v.staleUntil-now.UnixNano(), v.refreshAt-now.UnixNano(), hard-now.UnixNano())

@@ -777,43 +777,40 @@ func TestAuditSeesCacheHits(t *testing.T) {
 	}
 }
 
-// plaintextBackend records what fernetstore records for a legacy plaintext row.
+// plaintextBackend answers as fernetstore does for a legacy plaintext row.
 type plaintextBackend struct{ *secretstest.Fake }
 
 func (p plaintextBackend) Resolve(ctx context.Context, ref string) (secrets.Secret, error) {
-	info := secrets.InfoFrom(ctx)
-	info.SetBackend("fernet")
-	info.MarkPlaintext()
-	return p.Fake.Resolve(ctx, ref)
+	s, err := p.Fake.Resolve(ctx, ref)
+	s.Source = secrets.Source{Backend: "fernet", Plaintext: true}
+	return s, err
 }
 
-// What the backend recorded at fetch time reaches every caller's Info: the
-// callers that shared the fetch, and later hits.
-func TestInfoOfTheFetchReachesEveryCaller(t *testing.T) {
+// The backend's provenance reaches every caller: the callers that shared the
+// fetch (not cached), and later hits (cached).
+func TestSourceOfTheFetchReachesEveryCaller(t *testing.T) {
 	g := newGated()
 	ref := g.Set("bot", "sk-"+token())
-	// The fetch is shared by three callers, each with its own Info.
+	// The fetch is shared by three callers.
 	c := newCache(t, gatedResolver{g, plaintextBackend{g.Fake}}, newClock(), cache.Options{})
-	infos := make([]*secrets.Info, 3)
+	srcs := make([]secrets.Source, 4)
 	var wg sync.WaitGroup
-	for i := range infos {
-		ctx, info := secrets.WithInfo(context.Background())
-		infos[i] = info
+	for i := range 3 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.Resolve(ctx, ref)
+			s, _ := c.Resolve(context.Background(), ref)
+			srcs[i] = s.Source
 		}()
 	}
 	waitFor(t, "three callers on one fetch", func() bool { return c.Waiters(ref) == 3 })
 	close(g.gate)
 	wg.Wait()
-	ctx, hit := secrets.WithInfo(context.Background())
-	c.Resolve(ctx, ref)
-	for i, info := range append(infos, hit) {
-		snap := info.Snapshot()
-		if snap.Backend != "fernet" || !snap.Plaintext || snap.CacheHit != (i == 3) {
-			t.Errorf("caller %d: Info %+v, want backend fernet, plaintext, cache hit %v", i, snap, i == 3)
+	s, _ := c.Resolve(context.Background(), ref)
+	srcs[3] = s.Source
+	for i, src := range srcs {
+		if src.Backend != "fernet" || !src.Plaintext || src.Cached != (i == 3) || src.Stale {
+			t.Errorf("caller %d: Source %+v, want backend fernet, plaintext, cached %v", i, src, i == 3)
 		}
 	}
 }

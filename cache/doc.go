@@ -46,9 +46,9 @@
 // stepping a server's clock back, call Purge.
 //
 // The audit decorator (secrets.NewAudit) placed outside the cache sees cache
-// hits: the cache marks secrets.Info with MarkCacheHit (stale or not) and
-// copies in what the backend recorded when the value was fetched (its name,
-// legacy plaintext).
+// hits: every Secret the cache returns from memory has Source.Cached set (and
+// Source.Stale when served stale), on top of the backend's own Source (its
+// name, legacy plaintext), which is kept with the value.
 //
 // Close stops the cache's goroutines but does not close the resolver it wraps;
 // reach that with secrets.Find[io.Closer](c.Unwrap()). It waits at most
@@ -90,7 +90,7 @@
 //     while the shared fetch goes on for the others.
 //   - ErrUnavailable inside the grace window with a value cached, or a backend
 //     call slower than StaleWait (or than the caller's deadline allows): no
-//     error, the stale value (Stats.StaleServed, secrets.Info's Stale flag).
+//     error, the stale value (Stats.StaleServed, Source.Stale).
 //     The caller's deadline striking while it waits counts as slow: it gets
 //     the stale value, not context.DeadlineExceeded.
 //   - ErrUnavailable with Backend "cache": the cache is closed.

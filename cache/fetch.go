@@ -53,12 +53,10 @@ func (c *Cache) run(ctx context.Context, ref string, cl *call) {
 	defer c.wg.Done()
 	ctx, cancel := context.WithTimeout(ctx, c.o.FetchTimeout)
 	stop := context.AfterFunc(c.closing, cancel)
-	ctx, info := secrets.WithInfo(ctx)
 	s, err := c.next.Resolve(ctx, ref)
 	stop()
 	cancel()
-	cl.info = info.Snapshot()
-	cl.secret, cl.err, cl.stale = c.store(ref, cl, nil, s, err, cl.info)
+	cl.secret, cl.err, cl.stale = c.store(ref, cl, nil, s, err)
 	close(cl.done)
 	if cl.swept {
 		c.mu.Lock()
@@ -70,7 +68,7 @@ func (c *Cache) run(ctx context.Context, ref string, cl *call) {
 
 // store records the outcome of a backend call for ref and returns what the
 // waiting callers get. Exactly one of cl (a fetch) and b (Warm's batch) is set.
-func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err error, info secrets.InfoSnapshot) (secrets.Secret, error, *value) {
+func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err error) (secrets.Secret, error, *value) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now().UnixNano()
@@ -83,10 +81,9 @@ func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err erro
 	}
 	keep := !c.closed && (cl == nil || !cl.invalidated) && (b == nil || b.mayStore(ref, e))
 	if err == nil && s.ExpiredAt(time.Unix(0, now)) {
-		err = &secrets.Error{Op: "resolve", Backend: backendName(info), Ref: ref, Code: secrets.CodeExpired,
-			Reason: "the secret expired at " + s.ExpiresAt.UTC().Format(time.RFC3339) + "; rotate it in its backend"}
+		err = secrets.ExpiredError("resolve", backendName(s.Source.Backend), ref, s.ExpiresAt)
 	} else if err != nil {
-		err = asError(ref, info, err, c.o.FetchTimeout)
+		err = asError(ref, "", err, c.o.FetchTimeout)
 	}
 	if err != nil {
 		s = secrets.Secret{}
@@ -101,7 +98,7 @@ func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err erro
 		if e == nil {
 			e = c.insertLocked(ref)
 		}
-		v := c.newValue(s, nil, info, now)
+		v := c.newValue(s, nil, now)
 		e.val.Store(v)
 		c.seq++
 		e.seq = c.seq
@@ -123,7 +120,7 @@ func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err erro
 		if e == nil {
 			e = c.insertLocked(ref)
 		}
-		e.val.Store(c.newValue(secrets.Secret{}, err, info, now))
+		e.val.Store(c.newValue(secrets.Secret{}, err, now))
 		c.seq++
 		e.seq = c.seq
 		e.failures.Store(0)
@@ -150,8 +147,11 @@ func (c *Cache) backoff(failures int32) time.Duration {
 // newValue computes the deadlines of a value fetched at now. The additions
 // saturate: a configured lifetime as long as time.Duration allows must mean
 // "for ever", not wrap into the past and mean "never".
-func (c *Cache) newValue(s secrets.Secret, err error, info secrets.InfoSnapshot, now int64) *value {
-	v := &value{secret: s, err: err, info: info}
+func (c *Cache) newValue(s secrets.Secret, err error, now int64) *value {
+	v := &value{secret: s, err: err}
+	if err == nil {
+		v.secret.Source.Cached = true // what every hit returns
+	}
 	if err != nil {
 		v.freshUntil = bounds.SaturatingAdd(now, int64(c.o.NegativeTTL))
 		v.fastUntil, v.refreshAt, v.staleUntil = v.freshUntil, v.freshUntil, v.freshUntil
@@ -247,28 +247,28 @@ func (c *Cache) unwheelLocked(e *entry) {
 }
 
 // backendName names the backend that answered, or "cache" when none said.
-func backendName(info secrets.InfoSnapshot) string {
-	if info.Backend != "" {
-		return info.Backend
+func backendName(backend string) string {
+	if backend != "" {
+		return backend
 	}
-	return "cache"
+	return Backend
 }
 
 // asError makes every backend failure a *secrets.Error with a Code.
-func asError(ref string, info secrets.InfoSnapshot, err error, timeout time.Duration) error {
+func asError(ref, backend string, err error, timeout time.Duration) error {
 	var se *secrets.Error
 	if errors.As(err, &se) {
 		return err
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &secrets.Error{Op: "resolve", Backend: backendName(info), Ref: ref, Code: secrets.CodeUnavailable,
+		return &secrets.Error{Op: "resolve", Backend: backendName(backend), Ref: ref, Code: secrets.CodeUnavailable,
 			Reason: "the backend did not answer within the cache's fetch timeout of " + timeout.String(), Err: err}
 	}
 	if errors.Is(err, context.Canceled) {
-		return &secrets.Error{Op: "resolve", Backend: backendName(info), Ref: ref, Code: secrets.CodeUnavailable,
+		return &secrets.Error{Op: "resolve", Backend: backendName(backend), Ref: ref, Code: secrets.CodeUnavailable,
 			Reason: "the backend call was canceled because the cache closed", Err: err}
 	}
 	// The cause's text comes from an unknown resolver: keep it reachable for
 	// errors.As but classify it.
-	return &secrets.Error{Op: "resolve", Backend: backendName(info), Ref: ref, Code: secrets.CodeOf(err), Err: err}
+	return &secrets.Error{Op: "resolve", Backend: backendName(backend), Ref: ref, Code: secrets.CodeOf(err), Err: err}
 }

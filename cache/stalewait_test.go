@@ -63,20 +63,18 @@ func (h *hanging) Resolve(ctx context.Context, ref string) (secrets.Secret, erro
 const hungFetchTimeout = 20 * time.Second
 
 type outcome struct {
-	s    secrets.Secret
-	err  error
-	info secrets.InfoSnapshot
+	s   secrets.Secret
+	err error
 }
 
 // resolveBounded resolves ref in a goroutine and fails t if no answer comes
 // within half the fetch timeout (so the test fails rather than hangs).
 func resolveBounded(t *testing.T, ctx context.Context, c *cache.Cache, ref string) outcome {
 	t.Helper()
-	ctx, info := secrets.WithInfo(ctx)
 	res := make(chan outcome, 1)
 	go func() {
 		s, err := c.Resolve(ctx, ref)
-		res <- outcome{s, err, info.Snapshot()}
+		res <- outcome{s, err}
 	}()
 	return resolveBoundedResult(t, res)
 }
@@ -102,8 +100,8 @@ func wantStale(t *testing.T, o outcome, v string) {
 	if o.s.Reveal() != v {
 		t.Fatalf("Resolve returned another value (%d bytes, want %d)", o.s.Len(), len(v))
 	}
-	if !o.info.Stale || !o.info.CacheHit {
-		t.Fatalf("Info %+v: the answer is not marked as a stale cache hit", o.info)
+	if !o.s.Source.Stale || !o.s.Source.Cached {
+		t.Fatalf("Source %+v: the answer is not marked as a stale cache hit", o.s.Source)
 	}
 }
 

@@ -114,15 +114,13 @@ func (c *Cache) warmBatch(ctx context.Context, br secrets.BatchResolver, need []
 		delete(c.batches, b)
 		c.mu.Unlock()
 	}()
-	bctx, info := secrets.WithInfo(ctx)
 	c.backendCalls.Add(1)
-	res, err := br.ResolveMany(bctx, need)
-	snap := info.Snapshot()
+	res, err := br.ResolveMany(ctx, need)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return asError("", snap, err, c.o.FetchTimeout)
+		return asError("", "", err, c.o.FetchTimeout)
 	}
 	var errs []error
 	for i, r := range res {
@@ -130,12 +128,12 @@ func (c *Cache) warmBatch(ctx context.Context, br secrets.BatchResolver, need []
 		if ref == "" && i < len(need) {
 			ref = need[i]
 		}
-		if _, err, _ := c.store(ref, nil, b, r.Secret, r.Err, snap); err != nil {
+		if _, err, _ := c.store(ref, nil, b, r.Secret, r.Err); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	for _, ref := range need[min(len(res), len(need)):] {
-		errs = append(errs, &secrets.Error{Op: "warm", Backend: backendName(snap), Ref: ref, Code: secrets.CodeUnavailable,
+		errs = append(errs, &secrets.Error{Op: "warm", Backend: Backend, Ref: ref, Code: secrets.CodeUnavailable,
 			Reason: "the batch call returned no result for this ref"})
 	}
 	return errors.Join(errs...)

@@ -42,6 +42,6 @@
 //     Batcher, one GetMany call, otherwise one Get per distinct secret. A
 //     failure of the whole call (ctx ended, closed, open failed, the batch
 //     call failed) is set on every Result it touched and also returned.
-//   - Audit provenance: the core records the backend's name (and plaintext
-//     reads) for the audit decorator.
+//   - Provenance: every Secret carries Source{Backend, Plaintext}, set by the
+//     core, for the audit decorator (secrets.Source).
 package driver

@@ -106,7 +106,6 @@ func (r *Resolver) ParseRef(raw string) (Ref, error) {
 // Resolve resolves one ref: parse, open the driver, Get, then #field, the
 // expiry check and the error rules.
 func (r *Resolver) Resolve(ctx context.Context, raw string) (secrets.Secret, error) {
-	secrets.InfoFrom(ctx).SetBackend(r.backend)
 	if err := ctx.Err(); err != nil {
 		return secrets.Secret{}, secrets.ContextError("resolve", r.backend, raw, err)
 	}
@@ -169,11 +168,9 @@ func (r *Resolver) finish(ctx context.Context, ref Ref, v Value) (secrets.Secret
 	if !v.ExpiresAt.IsZero() && !r.now().Before(v.ExpiresAt) {
 		return secrets.Secret{}, secrets.ExpiredError("resolve", r.backend, ref.Raw, v.ExpiresAt)
 	}
-	if v.Plaintext {
-		secrets.InfoFrom(ctx).MarkPlaintext()
-	}
 	s := secrets.NewSecret(value)
 	s.Version, s.ExpiresAt = v.Version, v.ExpiresAt
+	s.Source = secrets.Source{Backend: r.backend, Plaintext: v.Plaintext}
 	return s, nil
 }
 
@@ -211,7 +208,6 @@ func pick(v Value, field string) (string, error) {
 // order; a failure of the whole call (closed, ctx ended, the backend could
 // not be opened) is set on every Result it touched and also returned.
 func (r *Resolver) ResolveMany(ctx context.Context, raws []string) ([]secrets.Result, error) {
-	secrets.InfoFrom(ctx).SetBackend(r.backend)
 	out := make([]secrets.Result, len(raws))
 	for i, raw := range raws {
 		out[i].Ref = raw

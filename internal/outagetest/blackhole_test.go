@@ -205,16 +205,15 @@ func TestBlackholedAWSBackendServesStale(t *testing.T) {
 		FetchTimeout: fetchTimeout, LazyRefresh: true, Now: clk.Now})
 	t.Cleanup(func() { c.Close() })
 
-	resolve := func(ctx context.Context) (string, time.Duration, secrets.InfoSnapshot) {
+	resolve := func(ctx context.Context) (string, time.Duration, secrets.Source) {
 		t.Helper()
-		ctx, info := secrets.WithInfo(ctx)
 		start := time.Now()
 		s, err := c.Resolve(ctx, name)
 		took := time.Since(start)
 		if err != nil {
 			t.Fatalf("Resolve after %v: %v", took, err)
 		}
-		return s.Reveal(), took, info.Snapshot()
+		return s.Reveal(), took, s.Source
 	}
 	if got, _, _ := resolve(ctx); got != v1 {
 		t.Fatal("the warm-up resolved another value")
