@@ -199,7 +199,7 @@ type entry struct {
 // value is immutable once stored. Times are unix nanoseconds.
 type value struct {
 	secret     secrets.Secret
-	err        error // non-nil for a remembered ErrNotFound; else secret's Source.Cached is set
+	err        error       // non-nil for a remembered ErrNotFound; else secret's Source.Cached is set
 	fastUntil  int64       // the lock-free path answers before this
 	refreshAt  int64       // a hit after this starts a background refresh
 	freshUntil int64       // TTL (or ExpiresAt) ends
