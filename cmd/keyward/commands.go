@@ -384,7 +384,7 @@ func (a *app) printReport(op string, r fernetstore.Report) {
 	}
 	fmt.Fprintln(a.stdout)
 	if len(r.UndecryptableIDs) > 0 {
-		fmt.Fprintf(a.stdout, "%s: undecryptable rows (no key in ENCRYPTION_KEY or ENCRYPTION_KEY_PREVIOUS opens them): %s\n",
+		fmt.Fprintf(a.stdout, "%s: undecryptable rows, left untouched: damaged or wrapped tokens, or tokens no key in ENCRYPTION_KEY or ENCRYPTION_KEY_PREVIOUS opens; inspect them: %s\n",
 			op, strings.Join(r.UndecryptableIDs, ", "))
 	}
 }
