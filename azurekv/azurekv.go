@@ -11,7 +11,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -21,7 +20,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 
 	secrets "github.com/keyward/secrets"
-	"github.com/keyward/secrets/internal/refs"
+	"github.com/keyward/secrets/driver"
 )
 
 // Backend is the name this package gives itself in errors and audit events.
@@ -38,8 +37,12 @@ func init() {
 	secrets.Register(Scheme, openURL)
 }
 
-var _ secrets.KeyResolver = (*Store)(nil)
-var _ secrets.Pinger = (*Store)(nil)
+var (
+	_ secrets.KeyResolver   = (*Store)(nil)
+	_ secrets.BatchResolver = (*Store)(nil)
+	_ secrets.Pinger        = (*Store)(nil)
+	_ driver.Pinger         = (*kv)(nil)
+)
 
 // Options configures a Store. A nil *Options means defaults.
 type Options struct {
@@ -59,34 +62,33 @@ type Options struct {
 }
 
 // Store resolves refs to secrets in one Azure Key Vault. It is safe for
-// concurrent use.
+// concurrent use. Resolve, ResolveMany, Ping and Close come from the driver
+// layer (driver.Resolver), which makes the client on first use.
 type Store struct {
-	now func() time.Time
+	*driver.Resolver
+}
 
-	// The client is made once, on first use, so that opening a Store from
-	// configuration does no I/O and reads no credentials yet.
-	once     sync.Once
-	makeErr  error
-	client   *azsecrets.Client
-	vaultURL string
-	cred     azcore.TokenCredential
-	copts    *azsecrets.ClientOptions
+// kv is the Store's driver: one client and the clock for nbf.
+type kv struct {
+	client *azsecrets.Client
+	now    func() time.Time
 }
 
 // New returns a Store that reads secrets with client.
 func New(client *azsecrets.Client, opts *Options) *Store {
-	s := newStore(opts)
-	s.client = client
-	s.once.Do(func() {})
-	if client == nil {
-		s.makeErr = errors.New("azurekv.New was given a nil *azsecrets.Client")
-	}
-	return s
+	now := nowOf(opts)
+	return newStore(func(context.Context) (driver.Driver, error) {
+		if client == nil {
+			return nil, driver.Errorf(secrets.CodePermission, "azurekv.New was given a nil *azsecrets.Client")
+		}
+		return &kv{client: client, now: now}, nil
+	}, now)
 }
 
 // NewVault returns a Store for the vault at vaultURL
 // ("https://myvault.vault.azure.net/"). It only checks the URL: the
-// credential and the client are made on the first Resolve or Ping.
+// credential and the client are made on the first Resolve or Ping, and made
+// again on the next call if that failed.
 func NewVault(vaultURL string, opts *Options) (*Store, error) {
 	u, err := url.Parse(vaultURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil ||
@@ -94,24 +96,54 @@ func NewVault(vaultURL string, opts *Options) (*Store, error) {
 		return nil, &secrets.Error{Op: "open", Backend: Backend, Code: secrets.CodeInvalidRef,
 			Reason: "the vault URL must look like https://myvault.vault.azure.net/ (https, a host, no path, query or credentials)"}
 	}
-	s := newStore(opts)
-	s.vaultURL = "https://" + u.Host + "/"
+	vaultURL = "https://" + u.Host + "/"
+	var cred azcore.TokenCredential
+	var copts *azsecrets.ClientOptions
 	if opts != nil {
-		s.cred = opts.Credential
+		cred = opts.Credential
 		if opts.ClientOptions != nil {
 			co := *opts.ClientOptions
-			s.copts = &co
+			copts = &co
 		}
 	}
-	return s, nil
+	now := nowOf(opts)
+	return newStore(func(context.Context) (driver.Driver, error) {
+		c, err := newClient(vaultURL, cred, copts)
+		if err != nil {
+			return nil, err
+		}
+		return &kv{client: c, now: now}, nil
+	}, now), nil
 }
 
-func newStore(opts *Options) *Store {
-	s := &Store{now: time.Now}
+func nowOf(opts *Options) func() time.Time {
 	if opts != nil && opts.Now != nil {
-		s.now = opts.Now
+		return opts.Now
 	}
-	return s
+	return time.Now
+}
+
+func newStore(open func(context.Context) (driver.Driver, error), now func() time.Time) *Store {
+	return &Store{driver.Open(Backend, open, &driver.Options{Now: now})}
+}
+
+// newClient makes the Key Vault client, with DefaultAzureCredential when
+// cred is nil.
+func newClient(vaultURL string, cred azcore.TokenCredential, copts *azsecrets.ClientOptions) (*azsecrets.Client, error) {
+	if cred == nil {
+		c, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			// azidentity's construction errors name missing or
+			// contradictory settings, never a secret value.
+			return nil, driver.Wrap(secrets.CodePermission, err, "cannot make DefaultAzureCredential (set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or use a managed identity or az login)")
+		}
+		cred = c
+	}
+	c, err := azsecrets.NewClient(vaultURL, cred, copts)
+	if err != nil {
+		return nil, driver.Wrap(secrets.CodePermission, err, "cannot make the Key Vault client")
+	}
+	return c, nil
 }
 
 // VaultURLEnv names the variable a bare azurekv:// URL takes its vault from
@@ -142,166 +174,83 @@ func openURL(_ context.Context, u *url.URL) (secrets.KeyResolver, error) {
 	return NewVault("https://"+u.Host+"/", nil)
 }
 
-// getClient returns the client, making it on first use.
-func (s *Store) getClient() (*azsecrets.Client, error) {
-	s.once.Do(func() {
-		cred := s.cred
-		if cred == nil {
-			c, err := azidentity.NewDefaultAzureCredential(nil)
-			if err != nil {
-				// azidentity's construction errors name missing or
-				// contradictory settings, never a secret value.
-				s.makeErr = fmt.Errorf("cannot make DefaultAzureCredential (set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET, or use a managed identity or az login): %w", err)
-				return
-			}
-			cred = c
-		}
-		c, err := azsecrets.NewClient(s.vaultURL, cred, s.copts)
-		if err != nil {
-			s.makeErr = fmt.Errorf("cannot make the Key Vault client: %w", err)
-			return
-		}
-		s.client = c
-	})
-	return s.client, s.makeErr
-}
-
 // Key Vault's object name rule: 1-127 characters of [0-9a-zA-Z-].
 var (
 	nameRE    = regexp.MustCompile(`^[0-9a-zA-Z-]{1,127}$`)
 	versionRE = regexp.MustCompile(`^[0-9a-zA-Z]{1,64}$`)
 )
 
-// ref is a parsed azurekv ref: "name", "name/version", with an optional "#field".
-type ref struct {
-	name, version, field string
-}
-
-// parseRef parses and validates a ref. Its errors never quote the ref.
-func parseRef(s string) (ref, error) {
-	r, err := refs.Parse(s)
-	if err != nil {
-		return ref{}, err
-	}
-	name, version, hasVersion := strings.Cut(r.Path, "/")
+// splitName checks a ref's name, "name" or "name/version", against Key
+// Vault's rules. Its errors never quote the ref.
+func splitName(path string) (name, version string, err error) {
+	name, version, hasVersion := strings.Cut(path, "/")
 	if !nameRE.MatchString(name) {
-		return ref{}, errors.New("a Key Vault secret name is 1-127 letters, digits and dashes: write name, name/version or name#field")
+		return "", "", driver.Errorf(secrets.CodeInvalidRef, "a Key Vault secret name is 1-127 letters, digits and dashes: write name, name/version or name#field")
 	}
 	if hasVersion && !versionRE.MatchString(version) {
-		return ref{}, errors.New("the version after '/' must be a Key Vault version id (letters and digits, like 4387e9f3d6e14c459867679a90fd0f79)")
+		return "", "", driver.Errorf(secrets.CodeInvalidRef, "the version after '/' must be a Key Vault version id (letters and digits, like 4387e9f3d6e14c459867679a90fd0f79)")
 	}
-	return ref{name: name, version: version, field: r.Field}, nil
+	return name, version, nil
 }
 
-// Resolve reads the secret ref names: "name" (the current version),
-// "name/version", either with "#field" to pick one key of a JSON secret.
-func (s *Store) Resolve(ctx context.Context, refStr string) (secrets.Secret, error) {
-	secrets.InfoFrom(ctx).SetBackend(Backend)
-	if err := ctx.Err(); err != nil {
-		return secrets.Secret{}, ctxError(refStr, err)
-	}
-	r, err := parseRef(refStr)
+// Get reads the secret ref names: "name" (the current version) or
+// "name/version"; the core picks a #field.
+func (d *kv) Get(ctx context.Context, ref driver.Ref) (driver.Value, error) {
+	name, version, err := splitName(ref.Name)
 	if err != nil {
-		return secrets.Secret{}, fail(refStr, secrets.CodeInvalidRef, err.Error(), nil)
-	}
-	client, err := s.getClient()
-	if err != nil {
-		return secrets.Secret{}, fail(refStr, secrets.CodePermission, err.Error(), nil)
+		return driver.Value{}, err
 	}
 	var raw *http.Response
-	resp, err := client.GetSecret(policy.WithCaptureResponse(ctx, &raw), r.name, r.version, nil)
+	resp, err := d.client.GetSecret(policy.WithCaptureResponse(ctx, &raw), name, version, nil)
 	if err != nil {
-		return secrets.Secret{}, classify(ctx, refStr, raw, err)
+		return driver.Value{}, classify(raw, err)
 	}
-	return s.secret(refStr, r, resp.Secret)
+	return d.value(resp.Secret)
 }
 
-// secret checks what Key Vault returned and turns it into a Secret.
-func (s *Store) secret(refStr string, r ref, kv azsecrets.Secret) (secrets.Secret, error) {
-	if kv.Value == nil {
-		return secrets.Secret{}, fail(refStr, secrets.CodeUnavailable,
-			"Key Vault answered 200 without a secret value (a proxy in the way?)", nil)
+// value checks what Key Vault returned and turns it into a Value; the core
+// checks exp.
+func (d *kv) value(sec azsecrets.Secret) (driver.Value, error) {
+	if sec.Value == nil {
+		return driver.Value{}, driver.Errorf(secrets.CodeUnavailable, "Key Vault answered 200 without a secret value (a proxy in the way?)")
 	}
-	out := secrets.Secret{}
-	if kv.ID != nil {
-		out.Version = kv.ID.Version()
+	v := driver.Value{Data: *sec.Value}
+	if sec.ID != nil {
+		v.Version = sec.ID.Version()
 	}
-	now := s.now()
-	if a := kv.Attributes; a != nil {
+	if a := sec.Attributes; a != nil {
 		// Key Vault answers 403 for a disabled secret; a vault emulator or
 		// an older API may answer 200 with enabled:false instead.
 		if a.Enabled != nil && !*a.Enabled {
-			return secrets.Secret{}, fail(refStr, secrets.CodePermission, disabledReason, nil)
+			return driver.Value{}, driver.Errorf(secrets.CodePermission, disabledReason)
 		}
 		// Key Vault returns secrets outside their nbf/exp window on purpose
 		// (for testing); keyward enforces the window.
-		if a.NotBefore != nil && now.Before(*a.NotBefore) {
-			return secrets.Secret{}, fail(refStr, secrets.CodeNotFound,
-				"the secret is not valid before "+a.NotBefore.UTC().Format(time.RFC3339)+" (its nbf attribute)", nil)
+		if a.NotBefore != nil && d.now().Before(*a.NotBefore) {
+			return driver.Value{}, driver.Errorf(secrets.CodeNotFound,
+				"the secret is not valid before %s (its nbf attribute)", a.NotBefore.UTC().Format(time.RFC3339))
 		}
 		if a.Expires != nil {
-			out.ExpiresAt = a.Expires.UTC()
-			if out.ExpiredAt(now) {
-				return secrets.Secret{}, fail(refStr, secrets.CodeExpired,
-					"the secret expired at "+out.ExpiresAt.Format(time.RFC3339)+" (its exp attribute); set a new version in Key Vault", nil)
-			}
+			v.ExpiresAt = a.Expires.UTC()
 		}
 	}
-	value := *kv.Value
-	if r.field != "" {
-		v, err := refs.Field([]byte(value), r.field)
-		switch {
-		case errors.Is(err, refs.ErrNoField):
-			return secrets.Secret{}, fail(refStr, secrets.CodeNotFound, "the JSON secret has no field "+fmt.Sprintf("%q", r.field), nil)
-		case err != nil:
-			return secrets.Secret{}, fail(refStr, secrets.CodeInvalidRef, err.Error(), nil)
-		}
-		value = v
-	}
-	sec := secrets.NewSecret(value)
-	sec.Version = out.Version
-	sec.ExpiresAt = out.ExpiresAt
-	return sec, nil
+	return v, nil
 }
 
 const disabledReason = "the secret is disabled in Key Vault (enabled: false); enable it or set a new version"
 
 // Ping checks that the vault answers and accepts the credentials, by asking
 // for PingName, which needs only the "get" permission. A 404 is success.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return &secrets.Error{Op: "ping", Backend: Backend, Code: ctxCode(err), Err: err}
-	}
-	client, err := s.getClient()
-	if err != nil {
-		return &secrets.Error{Op: "ping", Backend: Backend, Code: secrets.CodePermission, Reason: err.Error()}
-	}
+func (d *kv) Ping(ctx context.Context) error {
 	var raw *http.Response
-	_, err = client.GetSecret(policy.WithCaptureResponse(ctx, &raw), PingName, "", nil)
+	_, err := d.client.GetSecret(policy.WithCaptureResponse(ctx, &raw), PingName, "", nil)
 	if err == nil {
 		return nil
 	}
-	e := classify(ctx, "", raw, err)
-	if e.Code == secrets.CodeNotFound {
-		return nil
+	if err := classify(raw, err); !errors.Is(err, secrets.ErrNotFound) {
+		return err
 	}
-	e.Op = "ping"
-	return e
-}
-
-func fail(refStr string, code secrets.Code, reason string, cause error) *secrets.Error {
-	return &secrets.Error{Op: "resolve", Backend: Backend, Ref: refStr, Code: code, Reason: reason, Err: cause}
-}
-
-func ctxCode(err error) secrets.Code {
-	if errors.Is(err, context.DeadlineExceeded) {
-		return secrets.CodeUnavailable
-	}
-	return secrets.CodeUnknown
-}
-
-func ctxError(refStr string, err error) *secrets.Error {
-	return fail(refStr, ctxCode(err), "", err)
+	return nil
 }
 
 // nonRetriable is what azcore's bearer-token policy marks credential and
@@ -311,21 +260,21 @@ type nonRetriable interface {
 	NonRetriable()
 }
 
-// classify turns an error of GetSecret into a *secrets.Error. Key Vault's
+// classify turns an error of GetSecret into a driver error. Key Vault's
 // error bodies are never quoted: a message can echo what was sent or stored.
-func classify(ctx context.Context, refStr string, raw *http.Response, err error) *secrets.Error {
-	if cerr := ctx.Err(); cerr != nil {
-		return ctxError(refStr, cerr)
+// The context's own errors are returned as they are, for the core's rule.
+func classify(raw *http.Response, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
 	}
 	var re *azcore.ResponseError
 	if errors.As(err, &re) {
-		return classifyResponse(refStr, re)
+		return classifyResponse(re)
 	}
 	if raw != nil && raw.StatusCode >= 200 && raw.StatusCode < 300 {
 		// A 2xx whose body did not decode: the SDK's decode error may quote
 		// the body, which holds the value, so it is dropped.
-		return fail(refStr, secrets.CodeUnavailable,
-			fmt.Sprintf("Key Vault answered %d with a body that is not a secret bundle (a proxy in the way?)", raw.StatusCode), nil)
+		return driver.Errorf(secrets.CodeUnavailable, "Key Vault answered %d with a body that is not a secret bundle (a proxy in the way?)", raw.StatusCode)
 	}
 	var afe *azidentity.AuthenticationFailedError
 	var nre nonRetriable
@@ -333,19 +282,18 @@ func classify(ctx context.Context, refStr string, raw *http.Response, err error)
 	case errors.As(err, &afe):
 		// Entra ID's error body explains the failure (AADSTS codes) and
 		// holds no Key Vault secret, so the cause is kept.
-		return fail(refStr, secrets.CodePermission, "cannot get a token for Key Vault from Entra ID", err)
+		return driver.Wrap(secrets.CodePermission, err, "cannot get a token for Key Vault from Entra ID")
 	case errors.As(err, &nre):
-		return fail(refStr, secrets.CodePermission,
-			"cannot authenticate to Key Vault (the credential or the 401 challenge failed)", err)
+		return driver.Wrap(secrets.CodePermission, err, "cannot authenticate to Key Vault (the credential or the 401 challenge failed)")
 	}
 	var ne net.Error
 	var ue *url.Error
 	if errors.As(err, &ne) || errors.As(err, &ue) {
-		return fail(refStr, secrets.CodeUnavailable, "cannot reach Key Vault", err)
+		return driver.Wrap(secrets.CodeUnavailable, err, "cannot reach Key Vault")
 	}
 	// Anything else came from neither the vault's body nor the network; its
 	// text is the SDK's own.
-	return fail(refStr, secrets.CodeUnknown, "", err)
+	return driver.Wrap(secrets.CodeUnknown, err, "")
 }
 
 // kvError is the part of Key Vault's error body keyward reads. The message is
@@ -373,7 +321,7 @@ func safeCode(c string) string {
 	return ""
 }
 
-func classifyResponse(refStr string, re *azcore.ResponseError) *secrets.Error {
+func classifyResponse(re *azcore.ResponseError) error {
 	var body kvError
 	if re.RawResponse != nil {
 		if b, err := runtime.Payload(re.RawResponse); err == nil {
@@ -394,22 +342,21 @@ func classifyResponse(refStr string, re *azcore.ResponseError) *secrets.Error {
 		if strings.Contains(msg, "deleted but recoverable") {
 			reason = "the secret is deleted (recoverable until purged); recover it or set it again"
 		}
-		return fail(refStr, secrets.CodeNotFound, reason, cause)
+		return driver.Wrap(secrets.CodeNotFound, cause, "%s", reason)
 	case status == http.StatusForbidden && (inner == "SecretDisabled" || strings.Contains(msg, "disabled secret")):
-		return fail(refStr, secrets.CodePermission, disabledReason, cause)
+		return driver.Wrap(secrets.CodePermission, cause, disabledReason)
 	case status == http.StatusUnauthorized:
-		return fail(refStr, secrets.CodePermission, "Key Vault rejected the token", cause)
+		return driver.Wrap(secrets.CodePermission, cause, "Key Vault rejected the token")
 	case status == http.StatusForbidden:
-		return fail(refStr, secrets.CodePermission,
-			"the identity may not get this secret (grant the \"Key Vault Secrets User\" role or a get access policy), or a firewall rule refused it", cause)
+		return driver.Wrap(secrets.CodePermission, cause, "the identity may not get this secret (grant the \"Key Vault Secrets User\" role or a get access policy), or a firewall rule refused it")
 	case status == http.StatusTooManyRequests:
-		return fail(refStr, secrets.CodeUnavailable, "Key Vault is throttling requests, still after the SDK's retries", cause)
+		return driver.Wrap(secrets.CodeUnavailable, cause, "Key Vault is throttling requests, still after the SDK's retries")
 	case status >= 500 || status == http.StatusRequestTimeout:
-		return fail(refStr, secrets.CodeUnavailable, "Key Vault failed, still after the SDK's retries", cause)
+		return driver.Wrap(secrets.CodeUnavailable, cause, "Key Vault failed, still after the SDK's retries")
 	case status == http.StatusBadRequest:
-		return fail(refStr, secrets.CodeInvalidRef, "Key Vault rejected the request as malformed", cause)
+		return driver.Wrap(secrets.CodeInvalidRef, cause, "Key Vault rejected the request as malformed")
 	}
-	return fail(refStr, secrets.CodeUnknown, "unexpected answer from Key Vault", cause)
+	return driver.Wrap(secrets.CodeUnknown, cause, "unexpected answer from Key Vault")
 }
 
 // ResponseError is the cause of an error from a Key Vault answer. It holds

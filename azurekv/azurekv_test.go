@@ -110,27 +110,14 @@ func (c staticCred) GetToken(context.Context, policy.TokenRequestOptions) (azcor
 }
 
 func TestConformance(t *testing.T) {
-	e := newEnv(t)
 	secretstest.RunConformance(t, secretstest.Harness{
-		Resolver: e.store,
-		Put: func(t *testing.T, name, value string, expiresAt time.Time) (string, error) {
-			// Key Vault names allow no '_'.
-			name = strings.ReplaceAll(name, "_", "-")
-			p := azsecrets.SetSecretParameters{Value: &value}
-			if !expiresAt.IsZero() {
-				p.SecretAttributes = &azsecrets.SecretAttributes{Expires: &expiresAt}
-			}
-			_, err := e.client.SetSecret(context.Background(), name, p, nil)
-			var re *azcore.ResponseError
-			if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest && len(value) > azurekvtest.MaxValueBytes {
-				return "", fmt.Errorf("%w: Key Vault holds at most 25 KiB", secretstest.ErrUnsupported)
-			}
-			if err != nil {
-				// The SDK's error shows the request body; never print it.
-				return "", fmt.Errorf("SetSecret failed: %s", sdkErr(err))
-			}
-			return name, nil
+		New: func(t *testing.T) secretstest.Subject {
+			e := newEnv(t)
+			e.store = azurekv.New(e.client, nil)
+			t.Cleanup(func() { e.store.Close() })
+			return secretstest.Subject{Resolver: e.store, Put: e.put}
 		},
+		Backend:    azurekv.Backend,
 		MissingRef: "no-such-secret",
 		InvalidRefs: []string{
 			"bad_name", "has space", strings.Repeat("a", 128), "a/b/c", "name/ver-sion", "name/",
@@ -139,6 +126,26 @@ func TestConformance(t *testing.T) {
 		Documents: true,
 		Expiry:    true,
 	})
+}
+
+// put stores value through the SDK, as the conformance suite's Put.
+func (e *env) put(t *testing.T, name, value string, expiresAt time.Time) (string, error) {
+	// Key Vault names allow no '_'.
+	name = strings.ReplaceAll(name, "_", "-")
+	p := azsecrets.SetSecretParameters{Value: &value}
+	if !expiresAt.IsZero() {
+		p.SecretAttributes = &azsecrets.SecretAttributes{Expires: &expiresAt}
+	}
+	_, err := e.client.SetSecret(context.Background(), name, p, nil)
+	var re *azcore.ResponseError
+	if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest && len(value) > azurekvtest.MaxValueBytes {
+		return "", fmt.Errorf("%w: Key Vault holds at most 25 KiB", secretstest.ErrUnsupported)
+	}
+	if err != nil {
+		// The SDK's error shows the request body; never print it.
+		return "", fmt.Errorf("SetSecret failed: %s", sdkErr(err))
+	}
+	return name, nil
 }
 
 func TestChallengeHandshake(t *testing.T) {
@@ -473,13 +480,19 @@ func TestDeadline(t *testing.T) {
 	}
 }
 
-func TestInfoBackend(t *testing.T) {
+// The audit decorator learns which backend answered, for a value and for an error.
+func TestAuditBackend(t *testing.T) {
 	e := newEnv(t)
-	ctx, info := secrets.WithInfo(context.Background())
-	_, err := e.store.Resolve(ctx, "missing")
-	wantErr(t, err, secrets.CodeNotFound, "")
-	if got := info.Snapshot().Backend; got != azurekv.Backend {
-		t.Errorf("Info backend = %q, want %q", got, azurekv.Backend)
+	e.srv.Set("greeting", "sk-ant-test-"+token(), azurekvtest.Attributes{})
+	var got []string
+	audited := secrets.NewAudit(e.store, secrets.AuditFunc(func(_ context.Context, ev secrets.AuditEvent) {
+		got = append(got, ev.Backend)
+	}), nil)
+	for _, ref := range []string{"greeting", "missing"} {
+		audited.Resolve(context.Background(), ref)
+	}
+	if len(got) != 2 || got[0] != azurekv.Backend || got[1] != azurekv.Backend {
+		t.Errorf("audited backends %q, want %q twice", got, azurekv.Backend)
 	}
 }
 

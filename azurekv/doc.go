@@ -21,8 +21,9 @@
 // secrets.Open("azurekv://myvault.vault.azure.net") opens the vault at
 // https://myvault.vault.azure.net/. The URL takes no query parameters and
 // holds no credentials. A bare "azurekv://" (what secrets.DefaultConfig
-// uses) takes the vault URL from AZURE_KEYVAULT_URL. The client and its credential are made on the first
-// resolve, with azidentity.NewDefaultAzureCredential, which reads:
+// uses) takes the vault URL from AZURE_KEYVAULT_URL. The client and its
+// credential are made on the first resolve (and again by the next call if
+// that failed), with azidentity.NewDefaultAzureCredential, which reads:
 //
 //	AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_CLIENT_SECRET       a service principal with a secret
 //	AZURE_CLIENT_CERTIFICATE_PATH (and _PASSWORD)               ... or with a certificate
@@ -57,9 +58,10 @@
 // what was sent or stored. The cause of an error from a Key Vault answer is a
 // *ResponseError holding the status and error codes only; errors.As also
 // finds an *azcore.ResponseError behind it, a copy with the body removed, so
-// its own Error text holds no value either. Context errors are returned
-// wrapped, so errors.Is(err, context.Canceled) holds; a deadline is also
-// ErrUnavailable.
+// its own Error text holds no value either. Errors follow the driver
+// layer's rules (package driver): a caller's ended context is
+// secrets.ContextError, so errors.Is(err, context.Canceled) holds and a
+// deadline is also ErrUnavailable; after Close every call is ErrUnavailable.
 //
 // Ping asks for the secret named PingName, which needs only the "get"
 // permission: a 404 means the vault answered and took the credentials.
