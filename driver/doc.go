@@ -10,7 +10,9 @@
 //   - Ref parsing: refs.Parse with the driver's declared ?options
 //     (Options.Params): unknown, repeated or malformed options, empty refs,
 //     control characters and over-long refs are ErrInvalidRef before the
-//     driver is called. The driver receives a parsed Ref.
+//     driver is called, and so is a ref refused by the backend's own rules
+//     (Options.Check), before the driver is even opened. The driver
+//     receives a parsed Ref.
 //   - #field: the driver returns the whole document; the core picks the
 //     field. A missing field is ErrNotFound; a value that is not a JSON
 //     object is ErrInvalidRef. A string field is returned as is, any other

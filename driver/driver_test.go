@@ -328,3 +328,35 @@ func TestWaiterOwnContext(t *testing.T) {
 	}
 	wantErr(t, err, secrets.CodeUnavailable, "test", "plain")
 }
+
+// Options.Check runs the backend's ref rules before the driver is opened: a
+// refused ref costs no open, fails alone in a batch, and gets the core's
+// error fields.
+func TestCheckBeforeOpen(t *testing.T) {
+	var opens atomic.Int64
+	m := newMap()
+	r := driver.Open("test", func(context.Context) (driver.Driver, error) {
+		opens.Add(1)
+		return m, nil
+	}, &driver.Options{Check: func(ref driver.Ref) error {
+		if strings.Contains(ref.Name, "..") {
+			return driver.Errorf(secrets.CodeInvalidRef, "no '..' in names")
+		}
+		return nil
+	}})
+	e := wantErr(t, must(r.Resolve(context.Background(), "a/../b#f")), secrets.CodeInvalidRef, "test", "a/../b#f")
+	if e.Op != "resolve" || !strings.Contains(e.Reason, "no '..'") {
+		t.Fatalf("refused ref: %v", e)
+	}
+	if _, err := r.ParseRef("x/.."); !errors.Is(err, secrets.ErrInvalidRef) {
+		t.Fatalf("ParseRef does not apply Check: %v", err)
+	}
+	if n := opens.Load(); n != 0 {
+		t.Fatalf("a refused ref opened the driver %d times", n)
+	}
+	out, err := r.ResolveMany(context.Background(), []string{"plain", ".."})
+	if err != nil || out[0].Err != nil {
+		t.Fatalf("ResolveMany: %v, %v", err, out[0].Err)
+	}
+	wantErr(t, out[1].Err, secrets.CodeInvalidRef, "test", "..")
+}

@@ -25,6 +25,11 @@ type Options struct {
 	Params []string
 	// Now returns the current time for the expiry check; nil means time.Now.
 	Now func() time.Time
+	// Check, when set, applies the backend's own ref rules (name syntax,
+	// path safety) as part of parsing: before the driver is opened, so a ref
+	// the backend refuses costs no I/O (vault: no token check or login), and
+	// it fails alone in a batch. Its errors follow a Driver's rules.
+	Check func(Ref) error
 }
 
 // Resolver is the portable type every backend is served through: a
@@ -34,6 +39,7 @@ type Resolver struct {
 	backend string
 	params  []string
 	now     func() time.Time
+	check   func(Ref) error
 	d       once.Value[Driver]
 }
 
@@ -60,6 +66,7 @@ func Open(backend string, open func(ctx context.Context) (Driver, error), opts *
 		if opts.Now != nil {
 			r.now = opts.Now
 		}
+		r.check = opts.Check
 	}
 	r.d.Open = open
 	r.d.CloseFunc = func(d Driver) error {
@@ -100,7 +107,13 @@ func (r *Resolver) ParseRef(raw string) (Ref, error) {
 	if err != nil {
 		return Ref{}, &secrets.Error{Op: "resolve", Backend: r.backend, Ref: raw, Code: secrets.CodeInvalidRef, Reason: err.Error()}
 	}
-	return Ref{Raw: raw, Name: p.Path, Query: p.Query, Field: p.Field}, nil
+	ref := Ref{Raw: raw, Name: p.Path, Query: p.Query, Field: p.Field}
+	if r.check != nil {
+		if err := r.check(ref); err != nil {
+			return Ref{}, r.fail(context.Background(), "resolve", raw, err)
+		}
+	}
+	return ref, nil
 }
 
 // Resolve resolves one ref: parse, open the driver, Get, then #field, the
