@@ -132,8 +132,10 @@ func Field(doc []byte, field string) (string, error) {
 	if !ok {
 		return "", ErrNoField
 	}
+	// Only a JSON string is unquoted: Unmarshal would also take null into a
+	// string, as "".
 	var str string
-	if err := json.Unmarshal(raw, &str); err == nil {
+	if len(raw) > 0 && raw[0] == '"' && json.Unmarshal(raw, &str) == nil {
 		return str, nil
 	}
 	return string(raw), nil
