@@ -64,13 +64,12 @@ func TestStaleThroughCache(t *testing.T) {
 	if _, err := store.Resolve(ctx, ref); !errors.Is(err, secrets.ErrUnavailable) {
 		t.Fatalf("the Store itself with Vault stopped: got %v, want ErrUnavailable", err)
 	}
-	ictx, info := secrets.WithInfo(ctx)
-	s, err := c.Resolve(ictx, ref)
+	s, err := c.Resolve(ctx, ref)
 	if err != nil || s.Reveal() != "sk-ant-test-stale" {
 		t.Fatalf("through the cache with Vault stopped: %v, want the stale value", err)
 	}
-	if snap := info.Snapshot(); !snap.Stale {
-		t.Errorf("the answer was not marked stale: %+v", snap)
+	if !s.Source.Stale || !s.Source.Cached {
+		t.Errorf("the answer was not marked stale: %+v", s.Source)
 	}
 	if st := c.Stats(); st.StaleServed == 0 {
 		t.Errorf("Stats.StaleServed = 0 after serving stale: %+v", st)
