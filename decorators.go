@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"net/url"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyward/secrets/internal/once"
 	"github.com/keyward/secrets/internal/refs"
 )
 
@@ -392,3 +394,116 @@ func (a *allowRefs) ResolveMany(ctx context.Context, refs []string) ([]Result, e
 
 // Unwrap returns the wrapped resolver.
 func (a *allowRefs) Unwrap() KeyResolver { return a.next }
+
+// Lazy returns a KeyResolver that opens its backend with open on first use.
+// Callers that arrive while an open is under way share it, each waiting on
+// its own ctx; a failed open is returned to them and tried again by the next
+// call. Ping opens the backend and pings it if it can be pinged; Close
+// closes it if it was opened (even if its open finishes after Close), and
+// every later call fails with ErrUnavailable.
+//
+// Backends open lazily themselves (their constructors do no I/O); Lazy is
+// for a resolver a host can only make with I/O, such as one that reads a
+// file or dials a database when made.
+func Lazy(open func(ctx context.Context) (KeyResolver, error)) KeyResolver {
+	l := new(lazy)
+	l.v.Open = func(ctx context.Context) (KeyResolver, error) {
+		r, err := open(ctx)
+		if err == nil && r == nil {
+			return nil, &Error{Op: "open", Code: CodeUnknown, Reason: "the func given to secrets.Lazy returned neither a resolver nor an error"}
+		}
+		return r, err
+	}
+	l.v.CloseFunc = func(r KeyResolver) error {
+		if c, ok := r.(io.Closer); ok {
+			return c.Close()
+		}
+		return nil
+	}
+	return l
+}
+
+// lazy is Lazy's resolver; internal/once holds the rules of a shared,
+// retried open, written once for this and the driver layer.
+type lazy struct {
+	v once.Value[KeyResolver]
+}
+
+var errLazyClosed = &Error{Op: "open", Code: CodeUnavailable, Reason: "the stack is closed"}
+
+func (l *lazy) get(ctx context.Context) (KeyResolver, error) {
+	r, err := l.v.Get(ctx)
+	if errors.Is(err, once.ErrClosed) {
+		return nil, errLazyClosed
+	}
+	return r, err
+}
+
+func closeResolver(r KeyResolver) {
+	if c, ok := r.(io.Closer); ok {
+		c.Close()
+	}
+}
+
+func (l *lazy) Resolve(ctx context.Context, ref string) (Secret, error) {
+	r, err := l.get(ctx)
+	if err != nil {
+		return Secret{}, err
+	}
+	return r.Resolve(ctx, ref)
+}
+
+func (l *lazy) ResolveMany(ctx context.Context, refs []string) ([]Result, error) {
+	r, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ResolveMany(ctx, r, refs)
+}
+
+func (l *lazy) Ping(ctx context.Context) error {
+	r, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	if p, ok := r.(Pinger); ok {
+		return p.Ping(ctx)
+	}
+	return nil
+}
+
+func (l *lazy) Close() error { return l.v.Close() }
+
+// Unwrap returns the opened resolver, or nil before the first use.
+func (l *lazy) Unwrap() KeyResolver {
+	r, _ := l.v.Loaded()
+	return r
+}
+
+// WithTimeout returns a KeyResolver that bounds each call to next by d.
+// A d of zero or less returns next itself.
+func WithTimeout(next KeyResolver, d time.Duration) KeyResolver {
+	if d <= 0 {
+		return next
+	}
+	return &timeout{next: next, d: d}
+}
+
+type timeout struct {
+	next KeyResolver
+	d    time.Duration
+}
+
+func (t *timeout) Resolve(ctx context.Context, ref string) (Secret, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.d)
+	defer cancel()
+	return t.next.Resolve(ctx, ref)
+}
+
+func (t *timeout) ResolveMany(ctx context.Context, refs []string) ([]Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, t.d)
+	defer cancel()
+	return ResolveMany(ctx, t.next, refs)
+}
+
+func (t *timeout) Unwrap() KeyResolver { return t.next }

@@ -82,32 +82,60 @@ func Schemes() []string { return openers.names() }
 // "fernet://?table=api_keys", "awssm://?region=eu-west-1"). The backend's
 // package must be imported (for its init) for its scheme to be known.
 func Open(ctx context.Context, rawURL string) (KeyResolver, error) {
+	u, err := parseBackendURL(rawURL)
+	if err != nil {
+		err.Op = "open"
+		return nil, err
+	}
+	return openURL(ctx, u)
+}
+
+// parseBackendURL is the one rule for the text of a backend URL, which
+// ParseConfig, OpenConfig and Open share. Its errors have no Op (the caller
+// sets it) and never quote the URL: it should hold no secret, but a mistaken
+// one might, so they say only what kind of thing is wrong.
+func parseBackendURL(rawURL string) (*url.URL, *Error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		// url.Error quotes the URL; the URL should hold no secret, but a
-		// mistaken one might, so say only what kind of thing is wrong.
-		return nil, &Error{Op: "open", Code: CodeInvalidRef, Reason: "cannot parse the backend URL: write it as scheme://host?option=value"}
+		return nil, &Error{Code: CodeInvalidRef, Reason: "cannot parse the backend URL: it must be a URL such as env:// or fernet://?table=api_keys"}
 	}
 	if u.User != nil {
-		return nil, &Error{Op: "open", Backend: u.Scheme, Code: CodeInvalidRef,
+		return nil, &Error{Backend: u.Scheme, Code: CodeInvalidRef,
 			Reason: "the backend URL holds user information; credentials come from the environment (see the README), never from the URL"}
 	}
 	if u.Scheme == "" {
-		return nil, &Error{Op: "open", Code: CodeUnknownScheme,
-			Reason: fmt.Sprintf("the backend URL has no scheme; registered schemes: %s", strings.Join(Schemes(), ", "))}
+		return nil, &Error{Code: CodeInvalidRef,
+			Reason: "the backend URL has no scheme: it must be a URL such as env:// or fernet://?table=api_keys (registered schemes: " + strings.Join(Schemes(), ", ") + ")"}
 	}
+	return u, nil
+}
+
+// openURL opens a parsed backend URL with the opener registered for its scheme.
+func openURL(ctx context.Context, u *url.URL) (KeyResolver, error) {
 	open, ok := openers.lookup(u.Scheme)
 	if !ok {
-		return nil, &Error{Op: "open", Backend: u.Scheme, Code: CodeUnknownScheme,
-			Reason: fmt.Sprintf("no backend registered for URL scheme %q (registered: %s); forgotten import?", u.Scheme, strings.Join(Schemes(), ", "))}
+		return nil, unknownURLScheme("open", u.Scheme)
 	}
 	return open(ctx, u)
 }
 
+func unknownURLScheme(op, scheme string) *Error {
+	return &Error{Op: op, Backend: scheme, Code: CodeUnknownScheme,
+		Reason: fmt.Sprintf("no backend registered for URL scheme %q (registered: %s); forgotten import? (github.com/keyward/secrets/all links every backend)",
+			scheme, strings.Join(Schemes(), ", "))}
+}
+
 // CheckParams returns an error naming the first query parameter of u that is
-// not in allowed, and any parameter given twice. Openers call it first.
+// not in allowed, and any parameter given twice. A query that does not parse
+// (a bad %-escape, a ';') is an error too: url.URL.Query would drop the
+// broken pair, and with it an allow list. Openers call it first.
 func CheckParams(u *url.URL, allowed ...string) error {
-	return CheckValues(u.Query(), u.Scheme, allowed...)
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return &Error{Op: "open", Backend: u.Scheme, Code: CodeInvalidRef,
+			Reason: "the URL's query is malformed: write ?name=value&name=value, with %XX escapes for reserved characters"}
+	}
+	return CheckValues(q, u.Scheme, allowed...)
 }
 
 // CheckValues is CheckParams for parameters already parsed, such as a
