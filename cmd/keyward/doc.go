@@ -40,13 +40,18 @@
 // never printed; prefer a password file or PGPASSWORD to a password in the URL.
 //
 // Keys come from ENCRYPTION_KEY (the primary: encrypts and decrypts) and
-// ENCRYPTION_KEY_PREVIOUS (comma-separated, decrypt only). Other backends come
-// from the configuration the library reads (KEYWARD_CONFIG or
-// KEYWARD_CONFIG_FILE; with neither, every linked backend under its defaults:
-// env:, awssm:, azurekv:, vault:), each opened only when a ref needs it. The
-// "db" scheme is always the encrypted column on --db; when the configuration
-// maps db to a fernet:// URL, its table and column parameters are the defaults
-// of --table and --column.
+// ENCRYPTION_KEY_PREVIOUS (comma-separated, decrypt only), read as
+// fernetstore.KeyRingFromLookup reads them. Other backends come from the
+// configuration, read as secrets.ConfigFromLookup reads it (KEYWARD_CONFIG or
+// KEYWARD_CONFIG_FILE, not both; with neither, every linked backend under its
+// defaults: env:, awssm:, azurekv:, vault:). resolve and check check every
+// backend URL before they start, and every command that opens the encrypted
+// column checks the db line, so an unknown parameter or a bad value is exit
+// 3; each backend connects only when a ref needs it. The "db" scheme is always
+// the encrypted column on --db: a db line must be a fernet:// URL, and its
+// parameters (table, columns, dialect, plaintext=allow) apply, read by
+// fernetstore.ParseURL as the fernet:// opener reads them; --table and
+// --column take the place of its table and value column.
 //
 // # Errors
 //
@@ -60,7 +65,8 @@
 //	2    usage error: unknown command or flag, wrong arguments, empty stdin,
 //	     a bad --expires date, a --batch out of range, a malformed ref
 //	3    configuration error: ENCRYPTION_KEY missing or malformed, a bad --db
-//	     URL, a bad KEYWARD_CONFIG, a table or column that does not exist
+//	     URL, a bad KEYWARD_CONFIG (a backend URL with an unknown parameter or
+//	     a bad value included), a table or column that does not exist
 //	4    a backend is unavailable: the database or a configured backend
 //	     cannot be reached (or, in check, opened or authenticated to)
 //	130  interrupted (SIGINT or SIGTERM): migrate and rotate stop between

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 
@@ -78,7 +76,8 @@ type app struct {
 	storeErr  error
 
 	cfg      *secrets.Config
-	explicit bool // the configuration came from KEYWARD_CONFIG(_FILE)
+	dbOpts   *fernetstore.Options // from the configuration's db line
+	explicit bool                 // the configuration came from KEYWARD_CONFIG(_FILE)
 }
 
 // run is the whole program, minus the process: main passes os.Args[1:], the
@@ -127,7 +126,9 @@ encrypted column (db: refs), plaintext migration, key rotation, and checks.
 Keys come from ENCRYPTION_KEY (primary) and ENCRYPTION_KEY_PREVIOUS (older keys,
 comma-separated, decrypt only). The database comes from --db, else DATABASE_URL,
 else sqlite:keyward.db. Other backends come from KEYWARD_CONFIG or
-KEYWARD_CONFIG_FILE, else every backend under its defaults.
+KEYWARD_CONFIG_FILE (not both), else every backend under its defaults; a
+db = fernet://... line there gives the table, columns, dialect= and
+plaintext= of the encrypted column.
 ` + exitCodesHelp,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -157,86 +158,61 @@ func (a *app) close() {
 	}
 }
 
-// loadConfig reads the stack configuration as secrets.ConfigFromEnv does,
-// through a.getenv, and remembers whether it was given explicitly.
+// loadConfig reads the stack configuration through the library
+// (secrets.ConfigFromLookup on a.getenv), and the encrypted column's options
+// from its db = fernet://... line (fernetstore.ParseURL, as the fernet://
+// opener reads it), so a typo in any line is a configuration error here.
 func (a *app) loadConfig() (*secrets.Config, error) {
 	if a.cfg != nil {
 		return a.cfg, nil
 	}
-	text, file := a.getenv(secrets.ConfigEnv), a.getenv(secrets.ConfigFileEnv)
-	var (
-		c   *secrets.Config
-		err error
-	)
-	switch {
-	case text != "" && file != "":
-		return nil, errorf(exitConfig, "%s and %s are both set: unset one", secrets.ConfigEnv, secrets.ConfigFileEnv)
-	case file != "":
-		b, rerr := os.ReadFile(file)
-		if rerr != nil {
-			return nil, errorf(exitConfig, "cannot read %s: %v", secrets.ConfigFileEnv, rerr)
-		}
-		c, err = secrets.ParseConfig(string(b))
-		a.explicit = true
-	case text != "":
-		c, err = secrets.ParseConfig(text)
-		a.explicit = true
-	default:
-		c = secrets.DefaultConfig()
-		// The operator's own terminal: no audit lines unless configured.
-		c.Audit = false
-	}
+	c, err := secrets.ConfigFromLookup(a.getenv)
 	if err != nil {
 		return nil, errorf(exitConfig, "the configuration (%s or %s): %v", secrets.ConfigEnv, secrets.ConfigFileEnv, err)
 	}
+	a.explicit = a.getenv(secrets.ConfigEnv) != "" || a.getenv(secrets.ConfigFileEnv) != ""
+	if !a.explicit {
+		// The operator's own terminal: no audit lines unless configured.
+		c.Audit = false
+	}
 	// One process, a few resolves: a cache would only add a goroutine.
 	c.Cache = ""
-	a.cfg = c
+	opts := &fernetstore.Options{}
+	if raw, ok := c.Backends["db"]; ok {
+		if opts, err = fernetstore.ParseURL(raw); err != nil {
+			return nil, errorf(exitConfig, "the configuration's db line (keyward's db: is the encrypted column on --db): %v", err)
+		}
+	}
+	a.cfg, a.dbOpts = c, opts
 	return c, nil
 }
 
-// storeOptions are the fernetstore options from the flags, defaulting to the
-// configuration's db = fernet://?table=...&value_column=... when there is one.
+// storeOptions are the fernetstore options of the configuration's db line,
+// with --table and --column in place of its table and value column.
 func (a *app) storeOptions() (*fernetstore.Options, error) {
-	o := &fernetstore.Options{}
-	c, err := a.loadConfig()
-	if err != nil {
+	if _, err := a.loadConfig(); err != nil {
 		return nil, err
 	}
-	if raw, ok := c.Backends["db"]; ok {
-		if u, err := url.Parse(raw); err == nil && u.Scheme == "fernet" {
-			q := u.Query()
-			o.Table, o.ValueColumn = q.Get("table"), q.Get("value_column")
-			o.IDColumn, o.NameColumn, o.ProviderColumn = q.Get("id_column"), q.Get("name_column"), q.Get("provider_column")
-			o.ExpiresAtColumn, o.CreatedAtColumn = q.Get("expires_column"), q.Get("created_column")
-		}
-	}
+	o := *a.dbOpts
 	if a.table != "" {
 		o.Table = a.table
 	}
 	if a.column != "" {
 		o.ValueColumn = a.column
 	}
-	return o, nil
+	return &o, nil
 }
 
-// keyRing reads ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS through a.getenv.
+// keyRing reads ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS through a.getenv
+// (fernetstore.KeyRingFromLookup).
 func (a *app) keyRing() (*fernetstore.KeyRing, error) {
-	primary := a.getenv(fernetstore.EnvKey)
-	if strings.TrimSpace(primary) == "" {
+	if strings.TrimSpace(a.getenv(fernetstore.EnvKey)) == "" {
 		return nil, errorf(exitConfig, "%s is not set: run keyward genkey and export the line it prints (keep the old key in %s when rotating)",
 			fernetstore.EnvKey, fernetstore.EnvPreviousKeys)
 	}
-	if _, err := fernetstore.ParseKeyRing(primary); err != nil {
-		return nil, errorf(exitConfig, "%s is malformed: %s", fernetstore.EnvKey, reason(err))
-	}
-	var prev []string
-	if p := a.getenv(fernetstore.EnvPreviousKeys); p != "" {
-		prev = strings.Split(p, ",")
-	}
-	ring, err := fernetstore.ParseKeyRing(primary, prev...)
+	ring, err := fernetstore.KeyRingFromLookup(a.getenv)
 	if err != nil {
-		return nil, errorf(exitConfig, "%s is malformed: %s", fernetstore.EnvPreviousKeys, reason(err))
+		return nil, errorf(exitConfig, "%s", reason(err))
 	}
 	return ring, nil
 }

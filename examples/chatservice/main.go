@@ -11,8 +11,9 @@
 //
 // Configuration, all optional: CHAT_ADDR (default 127.0.0.1:8080),
 // DATABASE_URL (default sqlite:chatservice.db), ENCRYPTION_KEY and
-// ENCRYPTION_KEY_PREVIOUS, KEYWARD_CONFIG or KEYWARD_CONFIG_FILE (the
-// backends, see the keyward README), ANTHROPIC_BASE_URL and OPENAI_BASE_URL
+// ENCRYPTION_KEY_PREVIOUS, KEYWARD_CONFIG or KEYWARD_CONFIG_FILE (not both:
+// the backends, see the keyward README; a db = fernet://... line gives the
+// options of the service's own encrypted column), ANTHROPIC_BASE_URL and OPENAI_BASE_URL
 // (real providers instead of the stand-in), CHAT_RATE and CHAT_BURST (the
 // per-client rate limit: chats a second above 0 and at most 10000, default 5;
 // burst 1 to 10000, default 10), CHAT_DATA_DIR (where the development key and
@@ -102,6 +103,22 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		return err
 	}
 
+	// The configuration first, read by the library: a typo in it stops the
+	// service before it touches the database.
+	dotenv := filepath.Join(dataDir, demoEnv)
+	cfg, err := stackConfig(getenv, dotenv)
+	if err != nil {
+		return err
+	}
+	// The "db" scheme is always this service's own encrypted column, on its
+	// own connection, with the options of the configuration's db line.
+	keyOpts := new(fernetstore.Options)
+	if raw, ok := cfg.Backends["db"]; ok {
+		if keyOpts, err = fernetstore.ParseURL(raw); err != nil {
+			return fmt.Errorf("the configuration's db line (db: is this service's encrypted column): %w", err)
+		}
+	}
+
 	ring, devKey, err := keyRing(getenv, dataDir)
 	if err != nil {
 		return err
@@ -124,28 +141,34 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	keys := fernetstore.New(db, ring, nil)
+	keys := fernetstore.New(db, ring, keyOpts)
 	bots := &botStore{db: db, dialect: dialect}
+
+	m := newMetrics()
+	backends := map[string]secrets.KeyResolver{"db": keys}
+	for scheme, r := range opts.backends {
+		backends[scheme] = r
+	}
+	// OpenConfig checks every backend URL and does no I/O.
+	stack, err := secrets.OpenConfig(ctx, cfg, &secrets.StackOptions{Backends: backends,
+		Auditor: secrets.AuditFunc(func(ctx context.Context, ev secrets.AuditEvent) {
+			m.Audit(ctx, ev)
+			secrets.SlogAuditor(log).Audit(ctx, ev)
+		})})
+	if err != nil {
+		return err
+	}
+	defer stack.Close()
+
 	if err := keys.CreateSchema(ctx); err != nil {
 		return err
 	}
 	if err := bots.createTable(ctx); err != nil {
 		return fmt.Errorf("create the bots table: %w", err)
 	}
-	dotenv := filepath.Join(dataDir, demoEnv)
 	if err := seed(ctx, bots, keys, dotenv); err != nil {
 		return err
 	}
-
-	m := newMetrics()
-	stack, err := openStack(ctx, getenv, keys, dotenv, opts.backends, secrets.AuditFunc(func(ctx context.Context, ev secrets.AuditEvent) {
-		m.Audit(ctx, ev)
-		secrets.SlogAuditor(log).Audit(ctx, ev)
-	}))
-	if err != nil {
-		return err
-	}
-	defer stack.Close()
 	if c, ok := secrets.Find[*cache.Cache](stack); ok {
 		m.watchCache(c)
 	}
@@ -249,15 +272,12 @@ func checkProviderURL(base string) error {
 	return errors.New("keys are only sent over https (or http to a loopback address)")
 }
 
-// keyRing returns the ring from ENCRYPTION_KEY, or a development key kept in
-// dataDir (made on first run, mode 0600); devKey is that file's path.
+// keyRing returns the ring from ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS,
+// or a development key kept in dataDir (made on first run, mode 0600);
+// devKey is that file's path.
 func keyRing(getenv func(string) string, dataDir string) (ring *fernetstore.KeyRing, devKey string, err error) {
-	if primary := getenv(fernetstore.EnvKey); primary != "" {
-		var prev []string
-		if p := getenv(fernetstore.EnvPreviousKeys); p != "" {
-			prev = strings.Split(p, ",")
-		}
-		ring, err = fernetstore.ParseKeyRing(primary, prev...)
+	if getenv(fernetstore.EnvKey) != "" {
+		ring, err = fernetstore.KeyRingFromLookup(getenv)
 		return ring, "", err
 	}
 	path := filepath.Join(dataDir, devKeyFile)
@@ -310,32 +330,18 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// openStack builds the keyward stack from KEYWARD_CONFIG / KEYWARD_CONFIG_FILE,
-// or from the defaults: every backend, the env backend also reading the demo's
-// .env file, the cache, audit and a 5 s timeout. The "db" scheme is always
-// this service's own encrypted column, on its own database connection.
-func openStack(ctx context.Context, getenv func(string) string, keys *fernetstore.Store, dotenv string, extra map[string]secrets.KeyResolver, audit secrets.Auditor) (*secrets.Stack, error) {
-	var cfg *secrets.Config
-	var err error
-	switch {
-	case getenv(secrets.ConfigEnv) != "":
-		cfg, err = secrets.ParseConfig(getenv(secrets.ConfigEnv))
-	case getenv(secrets.ConfigFileEnv) != "":
-		var b []byte
-		if b, err = os.ReadFile(getenv(secrets.ConfigFileEnv)); err == nil {
-			cfg, err = secrets.ParseConfig(string(b))
-		}
-	default:
-		cfg = secrets.DefaultConfig()
-		cfg.Backends["env"] = "env://?dotenv=" + url.QueryEscape(dotenv)
-		cfg.Timeout = 5 * time.Second
-	}
+// stackConfig returns the keyward configuration from KEYWARD_CONFIG or
+// KEYWARD_CONFIG_FILE, read by the library (which refuses both), or with
+// neither the library's defaults with the env backend also reading the
+// demo's .env file and a 5 s timeout.
+func stackConfig(getenv func(string) string, dotenv string) (*secrets.Config, error) {
+	cfg, err := secrets.ConfigFromLookup(getenv)
 	if err != nil {
 		return nil, err
 	}
-	backends := map[string]secrets.KeyResolver{"db": keys}
-	for scheme, r := range extra {
-		backends[scheme] = r
+	if getenv(secrets.ConfigEnv) == "" && getenv(secrets.ConfigFileEnv) == "" {
+		cfg.Backends["env"] = "env://?dotenv=" + url.QueryEscape(dotenv)
+		cfg.Timeout = 5 * time.Second
 	}
-	return secrets.OpenConfig(ctx, cfg, &secrets.StackOptions{Auditor: audit, Backends: backends})
+	return cfg, nil
 }
