@@ -124,7 +124,10 @@ func nowOf(opts *Options) func() time.Time {
 }
 
 func newStore(open func(context.Context) (driver.Driver, error), now func() time.Time) *Store {
-	return &Store{driver.Open(Backend, open, &driver.Options{Now: now})}
+	// Names are checked before the open: a bad name is ErrInvalidRef
+	// whatever the credential's state, and costs nothing.
+	check := func(ref driver.Ref) error { _, _, err := splitName(ref.Name); return err }
+	return &Store{driver.Open(Backend, open, &driver.Options{Now: now, Check: check})}
 }
 
 // newClient makes the Key Vault client, with DefaultAzureCredential when
@@ -194,12 +197,9 @@ func splitName(path string) (name, version string, err error) {
 }
 
 // Get reads the secret ref names: "name" (the current version) or
-// "name/version"; the core picks a #field.
+// "name/version", already checked; the core picks a #field.
 func (d *kv) Get(ctx context.Context, ref driver.Ref) (driver.Value, error) {
-	name, version, err := splitName(ref.Name)
-	if err != nil {
-		return driver.Value{}, err
-	}
+	name, version, _ := strings.Cut(ref.Name, "/")
 	var raw *http.Response
 	resp, err := d.client.GetSecret(policy.WithCaptureResponse(ctx, &raw), name, version, nil)
 	if err != nil {

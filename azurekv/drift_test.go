@@ -6,7 +6,6 @@ package azurekv_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -15,24 +14,13 @@ import (
 	secrets "github.com/keyward/secrets"
 	"github.com/keyward/secrets/azurekv"
 	"github.com/keyward/secrets/internal/azurekvtest"
+	"github.com/keyward/secrets/internal/testenv"
 	"github.com/keyward/secrets/secretstest"
 )
 
-// wantFields checks that err is an *secrets.Error of code with exactly these
-// Op, Backend and Ref.
 func wantFields(t *testing.T, what string, err error, code secrets.Code, op, ref string) *secrets.Error {
 	t.Helper()
-	var e *secrets.Error
-	if !errors.As(err, &e) {
-		t.Fatalf("%s: %T is not a *secrets.Error: %v", what, err, err)
-	}
-	if !errors.Is(err, code) {
-		t.Fatalf("%s: code %v (%v), want %v", what, e.Code, err, code)
-	}
-	if e.Op != op || e.Backend != azurekv.Backend || e.Ref != ref {
-		t.Fatalf("%s: Op %q Backend %q Ref %q, want %q %q %q", what, e.Op, e.Backend, e.Ref, op, azurekv.Backend, ref)
-	}
-	return e
+	return testenv.WantError(t, what, err, code, op, azurekv.Backend, ref)
 }
 
 // The #field rule is the core's: azurekv answers every (document, field)
@@ -127,15 +115,10 @@ func TestDriftExpiry(t *testing.T) {
 func TestDriftContext(t *testing.T) {
 	e := newEnv(t)
 	e.srv.Set("greeting", "sk-ant-test-"+token(), azurekvtest.Attributes{})
-	canceled, cancel := context.WithCancel(context.Background())
-	cancel()
+	canceled := testenv.Canceled()
 	check := func(what string, err error, ref, op string) {
 		t.Helper()
-		got := wantFields(t, what, err, secrets.CodeUnknown, op, ref)
-		want := secrets.ContextError(op, azurekv.Backend, ref, context.Canceled)
-		if !errors.Is(err, context.Canceled) || got.Error() != want.Error() {
-			t.Fatalf("%s: %v, want %v", what, err, want)
-		}
+		testenv.WantContextError(t, what, err, context.Canceled, op, azurekv.Backend, ref)
 	}
 	_, err := e.store.Resolve(canceled, "greeting#api_key")
 	check("Resolve, canceled before", err, "greeting#api_key", "resolve")
@@ -171,10 +154,7 @@ func TestDriftContext(t *testing.T) {
 	dl, cancel2 := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel2()
 	_, err = e.store.Resolve(dl, "greeting")
-	got := wantFields(t, "Resolve past the deadline", err, secrets.CodeUnavailable, "resolve", "greeting")
-	if want := secrets.ContextError("resolve", azurekv.Backend, "greeting", context.DeadlineExceeded); !errors.Is(err, context.DeadlineExceeded) || got.Error() != want.Error() {
-		t.Fatalf("Resolve past the deadline: %v, want %v", err, want)
-	}
+	testenv.WantContextError(t, "Resolve past the deadline", err, context.DeadlineExceeded, "resolve", azurekv.Backend, "greeting")
 }
 
 // Lazy opening is the core's: an open that failed (DefaultAzureCredential
@@ -196,6 +176,10 @@ func TestDriftLazyOpenRetried(t *testing.T) {
 	if n := len(srv.Log()); n != 0 {
 		t.Fatalf("a failed open made %d requests", n)
 	}
+	// Key Vault's name rules are checked before the open: a bad name is the
+	// ref's fault, whatever the credential's state.
+	_, err = store.Resolve(context.Background(), "bad_name")
+	wantFields(t, "a bad name while the open fails", err, secrets.CodeInvalidRef, "resolve", "bad_name")
 
 	// Fixed configuration: the Azure CLI credential, with no az on PATH. The
 	// open now succeeds and the request reaches the vault; the token cannot
@@ -247,14 +231,9 @@ func TestDriftResolveMany(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("AZURE_TOKEN_CREDENTIALS", "no-such-credential")
-	out, err = secrets.ResolveMany(context.Background(), store, []string{"a", "b#f"})
-	wantFields(t, "the whole error of a failed open", err, secrets.CodePermission, "resolve", "")
-	if len(out) != 2 {
-		t.Fatalf("%d results for 2 refs", len(out))
-	}
-	for _, res := range out {
-		wantFields(t, "a result of a failed open", res.Err, secrets.CodePermission, "resolve", res.Ref)
-	}
+	refs = []string{"a", "b#f"}
+	out, err = secrets.ResolveMany(context.Background(), store, refs)
+	testenv.WantBatchFailure(t, "a failed open", out, err, refs, secrets.CodePermission, azurekv.Backend)
 }
 
 // The closed state is the core's: after Close every call fails with
