@@ -162,7 +162,7 @@ func New(opts *Options) *Store {
 	if err := ValidatePatterns(append(clone(e.allow), e.deny...)); err != nil {
 		panic("envstore: " + err.Error())
 	}
-	return &Store{driver.Open(Backend, e.open, nil)}
+	return &Store{driver.Open(Backend, e.open, &driver.Options{Check: e.check})}
 }
 
 func clone(s []string) []string { return append([]string(nil), s...) }
@@ -233,21 +233,28 @@ func (e env) open(context.Context) (driver.Driver, error) {
 	return &e, nil
 }
 
-// Get returns the value of the variable ref names ("ANTHROPIC_API_KEY"; the
-// core picks a #field of a JSON value), if the policy lets the ref read it.
-func (e *env) Get(_ context.Context, ref driver.Ref) (driver.Value, error) {
+// check is the policy: ref must name a variable the Store may read. The
+// core applies it before the .env files are read.
+func (e env) check(ref driver.Ref) error {
 	name := ref.Name
 	if !validName(name) {
-		return driver.Value{}, driver.Errorf(secrets.CodeInvalidRef, "not a variable name: use letters, digits and '_', not starting with a digit")
+		return driver.Errorf(secrets.CodeInvalidRef, "not a variable name: use letters, digits and '_', not starting with a digit")
 	}
 	if p, denied := matchFold(e.deny, name); denied {
-		return driver.Value{}, driver.Errorf(secrets.CodePermission, "variable %s is denied by the policy (pattern %q): it holds the key to other secrets", name, p)
+		return driver.Errorf(secrets.CodePermission, "variable %s is denied by the policy (pattern %q): it holds the key to other secrets", name, p)
 	}
 	if len(e.allow) > 0 {
 		if _, ok := match(e.allow, name); !ok {
-			return driver.Value{}, driver.Errorf(secrets.CodePermission, "variable %s is not in the allow list (%s)", name, strings.Join(e.allow, ", "))
+			return driver.Errorf(secrets.CodePermission, "variable %s is not in the allow list (%s)", name, strings.Join(e.allow, ", "))
 		}
 	}
+	return nil
+}
+
+// Get returns the value of the variable ref names ("ANTHROPIC_API_KEY"; the
+// core picks a #field of a JSON value), which check has allowed.
+func (e *env) Get(_ context.Context, ref driver.Ref) (driver.Value, error) {
+	name := ref.Name
 	value, ok := e.lookup(name)
 	if !ok {
 		value, ok = e.dotenv[name]

@@ -2,7 +2,6 @@ package envstore_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -10,24 +9,11 @@ import (
 
 	secrets "github.com/keyward/secrets"
 	"github.com/keyward/secrets/envstore"
+	"github.com/keyward/secrets/internal/testenv"
 )
 
 // The rules the driver layer owns, checked on envstore: each of these
 // drifted between backends before (issue 11).
-
-func wantError(t *testing.T, what string, err error, is error, op, ref string) {
-	t.Helper()
-	if !errors.Is(err, is) {
-		t.Fatalf("%s: got %v, want an error matching %v", what, err, is)
-	}
-	var e *secrets.Error
-	if !errors.As(err, &e) {
-		t.Fatalf("%s: %T is not a *secrets.Error: %v", what, err, err)
-	}
-	if e.Op != op || e.Backend != envstore.Backend || e.Ref != ref {
-		t.Fatalf("%s: Op %q Backend %q Ref %q, want %q %q %q", what, e.Op, e.Backend, e.Ref, op, envstore.Backend, ref)
-	}
-}
 
 // TestCanceledContextRule: a canceled ctx is an *Error naming the backend
 // and the ref that errors.Is context.Canceled, for Resolve, ResolveMany (one
@@ -35,29 +21,30 @@ func wantError(t *testing.T, what string, err error, is error, op, ref string) {
 func TestCanceledContextRule(t *testing.T) {
 	lookup := func(string) (string, bool) { return "sk-ctx-value", true }
 	s := envstore.New(&envstore.Options{Lookup: lookup})
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
+	ctx := testenv.Canceled()
 	_, err := s.Resolve(ctx, "BOT_KEY")
-	wantError(t, "Resolve", err, context.Canceled, "resolve", "BOT_KEY")
+	testenv.WantContextError(t, "Resolve", err, context.Canceled, "resolve", envstore.Backend, "BOT_KEY")
 
-	res, err := secrets.ResolveMany(ctx, s, []string{"BOT_KEY", "OTHER_KEY"})
-	if !errors.Is(err, context.Canceled) || len(res) != 2 {
-		t.Fatalf("ResolveMany: %d results, %v; want 2 and context.Canceled", len(res), err)
-	}
+	refs := []string{"BOT_KEY", "OTHER_KEY"}
+	res, err := secrets.ResolveMany(ctx, s, refs)
+	testenv.WantBatchFailure(t, "ResolveMany", res, err, refs, secrets.CodeOf(context.Canceled), envstore.Backend)
 	for _, r := range res {
-		wantError(t, "ResolveMany", r.Err, context.Canceled, "resolve", r.Ref)
+		testenv.WantContextError(t, "ResolveMany", r.Err, context.Canceled, "resolve", envstore.Backend, r.Ref)
 	}
-	wantError(t, "Ping", s.Ping(ctx), context.Canceled, "ping", "")
+	testenv.WantContextError(t, "Ping", s.Ping(ctx), context.Canceled, "ping", envstore.Backend, "")
 }
 
 // TestDotEnvFailureRetried: a .env file that cannot be read fails the call,
 // and the next call reads it again; envstore kept the first failure for the
-// life of the Store.
+// life of the Store. The policy is judged first: a denied name is
+// ErrPermission whatever the files.
 func TestDotEnvFailureRetried(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "late.env")
 	s := envstore.New(&envstore.Options{Lookup: func(string) (string, bool) { return "", false }, DotEnv: []string{file}})
-	_, err := s.Resolve(context.Background(), "LATE_KEY")
-	wantError(t, "a .env file not there yet", err, secrets.ErrUnavailable, "resolve", "LATE_KEY")
+	_, err := s.Resolve(context.Background(), "ENCRYPTION_KEY")
+	testenv.WantError(t, "a denied name", err, secrets.CodePermission, "resolve", envstore.Backend, "ENCRYPTION_KEY")
+	_, err = s.Resolve(context.Background(), "LATE_KEY")
+	testenv.WantError(t, "a .env file not there yet", err, secrets.CodeUnavailable, "resolve", envstore.Backend, "LATE_KEY")
 	if err := os.WriteFile(file, []byte("LATE_KEY=sk-late-7c1e\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +76,7 @@ func TestFieldsShareOneLookup(t *testing.T) {
 	}
 	for i, want := range []string{"sk-field-91", "org-3", "", `{"api_key":"sk-field-91","org":"org-3"}`} {
 		if want == "" {
-			wantError(t, "a missing #field", res[i].Err, secrets.ErrNotFound, "resolve", refs[i])
+			testenv.WantError(t, "a missing #field", res[i].Err, secrets.CodeNotFound, "resolve", envstore.Backend, refs[i])
 			continue
 		}
 		if res[i].Err != nil || res[i].Secret.Reveal() != want {
