@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/api/auth/kubernetes"
 
 	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/driver"
 )
 
 // authState is the token the Store uses. mu serialises logins, so that a
@@ -28,14 +29,13 @@ type authState struct {
 // checkToken looks up the static token once, so a missing, revoked or
 // expired VAULT_TOKEN is reported at start with a clear reason, and its
 // expiry is known (TokenExpiry) and logged.
-func (s *Store) checkToken(ctx context.Context, ref string) error {
-	if s.client.Token() == "" {
-		return &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodePermission,
-			Reason: "no Vault token: set VAULT_TOKEN, or open with auth=approle or auth=kubernetes"}
+func (d *conn) checkToken(ctx context.Context) error {
+	if d.client.Token() == "" {
+		return driver.Errorf(secrets.CodePermission, "no Vault token: set VAULT_TOKEN, or open with auth=approle or auth=kubernetes")
 	}
-	sec, err := s.client.Auth().Token().LookupSelfWithContext(ctx)
+	sec, err := d.client.Auth().Token().LookupSelfWithContext(ctx)
 	if err != nil {
-		e := classify(ctx, "resolve", ref, "checking the Vault token (lookup-self)", err)
+		e := classify("checking the Vault token (lookup-self)", err)
 		var se *secrets.Error
 		if isStatus(err, 403) && errors.As(e, &se) {
 			se.Reason = "checking the Vault token (lookup-self): Vault refused it: the token is invalid, expired or revoked"
@@ -46,17 +46,17 @@ func (s *Store) checkToken(ctx context.Context, ref string) error {
 	renewable, _ := sec.TokenIsRenewable()
 	var expiry time.Time
 	if ttl > 0 {
-		expiry = s.opts.Now().Add(ttl)
+		expiry = d.opts.Now().Add(ttl)
 	}
-	s.auth.mu.Lock()
-	s.auth.expiry = expiry
-	s.auth.mu.Unlock()
+	d.auth.mu.Lock()
+	d.auth.expiry = expiry
+	d.auth.mu.Unlock()
 	if expiry.IsZero() {
-		s.opts.Logger.Info("vault: token checked; it does not expire")
+		d.opts.Logger.Info("vault: token checked; it does not expire")
 	} else {
 		// A static token is not renewed by the Store: whoever issued it must
 		// replace it before this time.
-		s.opts.Logger.Warn("vault: token checked; it expires and is not renewed by keyward",
+		d.opts.Logger.Warn("vault: token checked; it expires and is not renewed by keyward",
 			"expires", expiry.UTC().Format(time.RFC3339), "ttl", ttl.Round(time.Second).String(), "renewable", renewable)
 	}
 	return nil
@@ -64,20 +64,20 @@ func (s *Store) checkToken(ctx context.Context, ref string) error {
 
 // login logs in with the Auth method and sets the token on the client.
 // Callers hold no lock; login takes auth.mu.
-func (s *Store) login(ctx context.Context, ref string) error {
-	s.auth.mu.Lock()
-	defer s.auth.mu.Unlock()
-	return s.loginLocked(ctx, ref)
+func (d *conn) login(ctx context.Context) error {
+	d.auth.mu.Lock()
+	defer d.auth.mu.Unlock()
+	return d.loginLocked(ctx)
 }
 
-func (s *Store) loginLocked(ctx context.Context, ref string) error {
-	sec, err := s.client.Auth().Login(ctx, s.opts.Auth)
+func (d *conn) loginLocked(ctx context.Context) error {
+	sec, err := d.client.Auth().Login(ctx, d.opts.Auth)
 	if err != nil {
 		var cfg *authConfigError
 		if errors.As(err, &cfg) {
-			return &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodePermission, Reason: "logging in to Vault: " + cfg.reason}
+			return driver.Errorf(secrets.CodePermission, "logging in to Vault: %s", cfg.reason)
 		}
-		e := classify(ctx, "resolve", ref, "logging in to Vault", err)
+		e := classify("logging in to Vault", err)
 		var se *secrets.Error
 		if errors.As(e, &se) && (se.Code == secrets.CodeInvalidRef || se.Code == secrets.CodeNotFound) {
 			// Vault answers a bad role, secret id or JWT with 400, and an auth
@@ -89,35 +89,34 @@ func (s *Store) loginLocked(ctx context.Context, ref string) error {
 		return e
 	}
 	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
-		return &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodePermission,
-			Reason: "logging in to Vault: the answer holds no token"}
+		return driver.Errorf(secrets.CodePermission, "logging in to Vault: the answer holds no token")
 	}
-	s.auth.secret = sec
-	s.auth.expiry = time.Time{}
+	d.auth.secret = sec
+	d.auth.expiry = time.Time{}
 	ttl := time.Duration(sec.Auth.LeaseDuration) * time.Second
 	if ttl > 0 {
-		s.auth.expiry = s.opts.Now().Add(ttl)
+		d.auth.expiry = d.opts.Now().Add(ttl)
 	}
-	s.opts.Logger.Info("vault: logged in", "ttl", ttl.String(), "renewable", sec.Auth.Renewable)
+	d.opts.Logger.Info("vault: logged in", "ttl", ttl.String(), "renewable", sec.Auth.Renewable)
 	return nil
 }
 
 // relogin logs in again unless another caller already replaced oldToken.
-func (s *Store) relogin(ctx context.Context, oldToken, why string) error {
-	s.auth.mu.Lock()
-	defer s.auth.mu.Unlock()
-	if s.client.Token() != oldToken {
+func (d *conn) relogin(ctx context.Context, oldToken, why string) error {
+	d.auth.mu.Lock()
+	defer d.auth.mu.Unlock()
+	if d.client.Token() != oldToken {
 		return nil
 	}
-	s.opts.Logger.Warn("vault: logging in again", "why", why)
-	return s.loginLocked(ctx, "")
+	d.opts.Logger.Warn("vault: logging in again", "why", why)
+	return d.loginLocked(ctx)
 }
 
 // kickRenewal tells the renewal goroutine that a resolve logged in again,
 // so it stops watching the old token and watches the new one.
-func (s *Store) kickRenewal() {
+func (d *conn) kickRenewal() {
 	select {
-	case s.auth.kick <- struct{}{}:
+	case d.auth.kick <- struct{}{}:
 	default:
 	}
 }
@@ -125,8 +124,8 @@ func (s *Store) kickRenewal() {
 // tokenDead reports whether Vault refuses the current token itself, as
 // opposed to refusing one path to a valid token; only then is logging in
 // again of any use.
-func (s *Store) tokenDead(ctx context.Context) bool {
-	_, err := s.client.Auth().Token().LookupSelfWithContext(ctx)
+func (d *conn) tokenDead(ctx context.Context) bool {
+	_, err := d.client.Auth().Token().LookupSelfWithContext(ctx)
 	return isStatus(err, 403) || isStatus(err, 401)
 }
 
@@ -134,31 +133,31 @@ func (s *Store) tokenDead(ctx context.Context) bool {
 // renews it, and when renewal is no longer possible (max TTL reached, token
 // revoked, Vault down past its expiry) the Store logs in again, retrying
 // every ReloginWait until it works.
-func (s *Store) renew(ctx context.Context, done chan struct{}) {
+func (d *conn) renew(ctx context.Context, done chan struct{}) {
 	defer close(done)
 	for {
-		s.auth.mu.Lock()
-		sec := s.auth.secret
-		s.auth.mu.Unlock()
-		w, err := s.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: sec})
+		d.auth.mu.Lock()
+		sec := d.auth.secret
+		d.auth.mu.Unlock()
+		w, err := d.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: sec})
 		if err != nil {
-			s.opts.Logger.Error("vault: cannot watch the token", "error", err.Error())
+			d.opts.Logger.Error("vault: cannot watch the token", "error", err.Error())
 			return
 		}
 		go w.Start()
-		switch s.follow(ctx, w, sec) {
+		switch d.follow(ctx, w, sec) {
 		case stopped:
 			return
 		case replaced:
 			continue
 		}
 		for {
-			err := s.relogin(ctx, sec.Auth.ClientToken, "the token can no longer be renewed")
+			err := d.relogin(ctx, sec.Auth.ClientToken, "the token can no longer be renewed")
 			if err == nil {
 				break
 			}
-			s.opts.Logger.Error("vault: logging in again failed; will retry", "error", err.Error(), "wait", s.opts.ReloginWait.String())
-			t := time.NewTimer(s.opts.ReloginWait)
+			d.opts.Logger.Error("vault: logging in again failed; will retry", "error", renewLog(err), "wait", d.opts.ReloginWait.String())
+			t := time.NewTimer(d.opts.ReloginWait)
 			select {
 			case <-ctx.Done():
 				t.Stop()
@@ -178,17 +177,17 @@ const (
 
 // follow relays w's renewals of sec until w ends, a resolve replaces sec, or
 // ctx ends. It always waits for w's goroutine to exit.
-func (s *Store) follow(ctx context.Context, w *api.LifetimeWatcher, sec *api.Secret) int {
+func (d *conn) follow(ctx context.Context, w *api.LifetimeWatcher, sec *api.Secret) int {
 	for {
 		select {
 		case <-ctx.Done():
 			w.Stop()
 			<-w.DoneCh()
 			return stopped
-		case <-s.auth.kick:
-			s.auth.mu.Lock()
-			same := s.auth.secret == sec
-			s.auth.mu.Unlock()
+		case <-d.auth.kick:
+			d.auth.mu.Lock()
+			same := d.auth.secret == sec
+			d.auth.mu.Unlock()
 			if same {
 				continue // a stale kick, from before sec was watched
 			}
@@ -200,21 +199,33 @@ func (s *Store) follow(ctx context.Context, w *api.LifetimeWatcher, sec *api.Sec
 				continue
 			}
 			ttl := time.Duration(r.Secret.Auth.LeaseDuration) * time.Second
-			s.auth.mu.Lock()
-			s.auth.expiry = s.opts.Now().Add(ttl)
-			s.auth.mu.Unlock()
-			s.opts.Logger.Info("vault: token renewed", "ttl", ttl.String())
+			d.auth.mu.Lock()
+			d.auth.expiry = d.opts.Now().Add(ttl)
+			d.auth.mu.Unlock()
+			d.opts.Logger.Info("vault: token renewed", "ttl", ttl.String())
 		case err := <-w.DoneCh():
 			if err != nil {
 				// Classified, so Vault's response body never reaches the log.
-				s.opts.Logger.Warn("vault: token renewal stopped", "error",
-					classify(context.Background(), "renew", "", "renewing the token", err).Error())
+				d.opts.Logger.Warn("vault: token renewal stopped", "error", renewLog(classify("renewing the token", err)))
 			} else {
-				s.opts.Logger.Info("vault: token reached the end of its renewals")
+				d.opts.Logger.Info("vault: token reached the end of its renewals")
 			}
 			return ended
 		}
 	}
+}
+
+// renewLog is the text of a renewal's error for the log, named as the
+// renewal's: errors are classified first, so Vault's response body never
+// reaches the log.
+func renewLog(err error) string {
+	var se *secrets.Error
+	if errors.As(err, &se) {
+		c := *se
+		c.Op, c.Backend = "renew", Backend
+		return c.Error()
+	}
+	return err.Error()
 }
 
 // authConfigError is a local misconfiguration of a login method (a missing

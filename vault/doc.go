@@ -30,6 +30,13 @@
 //
 // Secret.Version is the KV v2 version number; Secret.ExpiresAt is set from
 // a dynamic secret's lease, so a cache in front refreshes it in time.
+// ResolveMany reads a path once for all its #fields, so
+// database/creds/app#username and #password in one batch come from one lease.
+//
+// The Store is served through the driver layer (package driver): it is
+// opened on first use, on the caller's ctx, by the callers that arrive
+// meanwhile together, and opened again by the next call if that failed;
+// Ping opens it too, then checks sys/health (initialized and unsealed).
 //
 // # URLs
 //
@@ -71,10 +78,12 @@
 //     VAULT_ADDR, VAULT_AGENT_ADDR, VAULT_PROXY_ADDR or VAULT_HTTP_PROXY that
 //     is not a URL is named, never quoted (its user info may hold a password).
 //   - ErrUnavailable: Vault is sealed, answers 5xx or 429, cannot be
-//     reached, or timed out; and every resolve after Close.
+//     reached, or timed out; and every call after Close, Ping included.
 //
 // Vault's error bodies are not repeated: messages give the HTTP status and,
 // for a few known phrases ("permission denied", "Vault is sealed"), the
 // phrase. The api's *api.ResponseError stays reachable with errors.As. A
-// canceled context is returned as itself.
+// caller's ended context is secrets.ContextError: an *secrets.Error naming
+// the backend and the ref that errors.Is the context's error (a deadline is
+// also ErrUnavailable).
 package vault

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/vault/api"
 
 	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/driver"
 )
 
 // responseError carries Vault's *api.ResponseError for errors.As while
@@ -68,36 +69,28 @@ type netError struct {
 func (e *netError) Error() string { return e.what }
 func (e *netError) Unwrap() error { return e.err }
 
-// classify turns an error from the Vault client into a *secrets.Error with
-// the right code. ctx errors pass through as themselves so errors.Is(err,
-// context.Canceled) holds. reason prefixes what the Store was doing.
-func classify(ctx context.Context, op, ref, doing string, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-		if errors.Is(ctxErr, context.Canceled) {
-			return ctxErr
-		}
-		return &secrets.Error{Op: op, Backend: Backend, Ref: ref, Code: secrets.CodeUnavailable,
-			Reason: doing + ": timed out", Err: ctxErr}
+// classify turns an error from the Vault client into a driver error with the
+// right code; doing says what the Store was doing. A cancel is returned as
+// itself, for the core's context rule.
+func classify(doing string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
 	}
 	var re *api.ResponseError
 	if errors.As(err, &re) {
 		code, hint := statusCode(re.StatusCode)
-		return &secrets.Error{Op: op, Backend: Backend, Ref: ref, Code: code,
-			Reason: doing + ": " + hint, Err: &responseError{re}}
+		return driver.Wrap(code, &responseError{re}, "%s: %s", doing, hint)
 	}
 	var nerr net.Error
 	switch {
 	case errors.As(err, &nerr) && nerr.Timeout(), errors.Is(err, context.DeadlineExceeded):
-		return &secrets.Error{Op: op, Backend: Backend, Ref: ref, Code: secrets.CodeUnavailable,
-			Reason: doing + ": Vault did not answer in time", Err: &netError{"timeout", err}}
+		return driver.Wrap(secrets.CodeUnavailable, &netError{"timeout", err}, "%s: Vault did not answer in time", doing)
 	case errors.As(err, &nerr), isConnError(err):
-		return &secrets.Error{Op: op, Backend: Backend, Ref: ref, Code: secrets.CodeUnavailable,
-			Reason: doing + ": cannot reach Vault (check VAULT_ADDR and that the server is up)", Err: &netError{"connection failed", err}}
+		return driver.Wrap(secrets.CodeUnavailable, &netError{"connection failed", err}, "%s: cannot reach Vault (check VAULT_ADDR and that the server is up)", doing)
 	}
 	// Anything else (a TLS setup error, a body that is not JSON) is cut to
 	// its type: its text might quote a response.
-	return &secrets.Error{Op: op, Backend: Backend, Ref: ref, Code: secrets.CodeUnavailable,
-		Reason: fmt.Sprintf("%s: request to Vault failed (%T)", doing, err)}
+	return driver.Errorf(secrets.CodeUnavailable, "%s: request to Vault failed (%T)", doing, err)
 }
 
 func isConnError(err error) bool {

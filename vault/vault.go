@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -13,14 +14,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/api"
 
 	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/driver"
 	"github.com/keyward/secrets/internal/bounds"
-	"github.com/keyward/secrets/internal/refs"
 )
 
 // Backend is the name this package reports in errors and audit events.
@@ -57,20 +57,28 @@ type Options struct {
 
 // Store resolves refs from Vault's KV v1 and v2 secrets engines, and reads
 // other engines' paths (database/creds/app) as dynamic secrets. It is safe
-// for concurrent use. Close stops its token renewal.
+// for concurrent use. Resolve, ResolveMany, Ping and Close come from the
+// driver layer (driver.Resolver), which opens the Store on first use: it
+// makes the client from the environment if none was given, checks the token
+// or logs in, and starts the renewal; an open that fails is tried again by
+// the next call. Close stops the renewal.
 type Store struct {
-	opts      Options
+	*driver.Resolver
+	opts      Options     // read when the Store is opened
+	client    *api.Client // given to New, or nil
 	prefix    string
 	prefixErr error
+}
 
-	initMu    sync.Mutex
-	inited    atomic.Bool
-	closed    atomic.Bool
+// conn is the Store's driver: an opened client, its token, and the mounts it
+// has seen.
+type conn struct {
+	opts      Options
+	prefix    string
 	client    *api.Client
-	fromEnv   bool         // client made from the environment on first use
-	ownHTTP   *http.Client // that client's HTTP client, the only one Close touches
-	bgCancel  func()       // stops the renewal goroutine
-	watchDone chan struct{}
+	ownHTTP   *http.Client // the client's HTTP client when made from the environment, the only one Close touches
+	stopRenew func()       // stops the renewal goroutine; nil without Auth
+	renewDone chan struct{}
 
 	auth authState
 
@@ -80,9 +88,12 @@ type Store struct {
 }
 
 var (
-	_ secrets.KeyResolver        = (*Store)(nil)
-	_ secrets.Pinger             = (*Store)(nil)
-	_ interface{ Close() error } = (*Store)(nil)
+	_ secrets.KeyResolver   = (*Store)(nil)
+	_ secrets.BatchResolver = (*Store)(nil)
+	_ secrets.Pinger        = (*Store)(nil)
+	_ io.Closer             = (*Store)(nil)
+	_ driver.Pinger         = (*conn)(nil)
+	_ io.Closer             = (*conn)(nil)
 )
 
 // New returns a Store reading through client. A nil client means one made
@@ -90,7 +101,7 @@ var (
 // VAULT_CACERT, ... through api.DefaultConfig) on first use. New does no I/O:
 // the token is checked, or the Store logs in, on the first Resolve.
 func New(client *api.Client, opts *Options) *Store {
-	s := &Store{client: client, fromEnv: client == nil, mounts: map[string]mountInfo{}}
+	s := &Store{client: client}
 	if opts != nil {
 		s.opts = *opts
 	}
@@ -104,49 +115,114 @@ func New(client *api.Client, opts *Options) *Store {
 		s.opts.ReloginWait = 5 * time.Second
 	}
 	s.prefix, s.prefixErr = cleanMount(s.opts.Mount)
-	s.auth.kick = make(chan struct{}, 1)
+	s.Resolver = driver.Open(Backend, s.open, &driver.Options{Params: []string{"version"}, Now: s.opts.Now, Check: s.check})
 	return s
 }
 
-// Client returns the Vault client the Store uses, making it from the
-// environment if it was not given one. It is for tests and for callers who
-// want to share the Store's login.
+// Client returns the Vault client the Store uses, opening the Store first
+// (making the client from the environment, checking the token or logging in)
+// if it is not open yet. It is for tests and for callers who want to share
+// the Store's login.
 func (s *Store) Client() (*api.Client, error) {
-	s.initMu.Lock()
-	defer s.initMu.Unlock()
-	if err := s.makeClientLocked(); err != nil {
+	d, err := s.Driver(context.Background(), "open")
+	if err != nil {
 		return nil, err
 	}
-	return s.client, nil
+	return d.(*conn).client, nil
 }
 
-func (s *Store) makeClientLocked() error {
-	if s.client != nil {
-		return nil
+// TokenExpiry returns when the token in use expires: the static token's as
+// found on first use, or the logged-in token's as of its last renewal. The
+// zero time means it never expires or is not known yet.
+func (s *Store) TokenExpiry() time.Time {
+	d, ok := s.Loaded()
+	if !ok {
+		return time.Time{}
 	}
+	c := d.(*conn)
+	c.auth.mu.Lock()
+	defer c.auth.mu.Unlock()
+	return c.auth.expiry
+}
+
+// check applies vault's ref rules before anything is sent: no ref that
+// escapes its mount or has a bad ?version costs a request, or a login.
+func (s *Store) check(ref driver.Ref) error {
+	if s.prefixErr != nil {
+		return driver.Errorf(secrets.CodeInvalidRef, "the Store's default %v", s.prefixErr)
+	}
+	_, _, err := target(s.prefix, ref)
+	return err
+}
+
+// target returns the Vault path and the KV v2 version (0 for the latest) a
+// ref names under prefix.
+func target(prefix string, ref driver.Ref) (string, int, error) {
+	full, err := joinRef(prefix, ref.Name)
+	if err != nil {
+		return "", 0, driver.Errorf(secrets.CodeInvalidRef, "%v", err)
+	}
+	version := 0
+	if ref.Query.Has("version") {
+		n, err := bounds.Int("?version", ref.Query.Get("version"), 1, math.MaxInt, "?version=3")
+		if err != nil {
+			return "", 0, driver.Errorf(secrets.CodeInvalidRef, "%v", err)
+		}
+		version = n
+	}
+	return full, version, nil
+}
+
+// open makes the client if need be and checks the token or logs in (and
+// starts the renewal), on the first caller's ctx.
+func (s *Store) open(ctx context.Context) (driver.Driver, error) {
+	d := &conn{opts: s.opts, prefix: s.prefix, client: s.client, mounts: map[string]mountInfo{}}
+	d.auth.kick = make(chan struct{}, 1)
+	if d.client == nil {
+		c, hc, err := clientFromEnv()
+		if err != nil {
+			return nil, err
+		}
+		d.client, d.ownHTTP = c, hc
+	}
+	var err error
+	if d.opts.Auth == nil {
+		err = d.checkToken(ctx)
+	} else if err = d.login(ctx); err == nil {
+		bg, cancel := context.WithCancel(context.Background())
+		d.stopRenew, d.renewDone = cancel, make(chan struct{})
+		go d.renew(bg, d.renewDone)
+	}
+	if err != nil {
+		d.Close() // the next call makes a new client: release this one's connections
+		return nil, err
+	}
+	return d, nil
+}
+
+// clientFromEnv makes a client from Vault's environment, and returns its
+// HTTP client too.
+func clientFromEnv() (*api.Client, *http.Client, error) {
 	if err := checkAddresses(os.Getenv); err != nil {
-		return err
+		return nil, nil, err
 	}
 	cfg := api.DefaultConfig()
 	if cfg.Error != nil {
 		if isURLError(cfg.Error) {
-			return malformedAddress("")
+			return nil, nil, malformedAddress("")
 		}
 		// Past checkAddresses, the error names which VAULT_* variable is
 		// malformed and quotes at most a number or a file path.
-		return &secrets.Error{Op: "open", Backend: Backend, Code: secrets.CodeInvalidRef,
-			Reason: "cannot configure the Vault client from the environment (VAULT_ADDR, VAULT_CACERT, ...)", Err: cfg.Error}
+		return nil, nil, driver.Wrap(secrets.CodeInvalidRef, cfg.Error, "cannot configure the Vault client from the environment (VAULT_ADDR, VAULT_CACERT, ...)")
 	}
 	c, err := api.NewClient(cfg)
 	if err != nil {
 		if isURLError(err) {
-			return malformedAddress("")
+			return nil, nil, malformedAddress("")
 		}
-		return &secrets.Error{Op: "open", Backend: Backend, Code: secrets.CodeInvalidRef,
-			Reason: fmt.Sprintf("cannot make a Vault client from the environment: %v", err)}
+		return nil, nil, driver.Errorf(secrets.CodeInvalidRef, "cannot make a Vault client from the environment: %v", err)
 	}
-	s.client, s.ownHTTP = c, cfg.HttpClient
-	return nil
+	return c, cfg.HttpClient, nil
 }
 
 // addressVariables are the variables vault/api parses as URLs.
@@ -179,7 +255,7 @@ func malformedAddress(name string) error {
 		how = "it must be a proxy URL such as http://proxy.example.com:3128 (brackets around an IPv6 host, " +
 			"a numeric port, a user and password %-encoded)"
 	}
-	return &secrets.Error{Op: "open", Backend: Backend, Code: secrets.CodeInvalidRef, Reason: name + " is malformed: " + how}
+	return driver.Errorf(secrets.CodeInvalidRef, "%s is malformed: %s", name, how)
 }
 
 // isURLError reports whether err holds a *url.Error, whose text quotes a URL.
@@ -188,119 +264,48 @@ func isURLError(err error) bool {
 	return errors.As(err, &ue)
 }
 
-// ready makes the client and checks the token or logs in, once. Failures are
-// not remembered: the next resolve tries again, so a Vault that was down at
-// start is picked up when it comes back.
-func (s *Store) ready(ctx context.Context, ref string) error {
-	if s.closed.Load() {
-		return s.errClosed(ref)
-	}
-	if s.inited.Load() {
-		return nil
-	}
-	s.initMu.Lock()
-	defer s.initMu.Unlock()
-	if s.closed.Load() {
-		return s.errClosed(ref)
-	}
-	if s.inited.Load() {
-		return nil
-	}
-	if s.prefixErr != nil {
-		return &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodeInvalidRef,
-			Reason: "the Store's default " + s.prefixErr.Error()}
-	}
-	if err := s.makeClientLocked(); err != nil {
-		return err
-	}
-	if s.opts.Auth == nil {
-		if err := s.checkToken(ctx, ref); err != nil {
-			return err
-		}
-	} else {
-		if err := s.login(ctx, ref); err != nil {
-			return err
-		}
-		bg, cancel := context.WithCancel(context.Background())
-		s.bgCancel, s.watchDone = cancel, make(chan struct{})
-		go s.renew(bg, s.watchDone)
-	}
-	s.inited.Store(true)
-	return nil
-}
-
-func (s *Store) errClosed(ref string) error {
-	return &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodeUnavailable, Reason: "the Store is closed"}
-}
-
-// Resolve returns the secret at ref: "mount/path#field", or "path#field"
-// under the default mount, with "?version=N" for a KV v2 version.
-func (s *Store) Resolve(ctx context.Context, ref string) (secrets.Secret, error) {
-	if err := ctx.Err(); err != nil {
-		return secrets.Secret{}, err
-	}
-	secrets.InfoFrom(ctx).SetBackend(Backend)
-	invalid := func(reason string) (secrets.Secret, error) {
-		return secrets.Secret{}, &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodeInvalidRef, Reason: reason}
-	}
-	r, err := refs.Parse(ref, "version")
+// Get reads the secret at ref: "mount/path", or "path" under the default
+// mount, with "?version=N" for a KV v2 version; the core picks a #field.
+func (d *conn) Get(ctx context.Context, ref driver.Ref) (driver.Value, error) {
+	full, version, err := target(d.prefix, ref)
 	if err != nil {
-		return invalid(err.Error())
+		return driver.Value{}, err
 	}
-	full, err := joinRef(s.prefix, r.Path)
+	m, err := d.mountFor(ctx, full)
 	if err != nil {
-		return invalid(err.Error())
+		return driver.Value{}, err
 	}
-	version := 0
-	if v := r.Query.Get("version"); r.Query.Has("version") {
-		n, err := bounds.Int("?version", v, 1, math.MaxInt, "?version=3")
-		if err != nil {
-			return invalid(err.Error())
-		}
-		version = n
-	}
-	if err := s.ready(ctx, ref); err != nil {
-		return secrets.Secret{}, err
-	}
-	m, err := s.mountFor(ctx, ref, full)
-	if err != nil {
-		return secrets.Secret{}, err
+	if version > 0 && m.kind != kvV2 {
+		return driver.Value{}, driver.Errorf(secrets.CodeInvalidRef, "?version is only for KV version 2 mounts; %s is %s", m.path, m.describe())
 	}
 	path, params := m.readPath(full, version)
-	if version > 0 && m.kind != kvV2 {
-		return invalid("?version is only for KV version 2 mounts; " + m.path + " is " + m.describe())
-	}
-	sec, err := s.read(ctx, path, params)
+	sec, err := d.read(ctx, path, params)
 	if err != nil {
-		return secrets.Secret{}, classify(ctx, "resolve", ref, "reading "+path, err)
+		return driver.Value{}, classify("reading "+path, err)
 	}
-	return s.toSecret(ref, r.Field, m, sec)
+	return d.value(m, sec, ref.Field)
 }
 
 // read does one GET, and when a logged-in token turns out to be revoked or
 // expired (a 403 that lookup-self confirms), logs in again and retries once.
-func (s *Store) read(ctx context.Context, path string, params url.Values) (*api.Secret, error) {
-	token := s.client.Token()
-	sec, err := s.client.Logical().ReadWithDataWithContext(ctx, path, params)
-	if err == nil || s.opts.Auth == nil || !isStatus(err, 403) || !s.tokenDead(ctx) {
+func (d *conn) read(ctx context.Context, path string, params url.Values) (*api.Secret, error) {
+	token := d.client.Token()
+	sec, err := d.client.Logical().ReadWithDataWithContext(ctx, path, params)
+	if err == nil || d.opts.Auth == nil || !isStatus(err, 403) || !d.tokenDead(ctx) {
 		return sec, err
 	}
-	if lerr := s.relogin(ctx, token, "a request was denied and the token no longer works"); lerr != nil {
+	if lerr := d.relogin(ctx, token, "a request was denied and the token no longer works"); lerr != nil {
 		return nil, err
 	}
-	s.kickRenewal()
-	return s.client.Logical().ReadWithDataWithContext(ctx, path, params)
+	d.kickRenewal()
+	return d.client.Logical().ReadWithDataWithContext(ctx, path, params)
 }
 
-// toSecret turns Vault's answer into a Secret. The whole data map is the
-// document; a map that is only {"value": "..."} is that value, which is how
-// a bare secret is stored (vault kv put secret/x value=sk-...).
-func (s *Store) toSecret(ref, field string, m mountInfo, sec *api.Secret) (secrets.Secret, error) {
-	fail := func(code secrets.Code, reason string) (secrets.Secret, error) {
-		return secrets.Secret{}, &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: code, Reason: reason}
-	}
+// value turns Vault's answer into a Value. A KV v2 answer's data is under
+// "data", its version under "metadata"; a lease sets ExpiresAt.
+func (d *conn) value(m mountInfo, sec *api.Secret, field string) (driver.Value, error) {
 	if sec == nil {
-		return fail(secrets.CodeNotFound, "no secret at this path in "+m.path)
+		return driver.Value{}, driver.Errorf(secrets.CodeNotFound, "no secret at this path in %s", m.path)
 	}
 	data := sec.Data
 	var version string
@@ -313,122 +318,77 @@ func (s *Store) toSecret(ref, field string, m mountInfo, sec *api.Secret) (secre
 		if !ok || inner == nil {
 			switch {
 			case meta != nil && meta["destroyed"] == true:
-				return fail(secrets.CodeNotFound, "version "+version+" was destroyed")
+				return driver.Value{}, driver.Errorf(secrets.CodeNotFound, "version %s was destroyed", version)
 			case meta != nil && meta["deletion_time"] != nil && meta["deletion_time"] != "":
-				return fail(secrets.CodeNotFound, "version "+version+" was deleted")
+				return driver.Value{}, driver.Errorf(secrets.CodeNotFound, "version %s was deleted", version)
 			}
-			return fail(secrets.CodeNotFound, "no secret at this path in "+m.path)
+			return driver.Value{}, driver.Errorf(secrets.CodeNotFound, "no secret at this path in %s", m.path)
 		}
 		data = inner
 	}
-	value, code, reason := pick(data, field)
-	if code != secrets.CodeUnknown {
-		return fail(code, reason)
+	v, err := document(data, field)
+	if err != nil {
+		return driver.Value{}, err
 	}
-	out := secrets.NewSecret(value)
-	out.Version = version
+	v.Version = version
 	// Only a lease makes an expiry: KV v1 answers carry a lease_duration
 	// that is a refresh hint, with no lease id.
 	if sec.LeaseID != "" && sec.LeaseDuration > 0 {
-		out.ExpiresAt = s.opts.Now().Add(time.Duration(sec.LeaseDuration) * time.Second)
+		v.ExpiresAt = d.opts.Now().Add(time.Duration(sec.LeaseDuration) * time.Second)
 	}
-	return out, nil
+	return v, nil
 }
 
-// pick returns the value of field in data, or the whole secret when field is
-// "". It returns CodeUnknown when it succeeds.
-func pick(data map[string]any, field string) (string, secrets.Code, string) {
-	bare, isBare := data["value"].(string)
-	isBare = isBare && len(data) == 1
+// document is the secret's data as a Value: the decoded map is the document
+// a #field is picked from, and its JSON text is the value of a ref without
+// one; a map that is only {"value": "..."} is that value (vault kv put
+// secret/x value=sk-...), which a #field picks from as from any JSON text
+// (value=@key.json). The JSON text is only made when no #field is asked for.
+func document(data map[string]any, field string) (driver.Value, error) {
+	if bare, ok := data["value"].(string); ok && len(data) == 1 {
+		return driver.Value{Data: bare}, nil
+	}
+	v := driver.Value{Document: data}
 	if field == "" {
-		if isBare {
-			return bare, secrets.CodeUnknown, ""
-		}
 		j, err := json.Marshal(data)
 		if err != nil {
-			return "", secrets.CodeInvalidRef, "the secret cannot be encoded as JSON"
+			return driver.Value{}, driver.Errorf(secrets.CodeInvalidRef, "the secret cannot be encoded as JSON")
 		}
-		return string(j), secrets.CodeUnknown, ""
+		v.Data = string(j)
 	}
-	if v, ok := data[field]; ok {
-		if str, ok := v.(string); ok {
-			return str, secrets.CodeUnknown, ""
-		}
-		j, err := json.Marshal(v)
-		if err != nil {
-			return "", secrets.CodeInvalidRef, "the field cannot be encoded as JSON"
-		}
-		return string(j), secrets.CodeUnknown, ""
-	}
-	if isBare {
-		// A bare value may itself be a JSON document (value=@key.json).
-		v, err := refs.Field([]byte(bare), field)
-		switch {
-		case errors.Is(err, refs.ErrNoField):
-			return "", secrets.CodeNotFound, err.Error()
-		case err != nil:
-			return "", secrets.CodeInvalidRef, err.Error()
-		}
-		return v, secrets.CodeUnknown, ""
-	}
-	return "", secrets.CodeNotFound, refs.ErrNoField.Error()
+	return v, nil
 }
 
-// Ping checks that Vault answers and is unsealed (sys/health), without
-// checking the token.
-func (s *Store) Ping(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c, err := s.Client()
+// Ping checks that Vault answers and is unsealed (sys/health).
+func (d *conn) Ping(ctx context.Context) error {
+	h, err := d.client.Sys().HealthWithContext(ctx)
 	if err != nil {
-		return err
-	}
-	h, err := c.Sys().HealthWithContext(ctx)
-	if err != nil {
-		return classify(ctx, "ping", "", "checking sys/health", err)
+		return classify("checking sys/health", err)
 	}
 	switch {
 	case !h.Initialized:
-		return &secrets.Error{Op: "ping", Backend: Backend, Code: secrets.CodeUnavailable, Reason: "Vault is not initialized"}
+		return driver.Errorf(secrets.CodeUnavailable, "Vault is not initialized")
 	case h.Sealed:
-		return &secrets.Error{Op: "ping", Backend: Backend, Code: secrets.CodeUnavailable, Reason: "Vault is sealed"}
+		return driver.Errorf(secrets.CodeUnavailable, "Vault is sealed")
 	}
 	return nil
 }
 
-// Close stops the token renewal, releases the keep-alive connections of the
-// client the Store made from the environment, and makes later resolves fail
-// with ErrUnavailable. A client given to New is the host's: its connections
-// are left alone. Close does not revoke the token: a replacement Store may
-// be starting with the same credentials.
-func (s *Store) Close() error {
-	s.initMu.Lock()
-	if s.closed.Swap(true) {
-		s.initMu.Unlock()
-		return nil
-	}
-	cancel, done, own := s.bgCancel, s.watchDone, s.ownHTTP
-	s.initMu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
+// Close stops the token renewal and releases the keep-alive connections of
+// a client made from the environment. A client given to New is the host's:
+// its connections are left alone. Close does not revoke the token: a
+// replacement Store may be starting with the same credentials.
+func (d *conn) Close() error {
+	if d.stopRenew != nil {
+		d.stopRenew()
+		<-d.renewDone
 	}
 	// After the renewal stopped, so that its last request's connection is
 	// idle too; a resolve still running keeps its own until it ends.
-	if own != nil {
-		own.CloseIdleConnections()
+	if d.ownHTTP != nil {
+		d.ownHTTP.CloseIdleConnections()
 	}
 	return nil
-}
-
-// TokenExpiry returns when the token in use expires: the static token's as
-// found on first use, or the logged-in token's as of its last renewal. The
-// zero time means it never expires or is not known yet.
-func (s *Store) TokenExpiry() time.Time {
-	s.auth.mu.Lock()
-	defer s.auth.mu.Unlock()
-	return s.auth.expiry
 }
 
 // mount kinds.
@@ -476,15 +436,15 @@ type preflight struct {
 // mountFor returns the mount of full, asking Vault (sys/internal/ui/mounts)
 // only the first time a path in that mount is seen. Concurrent first
 // resolves in one mount share one request.
-func (s *Store) mountFor(ctx context.Context, ref, full string) (mountInfo, error) {
-	if m, ok := s.knownMount(full); ok {
+func (d *conn) mountFor(ctx context.Context, full string) (mountInfo, error) {
+	if m, ok := d.knownMount(full); ok {
 		return m, nil
 	}
 	// Concurrent callers of the same first segment wait for one request; a
 	// caller whose path turns out to be in another mount asks on its own.
 	key, _, _ := strings.Cut(full, "/")
 	p := &preflight{done: make(chan struct{})}
-	if prev, loaded := s.preflights.LoadOrStore(key, p); loaded {
+	if prev, loaded := d.preflights.LoadOrStore(key, p); loaded {
 		p = prev.(*preflight)
 		select {
 		case <-p.done:
@@ -494,23 +454,23 @@ func (s *Store) mountFor(ctx context.Context, ref, full string) (mountInfo, erro
 		if p.err == nil && strings.HasPrefix(full, p.m.path) {
 			return p.m, nil
 		}
-		if m, ok := s.knownMount(full); ok {
+		if m, ok := d.knownMount(full); ok {
 			return m, nil
 		}
-		return s.detect(ctx, ref, full)
+		return d.detect(ctx, full)
 	}
-	p.m, p.err = s.detect(ctx, ref, full)
-	s.preflights.Delete(key)
+	p.m, p.err = d.detect(ctx, full)
+	d.preflights.Delete(key)
 	close(p.done)
 	return p.m, p.err
 }
 
-func (s *Store) knownMount(full string) (mountInfo, bool) {
-	s.mountsMu.RLock()
-	defer s.mountsMu.RUnlock()
+func (d *conn) knownMount(full string) (mountInfo, bool) {
+	d.mountsMu.RLock()
+	defer d.mountsMu.RUnlock()
 	// Vault refuses overlapping mounts, so at most one known mount is a
 	// prefix of full; the loop is over the few mounts a service uses.
-	for p, m := range s.mounts {
+	for p, m := range d.mounts {
 		if strings.HasPrefix(full, p) {
 			return m, true
 		}
@@ -519,8 +479,8 @@ func (s *Store) knownMount(full string) (mountInfo, bool) {
 }
 
 // detect asks Vault which mount full is in, and its type and KV version.
-func (s *Store) detect(ctx context.Context, ref, full string) (mountInfo, error) {
-	sec, err := s.client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+full)
+func (d *conn) detect(ctx context.Context, full string) (mountInfo, error) {
+	sec, err := d.client.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+full)
 	var m mountInfo
 	switch {
 	case err != nil && isStatus(err, 404), err == nil && sec == nil:
@@ -528,7 +488,7 @@ func (s *Store) detect(ctx context.Context, ref, full string) (mountInfo, error)
 		first, _, _ := strings.Cut(full, "/")
 		m = mountInfo{path: first + "/", typ: "kv", kind: kvV1}
 	case err != nil:
-		e := classify(ctx, "resolve", ref, "finding the mount of "+full, err)
+		e := classify("finding the mount of "+full, err)
 		if isStatus(err, 403) {
 			var se *secrets.Error
 			if errors.As(e, &se) {
@@ -542,8 +502,7 @@ func (s *Store) detect(ctx context.Context, ref, full string) (mountInfo, error)
 		path, _ := sec.Data["path"].(string)
 		typ, _ := sec.Data["type"].(string)
 		if path == "" || !strings.HasSuffix(path, "/") || !strings.HasPrefix(full+"/", path) {
-			return mountInfo{}, &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodeUnavailable,
-				Reason: "Vault's answer about the mount of " + full + " does not name a mount containing it"}
+			return mountInfo{}, driver.Errorf(secrets.CodeUnavailable, "Vault's answer about the mount of %s does not name a mount containing it", full)
 		}
 		m = mountInfo{path: path, typ: typ, kind: otherEngine}
 		if typ == "kv" || typ == "generic" {
@@ -554,12 +513,11 @@ func (s *Store) detect(ctx context.Context, ref, full string) (mountInfo, error)
 		}
 	}
 	if !strings.HasPrefix(full, m.path) {
-		return mountInfo{}, &secrets.Error{Op: "resolve", Backend: Backend, Ref: ref, Code: secrets.CodeInvalidRef,
-			Reason: "the ref names the mount " + m.path + " itself, not a secret in it"}
+		return mountInfo{}, driver.Errorf(secrets.CodeInvalidRef, "the ref names the mount %s itself, not a secret in it", m.path)
 	}
-	s.mountsMu.Lock()
-	s.mounts[m.path] = m
-	s.mountsMu.Unlock()
-	s.opts.Logger.Debug("vault: mount detected", "mount", m.path, "engine", m.describe())
+	d.mountsMu.Lock()
+	d.mounts[m.path] = m
+	d.mountsMu.Unlock()
+	d.opts.Logger.Debug("vault: mount detected", "mount", m.path, "engine", m.describe())
 	return m, nil
 }

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/driver"
 	"github.com/keyward/secrets/internal/testenv"
 	"github.com/keyward/secrets/secretstest"
 )
@@ -90,16 +91,14 @@ var invalidRefs = []string{
 func TestConformanceKVv2(t *testing.T) {
 	srv := testenv.Vault(t)
 	root, _ := newClient(t, srv.Addr, srv.RootToken)
-	client, _ := newClient(t, srv.Addr, srv.RootToken)
-	log, _ := quietLogger()
-	store := New(client, &Options{Mount: "secret", Logger: log})
-	t.Cleanup(func() { store.Close() })
 	secretstest.RunConformance(t, secretstest.Harness{
-		Resolver: store,
-		Put: func(t *testing.T, name, value string, _ time.Time) (string, error) {
-			_, err := root.KVv2("secret").Put(context.Background(), "conf/"+name, kvData(value))
-			return "conf/" + name, err
+		New: func(t *testing.T) secretstest.Subject {
+			return newSubject(t, srv, &Options{Mount: "secret"}, func(name, value string) (string, error) {
+				_, err := root.KVv2("secret").Put(context.Background(), "conf/"+name, kvData(value))
+				return "conf/" + name, err
+			})
 		},
+		Backend:     Backend,
 		MissingRef:  "conf/kw-missing",
 		InvalidRefs: invalidRefs,
 		Documents:   true,
@@ -110,21 +109,35 @@ func TestConformanceKVv1(t *testing.T) {
 	srv := testenv.Vault(t)
 	root, _ := newClient(t, srv.Addr, srv.RootToken)
 	enableKVv1(t, root, "kv1")
-	client, _ := newClient(t, srv.Addr, srv.RootToken)
-	log, _ := quietLogger()
-	// No default mount: refs name it.
-	store := New(client, &Options{Logger: log})
-	t.Cleanup(func() { store.Close() })
 	secretstest.RunConformance(t, secretstest.Harness{
-		Resolver: store,
-		Put: func(t *testing.T, name, value string, _ time.Time) (string, error) {
-			_, err := root.Logical().Write("kv1/"+name, kvData(value))
-			return "kv1/" + name, err
+		New: func(t *testing.T) secretstest.Subject {
+			// No default mount: refs name it.
+			return newSubject(t, srv, nil, func(name, value string) (string, error) {
+				_, err := root.Logical().Write("kv1/"+name, kvData(value))
+				return "kv1/" + name, err
+			})
 		},
+		Backend:     Backend,
 		MissingRef:  "kv1/kw-missing",
 		InvalidRefs: append([]string{"kv1", "sys/policy/root", "auth/token/lookup-self", "kv1/x?version=1"}, invalidRefs...),
 		Documents:   true,
 	})
+}
+
+// newSubject is a fresh Store on srv for one conformance subtest, closed when
+// it ends, and put as its way to store a value.
+func newSubject(t *testing.T, srv *testenv.VaultServer, opts *Options, put func(name, value string) (string, error)) secretstest.Subject {
+	client, _ := newClient(t, srv.Addr, srv.RootToken)
+	o := Options{}
+	if opts != nil {
+		o = *opts
+	}
+	o.Logger, _ = quietLogger()
+	store := New(client, &o)
+	t.Cleanup(func() { store.Close() })
+	return secretstest.Subject{Resolver: store, Put: func(t *testing.T, name, value string, _ time.Time) (string, error) {
+		return put(name, value)
+	}}
 }
 
 func enableKVv1(t testing.TB, root *api.Client, mount string) {
@@ -672,24 +685,35 @@ func TestOpenURL(t *testing.T) {
 // the one behaviour tested on Vault's answer type rather than the server.
 func TestDynamicSecretExpiry(t *testing.T) {
 	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
-	s := New(nil, &Options{Now: func() time.Time { return now }})
+	d := &conn{opts: Options{Now: func() time.Time { return now }}}
 	dyn := &api.Secret{LeaseID: "database/creds/app/abc", LeaseDuration: 3600, Renewable: true,
 		Data: map[string]any{"username": "v-app-x", "password": "pw-test-1"}}
-	got, err := s.toSecret("database/creds/app#password", "password", mountInfo{path: "database/", typ: "database", kind: otherEngine}, dyn)
-	if err != nil || got.Reveal() != "pw-test-1" {
-		t.Fatalf("toSecret: %v", err)
+	got, err := d.value(mountInfo{path: "database/", typ: "database", kind: otherEngine}, dyn, "password")
+	if err != nil || got.Document["password"] != "pw-test-1" {
+		t.Fatalf("value: %v", err)
 	}
 	if !got.ExpiresAt.Equal(now.Add(time.Hour)) {
 		t.Errorf("ExpiresAt = %v, want %v", got.ExpiresAt, now.Add(time.Hour))
 	}
 	// KV v1 answers carry a lease_duration hint but no lease: no expiry.
 	kv1 := &api.Secret{LeaseDuration: 2764800, Data: map[string]any{"value": "sk-x"}}
-	got, err = s.toSecret("kv/x", "", mountInfo{path: "kv/", typ: "kv", kind: kvV1}, kv1)
-	if err != nil || !got.ExpiresAt.IsZero() {
+	got, err = d.value(mountInfo{path: "kv/", typ: "kv", kind: kvV1}, kv1, "")
+	if err != nil || !got.ExpiresAt.IsZero() || got.Data != "sk-x" {
 		t.Errorf("KV v1: ExpiresAt = %v, err %v; want none", got.ExpiresAt, err)
 	}
 }
 
+// docDriver serves one data map the way the Store serves Vault's answer.
+type docDriver map[string]any
+
+func (m docDriver) Get(_ context.Context, ref driver.Ref) (driver.Value, error) {
+	return document(m, ref.Field)
+}
+
+// TestPick: vault's document rule under the core's #field rule. A map that
+// is only {"value": "..."} is that value, and a #field picks from it as from
+// any JSON text, "#value" included (it used to return the bare value: the
+// ref without "#value" does that).
 func TestPick(t *testing.T) {
 	for _, c := range []struct {
 		data  map[string]any
@@ -698,18 +722,24 @@ func TestPick(t *testing.T) {
 		code  secrets.Code
 	}{
 		{map[string]any{"value": "sk-1"}, "", "sk-1", secrets.CodeUnknown},
-		{map[string]any{"value": "sk-1"}, "value", "sk-1", secrets.CodeUnknown},
+		{map[string]any{"value": "sk-1"}, "value", "", secrets.CodeInvalidRef},
+		{map[string]any{"value": `{"value":"v"}`}, "value", "v", secrets.CodeUnknown},
 		{map[string]any{"value": `{"k":"v"}`}, "k", "v", secrets.CodeUnknown},
 		{map[string]any{"value": "sk-1"}, "k", "", secrets.CodeInvalidRef},
 		{map[string]any{"value": `{"k":"v"}`}, "x", "", secrets.CodeNotFound},
 		{map[string]any{"a": "1", "b": json.Number("2")}, "", `{"a":"1","b":2}`, secrets.CodeUnknown},
 		{map[string]any{"a": "1", "b": json.Number("2")}, "b", "2", secrets.CodeUnknown},
 		{map[string]any{"a": "1", "value": "v"}, "", `{"a":"1","value":"v"}`, secrets.CodeUnknown},
+		{map[string]any{"a": "1", "value": "v"}, "value", "v", secrets.CodeUnknown},
 		{map[string]any{"a": "1"}, "x", "", secrets.CodeNotFound},
 	} {
-		got, code, _ := pick(c.data, c.field)
-		if got != c.want || code != c.code {
-			t.Errorf("pick(%v, %q) = %q, %v; want %q, %v", c.data, c.field, got, code, c.want, c.code)
+		ref := "x"
+		if c.field != "" {
+			ref += "#" + c.field
+		}
+		got, err := driver.New(Backend, docDriver(c.data), nil).Resolve(context.Background(), ref)
+		if code := secrets.CodeOf(err); got.Reveal() != c.want || (err != nil || c.code != secrets.CodeUnknown) && code != c.code {
+			t.Errorf("%v#%s = %q, %v; want %q, %v", c.data, c.field, got.Reveal(), err, c.want, c.code)
 		}
 	}
 }
@@ -723,7 +753,7 @@ func TestErrorTextFiltered(t *testing.T) {
 	} {
 		re := &api.ResponseError{HTTPMethod: "GET", URL: "http://127.0.0.1:8200/v1/secret/data/x", StatusCode: status,
 			Errors: []string{"permission denied", "1 error occurred: sk-ant-test-echoed"}}
-		err := classify(context.Background(), "resolve", "x", "reading secret/data/x", re)
+		err := classify("reading secret/data/x", re)
 		if secrets.CodeOf(err) != code {
 			t.Errorf("HTTP %d: code %v, want %v", status, secrets.CodeOf(err), code)
 		}
@@ -735,9 +765,7 @@ func TestErrorTextFiltered(t *testing.T) {
 			t.Errorf("HTTP %d: the api error is not reachable with errors.As", status)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if err := classify(ctx, "resolve", "x", "reading", &url.Error{Op: "Get", URL: "u", Err: context.Canceled}); !errors.Is(err, context.Canceled) {
+	if err := classify("reading", &url.Error{Op: "Get", URL: "u", Err: context.Canceled}); !errors.Is(err, context.Canceled) {
 		t.Errorf("canceled: %v", err)
 	}
 }
