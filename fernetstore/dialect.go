@@ -3,14 +3,11 @@ package fernetstore
 import (
 	"database/sql"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/go-sql-driver/mysql"
-	"github.com/jackc/pgx/v5/stdlib"
-	"modernc.org/sqlite"
 )
 
 // Dialect names the SQL flavour of a database.
@@ -18,34 +15,35 @@ type Dialect string
 
 // The supported dialects.
 const (
-	SQLite   Dialect = "sqlite"   // modernc.org/sqlite, driver name "sqlite"
-	Postgres Dialect = "postgres" // github.com/jackc/pgx/v5/stdlib, driver name "pgx"
-	MySQL    Dialect = "mysql"    // github.com/go-sql-driver/mysql (MySQL and MariaDB)
+	SQLite   Dialect = "sqlite"   // modernc.org/sqlite (fernetstore/sqlite), or mattn/go-sqlite3
+	Postgres Dialect = "postgres" // github.com/jackc/pgx (fernetstore/postgres), or lib/pq
+	MySQL    Dialect = "mysql"    // github.com/go-sql-driver/mysql (fernetstore/mysql): MySQL and MariaDB
 )
 
-// DetectDialect returns the dialect of db from the type of its driver, with
-// no I/O. It knows the three drivers this package imports, and by name lib/pq
-// and mattn/go-sqlite3.
+// DetectDialect returns the dialect of db from its driver's type, with no
+// I/O: by the driver's package path and type name, so that it needs none of
+// the drivers linked. It knows modernc.org/sqlite, mattn/go-sqlite3, pgx,
+// lib/pq and go-sql-driver/mysql.
 func DetectDialect(db *sql.DB) (Dialect, error) {
-	switch d := db.Driver().(type) {
-	case *sqlite.Driver:
-		return SQLite, nil
-	case *stdlib.Driver:
-		return Postgres, nil
-	case *mysql.MySQLDriver:
-		return MySQL, nil
-	default:
-		name := strings.ToLower(fmt.Sprintf("%T", d))
-		switch {
-		case strings.Contains(name, "sqlite"):
-			return SQLite, nil
-		case strings.Contains(name, "pq.") || strings.Contains(name, "pgx") || strings.Contains(name, "postgres"):
-			return Postgres, nil
-		case strings.Contains(name, "mysql"):
-			return MySQL, nil
-		}
-		return "", fmt.Errorf("cannot tell the SQL dialect of driver %T: set Options.Dialect to %q, %q or %q", d, SQLite, Postgres, MySQL)
+	d := db.Driver()
+	t := reflect.TypeOf(d)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
+	name := fmt.Sprintf("%T", d)
+	if t != nil {
+		name = t.PkgPath() + " " + name
+	}
+	name = strings.ToLower(name)
+	switch {
+	case strings.Contains(name, "sqlite"):
+		return SQLite, nil
+	case strings.Contains(name, "lib/pq") || strings.Contains(name, "pq.") || strings.Contains(name, "pgx") || strings.Contains(name, "postgres"):
+		return Postgres, nil
+	case strings.Contains(name, "mysql"):
+		return MySQL, nil
+	}
+	return "", fmt.Errorf("cannot tell the SQL dialect of driver %T: set Options.Dialect to %q, %q or %q", d, SQLite, Postgres, MySQL)
 }
 
 // identRE is what a configured table or column name may be: letters, digits

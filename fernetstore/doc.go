@@ -49,6 +49,22 @@
 // Encrypted is a sql.Scanner/driver.Valuer column type bound to a key ring,
 // for a host's own models.
 //
+// # Databases
+//
+// The package links no SQL driver: as with database/sql, the host imports
+// the one it uses, and a binary carries only that one. New takes any
+// *sql.DB (its dialect is told from the driver's package). For OpenDB and
+// DATABASE_URL, import the package of the database, which registers its DSN
+// schemes:
+//
+//	import _ "github.com/keyward/secrets/fernetstore/sqlite"   // sqlite:, sqlite3:, file: (modernc.org/sqlite)
+//	import _ "github.com/keyward/secrets/fernetstore/postgres" // postgres://, postgresql:// (pgx)
+//	import _ "github.com/keyward/secrets/fernetstore/mysql"    // mysql://, mariadb:// (go-sql-driver/mysql)
+//
+// (github.com/keyward/secrets/all imports the three.) A DSN whose package
+// was not imported is ErrUnknownScheme, naming the package: from OpenDB, and
+// from the fernet:// opener when it is opened.
+//
 // # Keys
 //
 // ENCRYPTION_KEY is the primary key: the 44-character url-safe base64 of 32
@@ -65,15 +81,19 @@
 // mode; default deny); dialect=sqlite|postgres|mysql (default: from the
 // driver); id_column, name_column, provider_column, value_column,
 // expires_column, created_column (the last four may be "-" when the table
-// lacks them). Unknown parameters are rejected. The database comes from
-// DATABASE_URL (default sqlite:keyward.db; see OpenDB for the forms) and the
-// keys from ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS, all read on first
-// use: opening does no I/O. The table is never created implicitly; call
-// Store.CreateSchema (or `keyward init`).
+// lacks them). Unknown parameters are rejected (ParseURL reads a URL the
+// same way). The database comes from DATABASE_URL (default
+// sqlite:keyward.db; see OpenDB for the forms) and the keys from
+// ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS, opened on first use: opening
+// does no I/O, and only checks that DATABASE_URL's database package was
+// imported. A failed first use is tried again by the next call. The table
+// is never created implicitly; call Store.CreateSchema (or `keyward init`).
 //
 // # Errors
 //
-// Every error from Resolve is a *secrets.Error with Backend "fernet":
+// Every error from Resolve is a *secrets.Error with Op "resolve", Backend
+// "fernet" and the ref (the driver layer's rules, the same for every
+// backend; see package driver):
 //
 //   - ErrInvalidRef: the ref is not a positive integer id (with an optional
 //     #field), or the options name an invalid table or column.
@@ -84,7 +104,9 @@
 //     migration mode (the reason says to run `keyward migrate`).
 //   - ErrUnavailable: the database failed or the store is closed; the
 //     driver's error is kept in the chain for errors.As.
-//   - Context errors pass through: errors.Is(err, context.Canceled) holds.
+//   - A call whose ctx ended is secrets.ContextError, which errors.Is
+//     matches with the context's error; the Store's own operations (Put,
+//     List, Rotate, ...) follow the same rule.
 //
 // Key errors (KeyRingFromEnv, ParseKeyRing) name the variable or position
 // and the expected shape, never the value, not even a prefix.

@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/keyward/secrets/fernetstore"
+	_ "github.com/keyward/secrets/fernetstore/sqlite" // the database the host uses: sqlite: DSNs
 )
 
 func Example() {
 	ctx := context.Background()
-	// In a service: fernetstore.KeyRingFromEnv() and OpenDB(os.Getenv("DATABASE_URL")).
+	// In a service: fernetstore.KeyRingFromEnv() and OpenDB(os.Getenv("DATABASE_URL")),
+	// with the package of its database imported (fernetstore/sqlite here).
 	ring, err := fernetstore.ParseKeyRing("cw_0x689RpI-jtRR7oE8h_eQsKImvJapLeSbXpwF4e4=")
 	if err != nil {
 		log.Fatal(err)

@@ -82,17 +82,49 @@ func forEachDB(t *testing.T, f func(t *testing.T, db *sql.DB, d Dialect)) {
 
 func TestConformance(t *testing.T) {
 	forEachDB(t, func(t *testing.T, db *sql.DB, d Dialect) {
-		s := newTestStore(t, db, mustRing(t, mustKey(t), mustKey(t)), nil)
+		ring := mustRing(t, mustKey(t), mustKey(t))
 		secretstest.RunConformance(t, secretstest.Harness{
-			Resolver: s,
-			Put: func(t *testing.T, name, value string, expiresAt time.Time) (string, error) {
-				return s.Put(context.Background(), name, "test", value, expiresAt)
+			New: func(t *testing.T) secretstest.Subject {
+				s := newTestStore(t, db, ring, nil)
+				return secretstest.Subject{Resolver: s, Put: func(t *testing.T, name, value string, expiresAt time.Time) (string, error) {
+					return s.Put(context.Background(), name, "test", value, expiresAt)
+				}}
 			},
+			Backend:     Backend,
 			MissingRef:  "999999999",
 			InvalidRefs: []string{"abc", "-1", "0", "1.5", "+3", "1?x=y", "99999999999999999999", "1#"},
 			Documents:   true,
 			Expiry:      true,
 		})
+	})
+}
+
+// TestConformanceFromEnv runs the suite on the Store the fernet:// opener
+// makes, whose database and keys are opened on first use.
+func TestConformanceFromEnv(t *testing.T) {
+	t.Setenv(EnvKey, mustKey(t))
+	t.Setenv(EnvPreviousKeys, "")
+	secretstest.RunConformance(t, secretstest.Harness{
+		New: func(t *testing.T) secretstest.Subject {
+			t.Setenv(EnvDatabaseURL, "sqlite:"+filepath.Join(t.TempDir(), "env.db"))
+			r, err := secrets.Open(context.Background(), "fernet://?table=api_keys")
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := r.(*Store)
+			t.Cleanup(func() { s.Close() })
+			if err := s.CreateSchema(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			return secretstest.Subject{Resolver: s, Put: func(t *testing.T, name, value string, expiresAt time.Time) (string, error) {
+				return s.Put(context.Background(), name, "test", value, expiresAt)
+			}}
+		},
+		Backend:     Backend,
+		MissingRef:  "999999999",
+		InvalidRefs: []string{"abc", "1?x=y"},
+		Documents:   true,
+		Expiry:      true,
 	})
 }
 
@@ -286,24 +318,10 @@ func TestQuoteIdent(t *testing.T) {
 	}
 }
 
+// TestOpenDBForms: a DSN OpenDB cannot open is refused with the forms it
+// accepts and without its password, whichever package would open it (each
+// database package tests the driver DSNs its forms become).
 func TestOpenDBForms(t *testing.T) {
-	cases := []struct{ dsn, driver, conn string }{
-		{"sqlite::memory:", "sqlite", ":memory:"},
-		{"sqlite:/tmp/k.db", "sqlite", "file:/tmp/k.db?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"},
-		{"sqlite:k.db?_pragma=busy_timeout(5)", "sqlite", "file:k.db?_pragma=busy_timeout(5)&_pragma=journal_mode(WAL)"},
-		{"postgres://u@h:5432/db?sslmode=disable", "pgx", "postgres://u@h:5432/db?sslmode=disable"},
-		{"postgresql://u@h/db", "pgx", "postgres://u@h/db"},
-		{"PostgreSQL://u@h/db", "pgx", "postgres://u@h/db"},
-		{"mysql://root@tcp(127.0.0.1:3306)/test?parseTime=true", "mysql", "root@tcp(127.0.0.1:3306)/test?parseTime=true"},
-		{"mysql://root:pw@db.example:3307/app", "mysql", "root:pw@tcp(db.example:3307)/app?parseTime=true"},
-		{"mysql://root@db/app?charset=utf8mb4", "mysql", "root@tcp(db:3306)/app?parseTime=true&charset=utf8mb4"},
-	}
-	for _, c := range cases {
-		driver, conn, err := driverDSN(c.dsn)
-		if err != nil || driver != c.driver || conn != c.conn {
-			t.Errorf("driverDSN(%q) = %q, %q, %v; want %q, %q", c.dsn, driver, conn, err, c.driver, c.conn)
-		}
-	}
 	for _, bad := range []string{"", "nope", "redis://secret-pw@h", "sqlite:", "mysql://user:secret-pw@tcp(h/db"} {
 		_, err := OpenDB(bad)
 		if err == nil {
@@ -332,6 +350,9 @@ func TestOpenDBForms(t *testing.T) {
 	}
 }
 
+// TestDetectDialect: the dialect comes from the driver's package, for a
+// database OpenDB opened (behind its error-rewriting connector) and for one
+// a host opened with sql.Open, without this package linking any driver.
 func TestDetectDialect(t *testing.T) {
 	for _, c := range []struct {
 		dsn  string
@@ -347,6 +368,16 @@ func TestDetectDialect(t *testing.T) {
 		}
 		if d, err := DetectDialect(db); err != nil || d != c.want {
 			t.Errorf("DetectDialect(%s) = %q, %v", c.dsn, d, err)
+		}
+		db.Close()
+	}
+	for driverName, want := range map[string]Dialect{"sqlite": SQLite, "pgx": Postgres, "mysql": MySQL} {
+		db, err := sql.Open(driverName, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, err := DetectDialect(db); err != nil || d != want {
+			t.Errorf("DetectDialect(sql.Open(%q)) = %q, %v; want %q", driverName, d, err, want)
 		}
 		db.Close()
 	}
@@ -398,7 +429,8 @@ func TestOpener(t *testing.T) {
 	if _, err := r.Resolve(ctx, id); !errors.Is(err, secrets.ErrUnavailable) {
 		t.Fatalf("Resolve after Close: %v", err)
 	}
-	if err := s.db.Ping(); err == nil {
+	d, _ := s.Loaded()
+	if err := d.(*base).db.Ping(); err == nil {
 		t.Fatal("Close left the store's own database open")
 	}
 }
@@ -512,20 +544,20 @@ func TestMySQLWithoutParseTime(t *testing.T) {
 }
 
 // TestResolveRacingClose replays the interleaving of a Resolve that got its
-// base just before Close ran: it must not prepare a statement after Close
+// driver just before Close ran: it must not prepare a statement after Close
 // (nothing would ever close it), and fails as unavailable instead.
 func TestResolveRacingClose(t *testing.T) {
 	db := openTestDB(t, SQLite)
 	s := newTestStore(t, db, mustRing(t, mustKey(t)), nil)
-	b, err := s.getBase("resolve")
+	b, err := s.table(context.Background(), "resolve")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err := s.resolveStmt(context.Background(), b)
-	if err == nil || st != nil || s.stmt.Load() != nil {
+	st, err := b.resolveStmt(context.Background())
+	if err == nil || st != nil || b.stmt.Load() != nil {
 		t.Fatalf("resolveStmt after Close: %v; a statement was prepared and kept", err)
 	}
 	if !errors.Is(err, secrets.ErrUnavailable) {

@@ -33,18 +33,18 @@ type Entry struct {
 // List returns every row's metadata in id order. It never decrypts: the
 // state comes from the value's structure and an HMAC check per key.
 func (s *Store) List(ctx context.Context) ([]Entry, error) {
-	b, err := s.getBase("list")
+	b, err := s.table(ctx, "list")
 	if err != nil {
 		return nil, err
 	}
 	var out []Entry
 	var after int64
-	now := s.now()
+	now := b.now()
 	for {
 		n := 0
 		rows, err := b.db.QueryContext(ctx, b.q.list, after)
 		if err != nil {
-			return nil, s.dbError(ctx, "list", "", err)
+			return nil, opError(ctx, "list", "", err)
 		}
 		for rows.Next() {
 			var (
@@ -54,7 +54,7 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 			)
 			if err := rows.Scan(&id, &name, &provider, &val, &expRaw, &createdRaw); err != nil {
 				rows.Close()
-				return nil, s.dbError(ctx, "list", "", err)
+				return nil, opError(ctx, "list", "", err)
 			}
 			n++
 			after = id
@@ -71,7 +71,7 @@ func (s *Store) List(ctx context.Context) ([]Entry, error) {
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return nil, s.dbError(ctx, "list", "", err)
+			return nil, opError(ctx, "list", "", err)
 		}
 		if n < listPage {
 			return out, nil

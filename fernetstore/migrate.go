@@ -157,14 +157,14 @@ func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide f
 		o.BatchSize = DefaultBatchSize
 	}
 	rep := Report{DryRun: o.DryRun, Position: o.After}
-	b, err := s.getBase(op)
+	b, err := s.table(ctx, op)
 	if err != nil {
 		return rep, err
 	}
 	batch := make([]pending, 0, o.BatchSize)
 	for {
 		if err := ctx.Err(); err != nil {
-			return rep, s.dbError(ctx, op, "", err)
+			return rep, opError(ctx, op, "", err)
 		}
 		batch = batch[:0]
 		n := 0
@@ -174,14 +174,14 @@ func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide f
 		pos := rep.Position
 		rows, err := b.db.QueryContext(ctx, b.q.batch, rep.Position, o.BatchSize)
 		if err != nil {
-			return rep, s.dbError(ctx, op, "", err)
+			return rep, opError(ctx, op, "", err)
 		}
 		for rows.Next() {
 			var id int64
 			var v sql.NullString
 			if err := rows.Scan(&pos, &id, &v); err != nil {
 				rows.Close()
-				return rep, s.dbError(ctx, op, "", err)
+				return rep, opError(ctx, op, "", err)
 			}
 			n++
 			rep.Scanned++
@@ -211,7 +211,7 @@ func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide f
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return rep, s.dbError(ctx, op, "", err)
+			return rep, opError(ctx, op, "", err)
 		}
 		if testHookBeforeApply != nil {
 			testHookBeforeApply(len(batch))
@@ -221,7 +221,7 @@ func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide f
 		} else if len(batch) > 0 {
 			done, err := s.applyBatch(ctx, b, batch)
 			if err != nil {
-				return rep, s.dbError(ctx, op, "", err)
+				return rep, opError(ctx, op, "", err)
 			}
 			rep.Done += done
 			rep.Skipped += len(batch) - done

@@ -4,17 +4,29 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/driver"
 )
 
-// base is what a Store needs before any query: the connection, the ring,
-// the dialect and the SQL text, built once.
+// base is the Store's driver: the connection, the ring, the dialect and
+// the SQL text, built once on first use, and the prepared resolve statement.
 type base struct {
-	db   *sql.DB
-	ring *KeyRing
-	d    Dialect
-	q    queries
-	has  struct{ name, provider, expires, created bool }
+	db        *sql.DB
+	ring      *KeyRing
+	owned     bool // the Store opened db (NewFromEnv) and closes it
+	d         Dialect
+	q         queries
+	has       struct{ name, provider, expires, created bool }
+	plaintext bool // Options.AllowPlaintext
+	now       func() time.Time
+
+	mu     sync.Mutex // guards closed and the preparing of stmt
+	stmt   atomic.Pointer[sql.Stmt]
+	closed bool
 }
 
 type queries struct {
@@ -29,7 +41,21 @@ func def(v, d string) string {
 	return v
 }
 
+// buildBase checks the options and builds the SQL text, with no I/O. o.Now
+// is set.
 func buildBase(db *sql.DB, ring *KeyRing, o *Options) (*base, error) {
+	if db == nil || ring == nil {
+		return nil, driver.Errorf(secrets.CodeUnknown, "the store has no database or no key ring (New needs both)")
+	}
+	b, err := queriesFor(db, ring, o)
+	if err != nil {
+		return nil, driver.Errorf(secrets.CodeInvalidRef, "%v", err)
+	}
+	b.plaintext, b.now = o.AllowPlaintext, o.Now
+	return b, nil
+}
+
+func queriesFor(db *sql.DB, ring *KeyRing, o *Options) (*base, error) {
 	b := &base{db: db, ring: ring, d: o.Dialect}
 	if b.d == "" {
 		d, err := DetectDialect(db)
