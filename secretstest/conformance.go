@@ -46,11 +46,6 @@ type Harness struct {
 	// context, when a layer in front answers it (the cache says "cache");
 	// "" means Backend.
 	ContextBackend string
-	// Resolver and Put are the pre-driver-layer form of New: one shared
-	// Subject, with the strict context, field and Close checks off.
-	// Transitional: removed once every backend is on the driver layer.
-	Resolver secrets.KeyResolver
-	Put      func(t *testing.T, name, value string, expiresAt time.Time) (ref string, err error)
 	// ErrorRef, when set, gives the Backend and Ref that errors for ref carry,
 	// for a router such as secrets.Mux whose backends name the ref without
 	// its scheme; nil means Backend and ref itself.
@@ -70,12 +65,7 @@ type Harness struct {
 // the fields of *secrets.Error. Run it under -race.
 func RunConformance(t *testing.T, h Harness) {
 	t.Helper()
-	legacy := h.New == nil && h.Resolver != nil && h.Put != nil
-	if legacy {
-		shared := Subject{Resolver: h.Resolver, Put: h.Put}
-		h.New = func(*testing.T) Subject { return shared }
-	}
-	if h.New == nil || (h.Backend == "" && !legacy) {
+	if h.New == nil || h.Backend == "" {
 		t.Fatal("secretstest: Harness.New and Harness.Backend are required")
 	}
 	if h.ContextBackend == "" {
@@ -87,7 +77,7 @@ func RunConformance(t *testing.T, h Harness) {
 			if sub.Resolver == nil || sub.Put == nil {
 				t.Fatal("secretstest: Harness.New returned no Resolver or Put")
 			}
-			f(&conformance{h: h, s: sub, legacy: legacy}, t)
+			f(&conformance{h: h, s: sub}, t)
 		})
 	}
 	run("Found", (*conformance).found)
@@ -110,12 +100,11 @@ func RunConformance(t *testing.T, h Harness) {
 }
 
 type conformance struct {
-	h      Harness
-	s      Subject
-	legacy bool
-	mu     sync.Mutex
-	n      int
-	used   []string // every value put, to search output for
+	h    Harness
+	s    Subject
+	mu   sync.Mutex
+	n    int
+	used []string // every value put, to search output for
 }
 
 func token() string {
@@ -181,9 +170,6 @@ func wantCode(t *testing.T, what string, err, code error) *secrets.Error {
 // wantFields checks the *secrets.Error's Op, Backend and Ref.
 func (c *conformance) wantFields(t *testing.T, what string, e *secrets.Error, op, backend, ref string) {
 	t.Helper()
-	if c.legacy {
-		return
-	}
 	if c.h.ErrorRef != nil {
 		b, r := c.h.ErrorRef(ref)
 		if backend == c.h.Backend {
@@ -282,9 +268,6 @@ func (c *conformance) canceled(t *testing.T) {
 		t.Fatalf("Resolve with a canceled context: got (%d bytes, %v), want an error matching context.Canceled", s.Len(), err)
 	}
 	var e *secrets.Error
-	if c.legacy {
-		return
-	}
 	if !errors.As(err, &e) {
 		t.Fatalf("Resolve with a canceled context: %T is not a *secrets.Error: %v", err, err)
 	}
@@ -293,9 +276,6 @@ func (c *conformance) canceled(t *testing.T) {
 
 // deadline: a passed deadline is ErrUnavailable and context.DeadlineExceeded.
 func (c *conformance) deadline(t *testing.T) {
-	if c.legacy {
-		t.Skip("not on the driver layer yet")
-	}
 	ref := c.put(t, "sk-deadline-"+token(), time.Time{})
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
@@ -347,9 +327,6 @@ func (c *conformance) resolveMany(t *testing.T) {
 		}
 	}
 
-	if c.legacy {
-		return
-	}
 	canceled, cancel2 := context.WithCancel(context.Background())
 	cancel2()
 	out, _ = secrets.ResolveMany(canceled, c.s.Resolver, []string{r1, r2})
@@ -386,7 +363,7 @@ func (c *conformance) ping(t *testing.T) {
 // is safe.
 func (c *conformance) close(t *testing.T) {
 	cl, ok := c.s.Resolver.(io.Closer)
-	if !ok || c.legacy {
+	if !ok {
 		t.Skip("the resolver has no Close")
 	}
 	v := "sk-close-" + token()
