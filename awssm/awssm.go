@@ -2,11 +2,9 @@ package awssm
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -14,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	secrets "github.com/keyward/secrets"
-	"github.com/keyward/secrets/internal/refs"
+	"github.com/keyward/secrets/driver"
 )
 
 // Backend is the name the store records in errors and audit events.
@@ -44,19 +42,12 @@ type Options struct {
 	NoBatch bool
 }
 
-// Store resolves refs against AWS Secrets Manager. It is safe for concurrent
-// use.
+// Store resolves refs against AWS Secrets Manager: "name", "name#field",
+// "name?stage=AWSPREVIOUS", "arn:aws:secretsmanager:...:secret:name-AbCdEf?version=<id>"
+// (see the package doc). Resolve, ResolveMany, Ping and Close come from the
+// driver layer (driver.Resolver). It is safe for concurrent use.
 type Store struct {
-	opts Options
-
-	once      sync.Once
-	newClient func(ctx context.Context) (API, error) // nil when the client was given
-	client    API
-	clientErr error
-
-	// ownHTTP is the HTTP client NewFromEnv made for Secrets Manager, the
-	// only one Close touches; nil for a client the host gave.
-	ownHTTP *http.Client
+	*driver.Resolver
 }
 
 var (
@@ -65,90 +56,105 @@ var (
 	_ secrets.Pinger        = (*Store)(nil)
 	_ io.Closer             = (*Store)(nil)
 	_ API                   = (*secretsmanager.Client)(nil)
+
+	_ driver.Batcher = (*sm)(nil)
+	_ driver.Pinger  = (*sm)(nil)
+	_ io.Closer      = (*sm)(nil)
 )
+
+// sm is the Store's driver: a client and the batch options.
+type sm struct {
+	api  API
+	opts Options
+	// ownHTTP is the HTTP client NewFromEnv made for Secrets Manager, the
+	// only one Close touches; nil for a client the host gave.
+	ownHTTP *http.Client
+}
+
+// refOptions declares the ?options an awssm ref takes and their rules.
+var refOptions = &driver.Options{Params: []string{"stage", "version"}, Check: check}
 
 // New returns a Store that calls client. The host configures the client
 // (region, credentials, retries, endpoint); New does no I/O.
 func New(client API, opts *Options) *Store {
-	s := &Store{client: client}
-	s.setOptions(opts)
-	return s
+	d := &sm{api: client, opts: options(opts)}
+	return &Store{driver.Open(Backend, func(context.Context) (driver.Driver, error) {
+		if client == nil {
+			return nil, driver.Errorf(secrets.CodeUnknown, "awssm.New was given a nil client")
+		}
+		return d, nil
+	}, refOptions)}
 }
+
+// loadConfig is config.LoadDefaultConfig; a test replaces it to see the ctx
+// the client is made on.
+var loadConfig = config.LoadDefaultConfig
 
 // NewFromEnv returns a Store whose client is built on first use with
 // config.LoadDefaultConfig: the SDK's credential chain, AWS_REGION,
 // AWS_PROFILE, AWS_ENDPOINT_URL and the shared config files. A non-empty
-// region or profile overrides the environment's. NewFromEnv does no I/O.
+// region or profile overrides the environment's. NewFromEnv does no I/O;
+// the configuration is read on the ctx of the first call that needs the
+// client, and read again by the next call if that failed.
 //
 // Secrets Manager is called through an HTTP client of the Store's own (the
 // SDK's default transport settings, no redirects followed), so that Close
 // can release its keep-alive connections; the credential providers keep the
 // SDK's clients (IMDS's short timeouts apply only to those).
 func NewFromEnv(region, profile string, opts *Options) *Store {
-	s := &Store{ownHTTP: &http.Client{
-		Transport: awshttp.NewBuildableClient().GetTransport(), // a fresh copy, the Store's alone
-		// Secrets Manager never redirects; a redirect is answered as it is.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
-	s.setOptions(opts)
-	s.newClient = func(ctx context.Context) (API, error) {
-		var load []func(*config.LoadOptions) error
-		if region != "" {
-			load = append(load, config.WithRegion(region))
-		}
-		if profile != "" {
-			load = append(load, config.WithSharedConfigProfile(profile))
-		}
-		cfg, err := config.LoadDefaultConfig(ctx, load...)
+	o := options(opts)
+	var load []func(*config.LoadOptions) error
+	if region != "" {
+		load = append(load, config.WithRegion(region))
+	}
+	if profile != "" {
+		load = append(load, config.WithSharedConfigProfile(profile))
+	}
+	return &Store{driver.Open(Backend, func(ctx context.Context) (driver.Driver, error) {
+		cfg, err := loadConfig(ctx, load...)
 		if err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, cerr
+			}
 			// The cause is dropped on purpose: a parse error of the shared
 			// credentials file can quote the line it failed on, and that line
 			// may be an aws_secret_access_key.
-			return nil, secrets.NewError("open", Backend, "", secrets.CodeUnknown,
-				"cannot load the AWS configuration: check AWS_PROFILE, AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE and the files they name", nil)
+			return nil, driver.Errorf(secrets.CodeUnknown,
+				"cannot load the AWS configuration: check AWS_PROFILE, AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE and the files they name")
 		}
 		if cfg.Region == "" {
-			return nil, secrets.NewError("open", Backend, "", secrets.CodeInvalidRef,
-				"no AWS region: set ?region= in the awssm:// URL, or AWS_REGION", nil)
+			return nil, driver.Errorf(secrets.CodeInvalidRef, "no AWS region: set ?region= in the awssm:// URL, or AWS_REGION")
 		}
-		return secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { o.HTTPClient = s.ownHTTP }), nil
+		own := &http.Client{
+			Transport: awshttp.NewBuildableClient().GetTransport(), // a fresh copy, the Store's alone
+			// Secrets Manager never redirects; a redirect is answered as it is.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		api := secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { o.HTTPClient = own })
+		return &sm{api: api, opts: o, ownHTTP: own}, nil
+	}, refOptions)}
+}
+
+func options(opts *Options) Options {
+	var o Options
+	if opts != nil {
+		o = *opts
 	}
-	return s
+	if o.MaxBatch <= 0 || o.MaxBatch > MaxBatch {
+		o.MaxBatch = MaxBatch
+	}
+	return o
 }
 
 // Close releases the idle keep-alive connections of the HTTP client
 // NewFromEnv made, whose goroutines would otherwise outlive the Store by
 // the transport's idle timeout. A client the host gave to New is the host's
-// to close, and is left alone. Close does not refuse later resolves: one
-// after it opens new connections, which another Close releases.
-func (s *Store) Close() error {
-	if s.ownHTTP != nil {
-		s.ownHTTP.CloseIdleConnections()
+// to close, and is left alone.
+func (d *sm) Close() error {
+	if d.ownHTTP != nil {
+		d.ownHTTP.CloseIdleConnections()
 	}
 	return nil
-}
-
-func (s *Store) setOptions(opts *Options) {
-	if opts != nil {
-		s.opts = *opts
-	}
-	if s.opts.MaxBatch <= 0 || s.opts.MaxBatch > MaxBatch {
-		s.opts.MaxBatch = MaxBatch
-	}
-}
-
-// api returns the client, building it on first use.
-func (s *Store) api(ctx context.Context) (API, error) {
-	if s.newClient == nil {
-		if s.client == nil {
-			return nil, secrets.NewError("resolve", Backend, "", secrets.CodeUnknown, "awssm.New was given a nil client", nil)
-		}
-		return s.client, nil
-	}
-	// The configuration is read once; a failure stays, since it comes from
-	// files and variables that do not change under a running process.
-	s.once.Do(func() { s.client, s.clientErr = s.newClient(ctx) })
-	return s.client, s.clientErr
 }
 
 func init() {
@@ -168,12 +174,11 @@ func openURL(_ context.Context, u *url.URL) (secrets.KeyResolver, error) {
 	return NewFromEnv(q.Get("region"), q.Get("profile"), nil), nil
 }
 
-// ref is a parsed awssm ref.
+// ref is an awssm ref: the secret and the version of it to get.
 type ref struct {
 	id      string // name or ARN, as the API takes it
 	stage   string
 	version string
-	field   string
 }
 
 // current reports whether the ref asks for the current version, which is
@@ -182,67 +187,32 @@ func (r ref) current() bool {
 	return r.version == "" && (r.stage == "" || r.stage == "AWSCURRENT")
 }
 
-func parseRef(s string) (ref, error) {
-	p, err := refs.Parse(s, "stage", "version")
-	if err != nil {
-		var re *refs.Error
-		if errors.As(err, &re) {
-			return ref{}, invalidRef(s, re.Reason)
-		}
-		return ref{}, invalidRef(s, "malformed ref")
+// check is awssm's rule for a ref the core parsed, applied before the
+// client is made: ?stage= and ?version= are not empty and exclude each
+// other.
+func check(p driver.Ref) error {
+	r := toRef(p)
+	switch {
+	case p.Query.Has("stage") && r.stage == "":
+		return driver.Errorf(secrets.CodeInvalidRef, "empty ?stage=: name a staging label such as AWSPREVIOUS")
+	case p.Query.Has("version") && r.version == "":
+		return driver.Errorf(secrets.CodeInvalidRef, "empty ?version=: give a VersionId")
+	case r.stage != "" && r.version != "":
+		return driver.Errorf(secrets.CodeInvalidRef, "give ?stage= or ?version=, not both")
 	}
-	r := ref{id: p.Path, field: p.Field}
-	if p.Query != nil {
-		if v, ok := p.Query["stage"]; ok {
-			if r.stage = v[0]; r.stage == "" {
-				return ref{}, invalidRef(s, "empty ?stage=: name a staging label such as AWSPREVIOUS")
-			}
-		}
-		if v, ok := p.Query["version"]; ok {
-			if r.version = v[0]; r.version == "" {
-				return ref{}, invalidRef(s, "empty ?version=: give a VersionId")
-			}
-		}
-	}
-	if r.stage != "" && r.version != "" {
-		return ref{}, invalidRef(s, "give ?stage= or ?version=, not both")
-	}
-	return r, nil
+	return nil
 }
 
-func invalidRef(s, reason string) error {
-	return secrets.NewError("resolve", Backend, s, secrets.CodeInvalidRef, reason, nil)
+func toRef(p driver.Ref) ref {
+	return ref{id: p.Name, stage: p.Query.Get("stage"), version: p.Query.Get("version")}
 }
 
-// Resolve returns the secret named by ref: "name", "name#field",
-// "name?stage=AWSPREVIOUS", "arn:aws:secretsmanager:...:secret:name-AbCdEf?version=<id>".
-func (s *Store) Resolve(ctx context.Context, refStr string) (secrets.Secret, error) {
-	if err := ctx.Err(); err != nil {
-		return secrets.Secret{}, ctxError("resolve", refStr, err)
-	}
-	secrets.InfoFrom(ctx).SetBackend(Backend)
-	r, err := parseRef(refStr)
-	if err != nil {
-		return secrets.Secret{}, err
-	}
-	api, err := s.api(ctx)
-	if err != nil {
-		return secrets.Secret{}, withRef(err, refStr)
-	}
-	v, err := s.get(ctx, api, r)
-	if err != nil {
-		return secrets.Secret{}, classify(ctx, "resolve", refStr, "GetSecretValue", err)
-	}
-	return finish(refStr, r.field, v)
+// Get fetches the secret version p names with GetSecretValue.
+func (d *sm) Get(ctx context.Context, p driver.Ref) (driver.Value, error) {
+	return d.get(ctx, toRef(p))
 }
 
-// value is what a fetch returns before #field extraction.
-type value struct {
-	data    []byte // SecretString, or SecretBinary when there is no string
-	version string
-}
-
-func (s *Store) get(ctx context.Context, api API, r ref) (value, error) {
+func (d *sm) get(ctx context.Context, r ref) (driver.Value, error) {
 	in := &secretsmanager.GetSecretValueInput{SecretId: aws.String(r.id)}
 	if r.stage != "" {
 		in.VersionStage = aws.String(r.stage)
@@ -250,64 +220,28 @@ func (s *Store) get(ctx context.Context, api API, r ref) (value, error) {
 	if r.version != "" {
 		in.VersionId = aws.String(r.version)
 	}
-	out, err := api.GetSecretValue(ctx, in)
+	out, err := d.api.GetSecretValue(ctx, in)
 	if err != nil {
-		return value{}, err
+		return driver.Value{}, classify("GetSecretValue", err)
 	}
 	return newValue(out.SecretString, out.SecretBinary, out.VersionId), nil
 }
 
-func newValue(str *string, bin []byte, version *string) value {
-	v := value{version: aws.ToString(version)}
+// newValue is SecretString, or SecretBinary (which the SDK has already
+// base64-decoded) when there is no string.
+func newValue(str *string, bin []byte, version *string) driver.Value {
+	v := driver.Value{Data: string(bin), Version: aws.ToString(version)}
 	if str != nil {
-		v.data = []byte(*str)
-	} else {
-		// The SDK has already base64-decoded the wire form.
-		v.data = bin
+		v.Data = *str
 	}
 	return v
 }
 
-// finish extracts the #field, if any, and builds the Secret.
-func finish(refStr, field string, v value) (secrets.Secret, error) {
-	val := string(v.data)
-	if field != "" {
-		f, err := refs.Field(v.data, field)
-		switch {
-		case errors.Is(err, refs.ErrNoField):
-			return secrets.Secret{}, secrets.NewError("resolve", Backend, refStr, secrets.CodeNotFound, err.Error(), nil)
-		case err != nil:
-			return secrets.Secret{}, secrets.NewError("resolve", Backend, refStr, secrets.CodeInvalidRef, err.Error(), nil)
-		}
-		val = f
-	}
-	sec := secrets.NewSecret(val)
-	sec.Version = v.version
-	return sec, nil
-}
-
 // Ping checks that the service answers and the credentials work, with a
 // ListSecrets call for one entry (it needs secretsmanager:ListSecrets).
-func (s *Store) Ping(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return ctxError("ping", "", err)
-	}
-	api, err := s.api(ctx)
-	if err != nil {
-		return err
-	}
-	if _, err := api.ListSecrets(ctx, &secretsmanager.ListSecretsInput{MaxResults: aws.Int32(1)}); err != nil {
-		return classify(ctx, "ping", "", "ListSecrets", err)
+func (d *sm) Ping(ctx context.Context) error {
+	if _, err := d.api.ListSecrets(ctx, &secretsmanager.ListSecretsInput{MaxResults: aws.Int32(1)}); err != nil {
+		return classify("ListSecrets", err)
 	}
 	return nil
-}
-
-func withRef(err error, refStr string) error {
-	var e *secrets.Error
-	if errors.As(err, &e) {
-		c := *e
-		c.Op, c.Ref = "resolve", refStr
-		return &c
-	}
-	return err
 }

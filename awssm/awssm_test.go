@@ -67,18 +67,23 @@ func TestMoto(t *testing.T) {
 	m := &moto{endpoint: endpoint, calls: calls, client: client, store: awssm.New(client, nil)}
 
 	t.Run("Conformance", func(t *testing.T) {
+		put := func(t *testing.T, name, value string, _ time.Time) (string, error) {
+			if value == "" {
+				// An empty SecretString creates a secret without a
+				// version (moto does the same): there is nothing to get.
+				return "", fmt.Errorf("%w: an empty SecretString stores no version", secretstest.ErrUnsupported)
+			}
+			_, err := client.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{
+				Name: aws.String(name), SecretString: aws.String(value)})
+			return name, err
+		}
 		secretstest.RunConformance(t, secretstest.Harness{
-			Resolver: m.store,
-			Put: func(t *testing.T, name, value string, _ time.Time) (string, error) {
-				if value == "" {
-					// An empty SecretString creates a secret without a
-					// version (moto does the same): there is nothing to get.
-					return "", fmt.Errorf("%w: an empty SecretString stores no version", secretstest.ErrUnsupported)
-				}
-				_, err := client.CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{
-					Name: aws.String(name), SecretString: aws.String(value)})
-				return name, err
+			New: func(t *testing.T) secretstest.Subject {
+				s := awssm.New(client, nil)
+				t.Cleanup(func() { s.Close() })
+				return secretstest.Subject{Resolver: s, Put: put}
 			},
+			Backend:    awssm.Backend,
 			MissingRef: "kw-missing-" + token(),
 			InvalidRefs: []string{
 				"name?stage=AWSCURRENT&version=abc",

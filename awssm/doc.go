@@ -16,12 +16,15 @@
 // Secrets Manager has no expiry of its own, so Secret.ExpiresAt is zero.
 //
 // New takes a client the host configured; NewFromEnv and the URL opener
-// build one from the environment on first use. The Store also resolves in
-// batches (secrets.ResolveMany, used by the cache's Warm) with
+// build one from the environment on first use. The Store is served through
+// the driver layer (package driver), which owns ref parsing, #field, the
+// context rule, the error fields, lazy opening and the closed state. It
+// resolves in batches (secrets.ResolveMany, used by the cache's Warm) with
 // BatchGetSecretValue, 20 secrets a call, one fetch however many #fields of a
 // secret are asked for; and pings (secrets.Pinger) with ListSecrets. Close
-// releases the keep-alive connections of the client NewFromEnv made; a
-// client given to New is the host's, and Close leaves it alone.
+// releases the keep-alive connections of the client NewFromEnv made (a
+// client given to New is the host's, and Close leaves it alone); after it,
+// every call fails with secrets.ErrUnavailable.
 //
 // # URLs
 //
@@ -31,8 +34,10 @@
 //	awssm://?region=eu-west-1&profile=prod
 //
 // region and profile are the only parameters, both optional; the URL names
-// no host, path or credential. The client is built on the first resolve with
-// config.LoadDefaultConfig, which reads AWS_REGION (when the URL has no
+// no host, path or credential. The client is built by the first call that
+// needs it, on that call's ctx, with config.LoadDefaultConfig (a failure,
+// such as no region, fails that call and is tried again by the next), which
+// reads AWS_REGION (when the URL has no
 // region), AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 // AWS_SESSION_TOKEN, AWS_ENDPOINT_URL (and AWS_ENDPOINT_URL_SECRETS_MANAGER),
 // AWS_CONFIG_FILE, AWS_SHARED_CREDENTIALS_FILE, AWS_WEB_IDENTITY_TOKEN_FILE,
@@ -59,8 +64,10 @@
 //	#field absent from the JSON secret                secrets.ErrNotFound
 //	#field of a value that is not a JSON object       secrets.ErrInvalidRef
 //
-// A canceled or timed-out context gives an error matching context.Canceled
-// or context.DeadlineExceeded (the latter is also ErrUnavailable).
+// A call whose ctx has ended, before or during its work, fails with
+// secrets.ContextError: an error naming the ref that matches
+// context.Canceled or context.DeadlineExceeded (the latter is also
+// ErrUnavailable); ResolveMany then sets it on every Result and returns it.
 //
 // The service's error message is never part of an error's text, because it
 // comes from the response body and a proxy or emulator can echo anything

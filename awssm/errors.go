@@ -14,6 +14,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/driver"
 )
 
 // errorCodeMap classifies the error codes Secrets Manager and the AWS
@@ -73,7 +74,8 @@ func markedForDeletion(code, message string) bool {
 	return strings.Contains(m, "marked for deletion") || strings.Contains(m, "marked deleted")
 }
 
-// classify turns an error of an SDK call into a *secrets.Error.
+// classify turns an error of an SDK call into a *secrets.Error for the
+// core, which sets Op, Backend and Ref and applies the context rule.
 //
 // The returned error's text never holds anything the response body said.
 // Service errors are replaced by a copy without their message (still found
@@ -81,17 +83,12 @@ func markedForDeletion(code, message string) bool {
 // deserialization errors are dropped (they keep a snapshot of the body),
 // and errors with no response, credential failures first, are cut to a
 // fixed text (see noAnswer and credentialsFailed).
-func classify(ctx context.Context, op, refStr, operation string, err error) error {
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		return ctxError(op, refStr, ctxErr)
-	}
-	e := &secrets.Error{Op: op, Backend: Backend, Ref: refStr}
+func classify(operation string, err error) error {
 	if credentialsFailed(err) {
 		// Before the service-error cases: a credential provider that calls
 		// STS, SSO or IMDS fails with that service's error (or body
 		// snapshot) inside, which is not Secrets Manager's answer.
-		e.Code, e.Reason, e.Err = secrets.CodePermission, credsReason, cutError(operation, "could not get credentials", err)
-		return e
+		return driver.Wrap(secrets.CodePermission, cutError(operation, "could not get credentials", err), "%s", credsReason)
 	}
 	attempts := 0
 	var maxErr *retry.MaxAttemptsError
@@ -104,45 +101,48 @@ func classify(ctx context.Context, op, refStr, operation string, err error) erro
 		status, requestID = respErr.HTTPStatusCode(), cleanRequestID(respErr.ServiceRequestID())
 	}
 
+	var code secrets.Code
+	var reason string
+	var cause error
 	var apiErr smithy.APIError
 	var deserErr *smithy.DeserializationError
 	switch {
 	case errors.As(err, &apiErr):
 		apiCode := cleanCode(apiErr.ErrorCode())
-		code, ok := errorCodeMap[apiCode]
+		var ok bool
+		code, ok = errorCodeMap[apiCode]
 		switch {
 		case markedForDeletion(apiCode, apiErr.ErrorMessage()):
-			code, e.Reason = secrets.CodeNotFound, deletionReason
+			code, reason = secrets.CodeNotFound, deletionReason
 		case ok:
 		case status >= 500 || apiErr.ErrorFault() == smithy.FaultServer:
 			code = secrets.CodeUnavailable
 		default:
 			code = secrets.CodeUnknown
 		}
-		e.Code = code
-		if e.Reason == "" {
-			e.Reason = reasons[code]
+		if reason == "" {
+			reason = reasons[code]
 		}
-		e.Err = &serviceError{operation: operation, code: apiCode, status: status,
+		cause = &serviceError{operation: operation, code: apiCode, status: status,
 			requestID: requestID, attempts: attempts, api: redact(apiErr, apiCode)}
 	case errors.As(err, &deserErr):
 		// A body the SDK cannot decode: a proxy's HTML page, a truncated
 		// answer. The SDK keeps a snapshot of the body in the error, and the
 		// body of a GetSecretValue answer is the secret, so the cause goes.
-		e.Code = secrets.CodeUnavailable
-		e.Reason = "the answer could not be decoded; is the endpoint a Secrets Manager endpoint?"
+		code = secrets.CodeUnavailable
+		reason = "the answer could not be decoded; is the endpoint a Secrets Manager endpoint?"
 		if status >= 500 || status == 429 {
-			e.Reason = reasons[e.Code]
+			reason = reasons[code]
 		}
-		e.Err = &serviceError{operation: operation, status: status, requestID: requestID, attempts: attempts}
+		cause = &serviceError{operation: operation, status: status, requestID: requestID, attempts: attempts}
 	case status != 0:
 		// A response without a service error code: its body is not kept.
-		e.Code = secrets.CodeUnknown
+		code = secrets.CodeUnknown
 		if status >= 500 || status == 429 {
-			e.Code = secrets.CodeUnavailable
+			code = secrets.CodeUnavailable
 		}
-		e.Reason = reasons[e.Code]
-		e.Err = &serviceError{operation: operation, status: status, requestID: requestID, attempts: attempts}
+		reason = reasons[code]
+		cause = &serviceError{operation: operation, status: status, requestID: requestID, attempts: attempts}
 	default:
 		// No response reached us: connection refused, DNS, TLS, an
 		// endpoint that does not resolve. The SDK error's text is dropped,
@@ -151,9 +151,9 @@ func classify(ctx context.Context, op, refStr, operation string, err error) erro
 		// read, are the proven case), so only a fixed reason, the Go types
 		// of the chain, and the few causes whose text cannot carry a value
 		// survive (see noAnswer).
-		e.Code, e.Reason, e.Err = noAnswer(operation, err)
+		code, reason, cause = noAnswer(operation, err)
 	}
-	return e
+	return driver.Wrap(code, cause, "%s", reason)
 }
 
 // credsReason is what a resolve says when the SDK could not get credentials.
@@ -276,16 +276,6 @@ func (e *noAnswerError) Error() string {
 }
 
 func (e *noAnswerError) Unwrap() error { return e.keep }
-
-// ctxError reports a canceled or timed-out call. It matches errors.Is with
-// the context's error; a deadline is also ErrUnavailable.
-func ctxError(op, refStr string, err error) error {
-	code, reason := secrets.CodeUnknown, "canceled"
-	if errors.Is(err, context.DeadlineExceeded) {
-		code, reason = secrets.CodeUnavailable, "no answer before the context's deadline"
-	}
-	return &secrets.Error{Op: op, Backend: Backend, Ref: refStr, Code: code, Reason: reason, Err: err}
-}
 
 // withheld stands in for an error type or a request id that is not shaped
 // like AWS's. Both come from the response (X-Amzn-ErrorType, __type,
@@ -478,7 +468,7 @@ func overrideFor(e smithy.APIError, code string) *string {
 }
 
 // batchEntryError classifies one entry of BatchGetSecretValue's Errors list.
-func batchEntryError(refStr, code, message string) error {
+func batchEntryError(code, message string) error {
 	code = cleanCode(code)
 	c, ok := errorCodeMap[code]
 	reason := ""
@@ -491,6 +481,5 @@ func batchEntryError(refStr, code, message string) error {
 	if reason == "" {
 		reason = reasons[c]
 	}
-	return &secrets.Error{Op: "resolve", Backend: Backend, Ref: refStr, Code: c, Reason: reason,
-		Err: &serviceError{operation: "BatchGetSecretValue", code: code, api: &smithy.GenericAPIError{Code: code}}}
+	return driver.Wrap(c, &serviceError{operation: "BatchGetSecretValue", code: code, api: &smithy.GenericAPIError{Code: code}}, "%s", reason)
 }

@@ -48,7 +48,7 @@ func TestNoAnswerCut(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := classify(context.Background(), "resolve", "kw/x", "GetSecretValue", c.err)
+			err := classify("GetSecretValue", c.err)
 			if !errors.Is(err, c.code) {
 				t.Errorf("got %v, want %v", err, c.code)
 			}

@@ -77,7 +77,7 @@ func wantKeywardError(t *testing.T, err error, code error) *secrets.Error {
 
 func TestFakeResolve(t *testing.T) {
 	f, store, name, v := fakeStore(t, 3)
-	ctx, info := secrets.WithInfo(context.Background())
+	ctx := context.Background()
 	s, err := store.Resolve(ctx, name)
 	if err != nil {
 		t.Fatal(err)
@@ -85,8 +85,8 @@ func TestFakeResolve(t *testing.T) {
 	if s.Reveal() != v || s.Version == "" {
 		t.Fatalf("got %d bytes, version %q", s.Len(), s.Version)
 	}
-	if got := info.Snapshot().Backend; got != "awssm" {
-		t.Errorf("Info backend = %q, want awssm", got)
+	if got := s.Source.Backend; got != "awssm" {
+		t.Errorf("Source.Backend = %q, want awssm", got)
 	}
 	if _, err := store.Resolve(ctx, fakeARNPrefix+name+"-AbCdEf"); err != nil {
 		t.Errorf("by ARN: %v", err)

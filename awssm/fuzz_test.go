@@ -1,16 +1,35 @@
 package awssm
 
 import (
+	"context"
 	"errors"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	secrets "github.com/keyward/secrets"
 	"github.com/keyward/secrets/internal/refs"
 )
 
-// FuzzParseRef checks the awssm layer over the shared grammar: stage and
-// version exclude each other, neither is empty when given, the id is never
-// empty, and every failure is an ErrInvalidRef that does not panic.
+// recorder is an API that records the GetSecretValue input it is given and
+// answers that the secret does not exist.
+type recorder struct {
+	API
+	in *secretsmanager.GetSecretValueInput
+}
+
+func (r *recorder) GetSecretValue(_ context.Context, in *secretsmanager.GetSecretValueInput, _ ...func(*secretsmanager.Options)) (*secretsmanager.GetSecretValueOutput, error) {
+	r.in = in
+	return nil, &types.ResourceNotFoundException{}
+}
+
+// FuzzParseRef checks the awssm layer over the shared grammar, through the
+// Store: stage and version exclude each other, neither is empty when given,
+// the id is never empty, what is asked of AWS is what refs.Parse read, and
+// every refused ref is an ErrInvalidRef naming the backend and the ref,
+// without a panic.
 func FuzzParseRef(f *testing.F) {
 	for _, s := range []string{
 		"prod/anthropic", "prod/anthropic#api_key", "name?stage=AWSPREVIOUS", "name?version=abc#f",
@@ -20,33 +39,39 @@ func FuzzParseRef(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		r, err := parseRef(s)
-		if err != nil {
+		api := &recorder{}
+		_, err := New(api, nil).Resolve(context.Background(), s)
+		if api.in == nil {
 			if !errors.Is(err, secrets.ErrInvalidRef) {
-				t.Fatalf("parseRef(%q): %v is not ErrInvalidRef", s, err)
+				t.Fatalf("Resolve(%q) asked nothing of AWS and failed with %v, not ErrInvalidRef", s, err)
 			}
 			var e *secrets.Error
 			if !errors.As(err, &e) || e.Backend != Backend || e.Ref != s {
-				t.Fatalf("parseRef(%q): %#v", s, err)
+				t.Fatalf("Resolve(%q): %#v", s, err)
 			}
 			return
 		}
-		if r.id == "" {
-			t.Fatalf("parseRef(%q): empty id", s)
+		if !errors.Is(err, secrets.ErrNotFound) {
+			t.Fatalf("Resolve(%q): %v, want the recorder's ErrNotFound", s, err)
 		}
-		if r.stage != "" && r.version != "" {
-			t.Fatalf("parseRef(%q): both stage and version", s)
+		id, stage, version := aws.ToString(api.in.SecretId), aws.ToString(api.in.VersionStage), aws.ToString(api.in.VersionId)
+		if id == "" {
+			t.Fatalf("Resolve(%q): empty id", s)
+		}
+		if stage != "" && version != "" {
+			t.Fatalf("Resolve(%q): both stage and version", s)
 		}
 		// Nothing of the shared grammar's answer is lost or changed.
 		p, err := refs.Parse(s, "stage", "version")
 		if err != nil {
-			t.Fatalf("parseRef(%q) accepted what refs.Parse rejects: %v", s, err)
+			t.Fatalf("Resolve(%q) accepted what refs.Parse rejects: %v", s, err)
 		}
-		if r.id != p.Path || r.field != p.Field || r.stage != p.Query.Get("stage") || r.version != p.Query.Get("version") {
-			t.Fatalf("parseRef(%q) = %+v, refs.Parse = %+v", s, r, p)
+		if id != p.Path || stage != p.Query.Get("stage") || version != p.Query.Get("version") {
+			t.Fatalf("Resolve(%q) asked for %q stage %q version %q, refs.Parse = %+v", s, id, stage, version, p)
 		}
-		if r.current() != (r.version == "" && (r.stage == "" || r.stage == "AWSCURRENT")) {
-			t.Fatalf("parseRef(%q): current() disagrees", s)
+		r := ref{id: id, stage: stage, version: version}
+		if r.current() != (version == "" && (stage == "" || stage == "AWSCURRENT")) {
+			t.Fatalf("Resolve(%q): current() disagrees", s)
 		}
 	})
 }
