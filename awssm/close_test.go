@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -60,25 +59,7 @@ func closeRounds(t *testing.T, endpoint string, names, values []string) {
 			t.Fatal(err)
 		}
 		// Concurrent resolves open several connections; a batch too.
-		var wg sync.WaitGroup
-		errs := make([]error, len(names))
-		for i, name := range names {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s, err := r.Resolve(context.Background(), name)
-				if err == nil && s.Reveal() != values[i] {
-					err = fmt.Errorf("resolved %d bytes that differ from the value", s.Len())
-				}
-				errs[i] = err
-			}()
-		}
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("round %d: Resolve(%q): %v", round, names[i], err)
-			}
-		}
+		testenv.ResolveConcurrently(t, r, names, values)
 		res, err := r.(secrets.BatchResolver).ResolveMany(context.Background(), names)
 		if err != nil || res[0].Err != nil {
 			t.Fatalf("round %d: ResolveMany: %v, %v", round, err, res[0].Err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -48,25 +47,11 @@ func TestCloseReleasesConnections(t *testing.T) {
 				s := openFromEnvKeepToken(t, tc.url)
 				s.opts.Logger = log
 				// Concurrent resolves open several connections.
-				var wg sync.WaitGroup
-				errs := make([]error, len(names))
+				refs, want := make([]string, len(names)), make([]string, len(names))
 				for i, name := range names {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						sec, err := s.Resolve(ctx, name+"#api_key")
-						if err == nil && sec.Reveal() != fmt.Sprintf("sk-close-%d", i) {
-							err = fmt.Errorf("resolved %d bytes that differ from the value", sec.Len())
-						}
-						errs[i] = err
-					}()
+					refs[i], want[i] = name+"#api_key", fmt.Sprintf("sk-close-%d", i)
 				}
-				wg.Wait()
-				for i, err := range errs {
-					if err != nil {
-						t.Fatalf("round %d: Resolve(%q): %v", round, names[i], err)
-					}
-				}
+				testenv.ResolveConcurrently(t, s, refs, want)
 				if err := s.Close(); err != nil {
 					t.Fatal(err)
 				}

@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 
 	secrets "github.com/keyward/secrets"
@@ -60,4 +61,31 @@ func Canceled() context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	return ctx
+}
+
+// ResolveConcurrently resolves every refs[i] at once, one goroutine each (so
+// a backend opens several connections), and fails t unless each gives
+// want[i]. It never prints a value, only lengths.
+func ResolveConcurrently(t testing.TB, r secrets.KeyResolver, refs, want []string) {
+	t.Helper()
+	errs := make([]error, len(refs))
+	done := make(chan struct{})
+	for i, ref := range refs {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			s, err := r.Resolve(context.Background(), ref)
+			if err == nil && s.Reveal() != want[i] {
+				err = errors.New("resolved a value that differs from the one stored (" + strconv.Itoa(s.Len()) + " bytes)")
+			}
+			errs[i] = err
+		}()
+	}
+	for range refs {
+		<-done
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Resolve(%q): %v", refs[i], err)
+		}
+	}
 }
