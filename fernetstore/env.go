@@ -69,6 +69,19 @@ func optionsFromURL(u *url.URL) (*Options, error) {
 		IDColumn: q.Get("id_column"), NameColumn: q.Get("name_column"), ProviderColumn: q.Get("provider_column"),
 		ValueColumn: q.Get("value_column"), ExpiresAtColumn: q.Get("expires_column"), CreatedAtColumn: q.Get("created_column"),
 	}
+	switch t := IDType(q.Get("id_type")); t {
+	case IDAuto, IDInteger, IDText:
+		o.IDType = t
+	default:
+		return nil, urlError(fmt.Sprintf("id_type= takes %q or %q (or leave it out to read it from the table)", IDInteger, IDText))
+	}
+	if rc := q.Get("ref_columns"); rc != "" {
+		refs, err := parseRefColumns(rc)
+		if err != nil {
+			return nil, urlError("ref_columns=: " + err.Error())
+		}
+		o.RefColumns = refs
+	}
 	switch q.Get("plaintext") {
 	case "", "deny":
 	case "allow":
@@ -106,4 +119,28 @@ func optionsFromURL(u *url.URL) (*Options, error) {
 
 func urlError(reason string) error {
 	return &secrets.Error{Op: "open", Backend: Backend, Code: secrets.CodeInvalidRef, Reason: reason}
+}
+
+// parseRefColumns reads ref_columns=COLUMN:SCHEME,...
+func parseRefColumns(v string) ([]RefColumn, error) {
+	var out []RefColumn
+	seen := map[string]bool{}
+	for _, part := range strings.Split(v, ",") {
+		col, scheme, ok := strings.Cut(strings.TrimSpace(part), ":")
+		if !ok || col == "" || scheme == "" {
+			return nil, fmt.Errorf("write COLUMN:SCHEME pairs, comma-separated, such as key_env_var:env,secret_name:awssm")
+		}
+		if _, err := SQLite.quoteIdent(col, false); err != nil {
+			return nil, err
+		}
+		if !refSchemeRE.MatchString(scheme) {
+			return nil, fmt.Errorf("the scheme of column %s is not a scheme name (lower-case letters, digits, '+', '-', '.'), such as env or awssm", col)
+		}
+		if seen[strings.ToLower(col)] {
+			return nil, fmt.Errorf("column %s is named twice", col)
+		}
+		seen[strings.ToLower(col)] = true
+		out = append(out, RefColumn{Column: col, Scheme: scheme})
+	}
+	return out, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	secrets "github.com/keyward/secrets"
 	"github.com/keyward/secrets/driver"
 )
@@ -22,10 +23,24 @@ type Options struct {
 	// Table is the table name, optionally schema-qualified; default "api_keys".
 	Table string
 	// Column names; the defaults are the default schema's: id, name,
-	// provider, api_key, expires_at, created_at. The id column must hold
-	// integers assigned by the database. NameColumn, ProviderColumn,
-	// ExpiresAtColumn and CreatedAtColumn may be "-" for a table without them.
+	// provider, api_key, expires_at, created_at. The table is read on first
+	// use: the id and value columns, and every column named here, must
+	// exist; name, provider, expires_at and created_at left at their
+	// default names are done without when the table lacks them (as the
+	// Python service's bots table lacks expires_at), and "-" says so
+	// explicitly.
 	IDColumn, NameColumn, ProviderColumn, ValueColumn, ExpiresAtColumn, CreatedAtColumn string
+	// IDType is what the id column holds: integers the database assigns, or
+	// text (UUIDs) the application assigns. IDAuto reads it from the table;
+	// for CreateSchema, IDText makes a VARCHAR(36) id column.
+	IDType IDType
+	// RefColumns are columns that name where a row's key lives when its
+	// value column is NULL or empty, tried in order: the first that holds a
+	// name wins, and the row resolves as that column's Scheme:name through
+	// the Stack the store is served in (the Python service's key_env_var
+	// and secret_name). Such rows are never plaintext: Migrate and Rotate
+	// count them and leave them alone.
+	RefColumns []RefColumn
 	// Dialect of the database; detected from the driver when empty.
 	Dialect Dialect
 	// AllowPlaintext is migration mode: legacy plaintext rows resolve, and
@@ -56,9 +71,11 @@ var (
 	_ io.Closer             = (*Store)(nil)
 )
 
-// New returns a Store over db using ring. It does no I/O: statements are
-// prepared on first use, and a bad option is reported by the first call.
-// Close leaves db open.
+// New returns a Store over db using ring. It does no I/O: the table is
+// read and statements are prepared on first use, and a bad option is
+// reported by the first call. A nil ring makes a store that only creates
+// and checks the table (CreateSchema, Describe): what needs a key fails,
+// saying to set ENCRYPTION_KEY. Close leaves db open.
 func New(db *sql.DB, ring *KeyRing, opts *Options) *Store {
 	return newStore(opts, func(context.Context) (*sql.DB, *KeyRing, bool, error) { return db, ring, false, nil })
 }
@@ -121,46 +138,87 @@ func opError(ctx context.Context, op, ref string, err error) error {
 	return errorf(op, ref, secrets.CodeUnavailable, err, "database error")
 }
 
-// CreateSchema creates the table with the default schema if it does not
-// exist. It is never called implicitly: an existing table is used as it is.
-// It needs every column, so it fails for options with a "-" column.
+// CreateSchema creates the table if it does not exist, with keyward's
+// default schema (integer ids, or VARCHAR(36) ids for IDType IDText, and a
+// nullable column per RefColumns), then reads it as every other call does:
+// an existing table is left as it is and checked, and what it lacks for
+// the options is an ErrInvalidRef that names it. It is never called
+// implicitly. It needs no key ring.
 func (s *Store) CreateSchema(ctx context.Context) error {
-	b, err := s.table(ctx, "create schema")
-	if err != nil {
-		return err
-	}
-	if !b.has.name || !b.has.provider || !b.has.expires || !b.has.created {
-		return errorf("create schema", "", secrets.CodeInvalidRef, nil, "CreateSchema makes every column; options with a \"-\" column describe an existing table")
-	}
-	if _, err := b.db.ExecContext(ctx, b.q.schema); err != nil {
-		return opError(ctx, "create schema", "", err)
-	}
-	return nil
+	_, err := s.Init(ctx)
+	return err
 }
 
-// rowID reads a row id: a positive integer, without a sign.
+// Init is CreateSchema, returning the description of the table
+// (TableInfo.Created says whether it was made).
+func (s *Store) Init(ctx context.Context) (TableInfo, error) {
+	const op = "create schema"
+	b, err := s.table(ctx, op)
+	if err != nil {
+		return TableInfo{}, err
+	}
+	created, err := b.createTable(ctx)
+	if err != nil {
+		return TableInfo{}, storeError(ctx, op, "", err)
+	}
+	sc, err := b.schemaOf(ctx)
+	if err != nil {
+		return TableInfo{}, storeError(ctx, op, "", err)
+	}
+	info := sc.info
+	info.Created = created
+	return info, nil
+}
+
+// Describe reads the table (on first use) and says what the store found:
+// the id type and the columns it uses. A missing table or column, or one
+// of a type the store cannot use, is an ErrInvalidRef naming it. It needs
+// no key ring.
+func (s *Store) Describe(ctx context.Context) (TableInfo, error) {
+	const op = "describe"
+	b, err := s.table(ctx, op)
+	if err != nil {
+		return TableInfo{}, err
+	}
+	sc, err := b.schemaOf(ctx)
+	if err != nil {
+		return TableInfo{}, storeError(ctx, op, "", err)
+	}
+	return sc.info, nil
+}
+
+// rowID reads an integer row id: a positive integer, without a sign.
 func rowID(name string) (int64, bool) {
 	id, err := strconv.ParseInt(name, 10, 64)
 	return id, err == nil && id > 0 && name[0] != '+'
 }
 
-const refShape = "the ref must be a row id (a positive integer), optionally with #field"
-
 // Get returns the value in row ref (its id; the core picks a #field).
 // Version names the key that decrypted it ("primary", "previous-1", ...) or
-// is "plaintext"; ExpiresAt comes from the expires_at column.
+// is "plaintext"; ExpiresAt comes from the expires_at column. A row whose
+// value is NULL or empty answers with the first of its ref columns that
+// names a key, for the core to follow.
 func (b *base) Get(ctx context.Context, ref driver.Ref) (driver.Value, error) {
-	id, ok := rowID(ref.Name)
-	if !ok {
-		return driver.Value{}, driver.Errorf(secrets.CodeInvalidRef, refShape)
+	sc, err := b.schemaOf(ctx)
+	if err != nil {
+		return driver.Value{}, err
 	}
-	st, err := b.resolveStmt(ctx)
+	id, err := sc.parseID(ref.Name)
+	if err != nil {
+		return driver.Value{}, err
+	}
+	st, err := b.resolveStmt(ctx, sc)
 	if err != nil {
 		return driver.Value{}, err
 	}
 	var value sql.NullString
 	var expRaw any
-	if err := st.QueryRowContext(ctx, id).Scan(&value, &expRaw); err != nil {
+	dest := []any{&value, &expRaw}
+	refs := make([]sql.NullString, len(sc.refs))
+	for i := range refs {
+		dest = append(dest, &refs[i])
+	}
+	if err := st.QueryRowContext(ctx, sc.idArg(id)).Scan(dest...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return driver.Value{}, driver.Errorf(secrets.CodeNotFound, "no row with that id")
 		}
@@ -170,18 +228,35 @@ func (b *base) Get(ctx context.Context, ref driver.Ref) (driver.Value, error) {
 	if err != nil {
 		return driver.Value{}, driver.Errorf(secrets.CodeUnknown, "cannot read the expiry column: %v", err)
 	}
-	if !value.Valid {
-		return driver.Value{}, driver.Errorf(secrets.CodeNotFound, "the row's value is NULL")
+	if value.String == "" {
+		for i, r := range refs {
+			if r.String != "" {
+				return refValue(sc.refs[i].Scheme, r.String, exp)
+			}
+		}
+		return driver.Value{}, driver.Errorf(secrets.CodeNotFound, "%s", b.emptyReason(sc))
 	}
 	v, err := b.reveal(value.String)
 	v.ExpiresAt = exp
 	return v, err
 }
 
+// emptyReason says that a row holds no key, naming the columns looked at.
+func (b *base) emptyReason(sc *schema) string {
+	cols := sc.info.Columns["value"]
+	for _, r := range b.opts.RefColumns {
+		cols += ", " + r.Column
+	}
+	if len(sc.refs) == 0 {
+		return fmt.Sprintf("the row holds no key: its %s is NULL or empty (store one with keyward update)", cols)
+	}
+	return fmt.Sprintf("the row holds no key: %s are all NULL or empty (store one with keyward update, or name the env var or secret in a ref column)", cols)
+}
+
 // resolveStmt prepares Get's statement once. Under the lock, so that a Get
 // racing Close never prepares a statement after Close (nothing would ever
 // close it).
-func (b *base) resolveStmt(ctx context.Context) (*sql.Stmt, error) {
+func (b *base) resolveStmt(ctx context.Context, sc *schema) (*sql.Stmt, error) {
 	if st := b.stmt.Load(); st != nil {
 		return st, nil
 	}
@@ -193,7 +268,7 @@ func (b *base) resolveStmt(ctx context.Context) (*sql.Stmt, error) {
 	if b.closed {
 		return nil, driver.Errorf(secrets.CodeUnavailable, "the store is closed")
 	}
-	st, err := b.db.PrepareContext(ctx, b.q.resolve)
+	st, err := b.db.PrepareContext(ctx, sc.q.resolve)
 	if err != nil {
 		return nil, dbError(err)
 	}
@@ -205,6 +280,9 @@ func (b *base) resolveStmt(ctx context.Context) (*sql.Stmt, error) {
 // decrypted, a malformed token is undecryptable, plaintext is returned only
 // in migration mode.
 func (b *base) reveal(stored string) (driver.Value, error) {
+	if err := b.needRing(); err != nil {
+		return driver.Value{}, err
+	}
 	switch Classify(stored) {
 	case KindToken:
 		msg, i, err := b.ring.Decrypt(stored)
@@ -254,79 +332,140 @@ func (b *base) Close() error {
 	return nil
 }
 
+// Row is the metadata Insert writes with a value.
+type Row struct {
+	// ID is the new row's id. Empty: a new UUID on a text-id table, the
+	// database's next id on an integer one.
+	ID string
+	// Name and Provider fill the name and provider columns, when the table
+	// has them.
+	Name, Provider string
+	// ExpiresAt is when the value stops being valid; zero means never.
+	ExpiresAt time.Time
+}
+
 // Put encrypts value under the primary key, inserts a row and returns its
 // id. A zero expiresAt means the value does not expire.
 func (s *Store) Put(ctx context.Context, name, provider, value string, expiresAt time.Time) (string, error) {
-	b, err := s.table(ctx, "put")
+	return s.Insert(ctx, Row{Name: name, Provider: provider, ExpiresAt: expiresAt}, value)
+}
+
+// Insert encrypts value under the primary key and inserts it as a new row,
+// returning its id: row.ID, else a new UUID (text ids) or the database's
+// (integer ids).
+func (s *Store) Insert(ctx context.Context, row Row, value string) (string, error) {
+	const op = "put"
+	b, sc, err := s.schema(ctx, op)
 	if err != nil {
 		return "", err
 	}
-	if !expiresAt.IsZero() && !b.has.expires {
-		return "", errorf("put", "", secrets.CodeInvalidRef, nil, "the table has no expiry column")
+	if err := b.needRing(); err != nil {
+		return "", storeError(ctx, op, "", err)
+	}
+	if !row.ExpiresAt.IsZero() && !sc.has.expires {
+		return "", errorf(op, "", secrets.CodeInvalidRef, nil, "the table has no expiry column")
+	}
+	id := row.ID
+	if id != "" {
+		if _, err := sc.parseID(id); err != nil {
+			return "", storeError(ctx, op, id, err)
+		}
+	} else if sc.text {
+		id = uuid.NewString()
 	}
 	tok, err := b.ring.Encrypt([]byte(value))
 	if err != nil {
-		return "", errorf("put", "", secrets.CodeUnknown, err, "encrypt")
+		return "", errorf(op, "", secrets.CodeUnknown, err, "encrypt")
 	}
 	args := []any{tok}
-	if b.has.name {
-		args = append(args, name)
+	if sc.has.name {
+		args = append(args, row.Name)
 	}
-	if b.has.provider {
-		args = append(args, provider)
+	if sc.has.provider {
+		args = append(args, row.Provider)
 	}
-	if b.has.expires {
-		args = append(args, b.timeArg(expiresAt))
+	if sc.has.expires {
+		args = append(args, b.timeArg(row.ExpiresAt))
 	}
-	if b.has.created {
+	if sc.has.created {
 		args = append(args, b.timeArg(b.now()))
 	}
-	var id int64
-	if b.d == Postgres {
-		err = b.db.QueryRowContext(ctx, b.q.insert, args...).Scan(&id)
-	} else {
+	switch {
+	case id != "":
+		_, err = b.db.ExecContext(ctx, sc.q.insertID, append(args, sc.idArg(id))...)
+	case sc.q.insertReturns:
+		var n int64
+		err = b.db.QueryRowContext(ctx, sc.q.insert, args...).Scan(&n)
+		id = strconv.FormatInt(n, 10)
+	default:
 		var res sql.Result
-		res, err = b.db.ExecContext(ctx, b.q.insert, args...)
+		res, err = b.db.ExecContext(ctx, sc.q.insert, args...)
 		if err == nil {
-			id, err = res.LastInsertId()
+			var n int64
+			n, err = res.LastInsertId()
+			id = strconv.FormatInt(n, 10)
 		}
 	}
 	if err != nil {
-		return "", opError(ctx, "put", "", err)
+		return "", opError(ctx, op, row.ID, err)
 	}
-	return strconv.FormatInt(id, 10), nil
+	return id, nil
+}
+
+// schema returns the Store's driver and its table's schema, for the
+// Store's own operations.
+func (s *Store) schema(ctx context.Context, op string) (*base, *schema, error) {
+	b, err := s.table(ctx, op)
+	if err != nil {
+		return nil, nil, err
+	}
+	sc, err := b.schemaOf(ctx)
+	if err != nil {
+		return nil, nil, storeError(ctx, op, "", err)
+	}
+	return b, sc, nil
 }
 
 // row reads the ref of Update and Delete, a row id without #field, and
-// returns the Store's driver.
-func (s *Store) row(ctx context.Context, op, ref string) (*base, int64, error) {
+// returns the Store's driver and schema.
+func (s *Store) row(ctx context.Context, op, ref string) (*base, *schema, any, error) {
 	r, err := s.ParseRef(ref)
-	id, ok := rowID(r.Name)
-	if err != nil || !ok || r.Field != "" {
-		return nil, 0, errorf(op, ref, secrets.CodeInvalidRef, nil, "the ref must be a row id")
+	if err != nil || r.Field != "" {
+		return nil, nil, nil, errorf(op, ref, secrets.CodeInvalidRef, nil, "the ref must be a row id, without #field")
 	}
-	b, err := s.table(ctx, op)
-	return b, id, err
+	b, sc, err := s.schema(ctx, op)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	id, err := sc.parseID(r.Name)
+	if err != nil {
+		return nil, nil, nil, storeError(ctx, op, ref, err)
+	}
+	return b, sc, sc.idArg(id), nil
 }
 
 // Update replaces the value (and the expiry, when the table has one; zero
 // means none) of row ref, encrypted under the primary key.
 func (s *Store) Update(ctx context.Context, ref, value string, expiresAt time.Time) error {
-	b, id, err := s.row(ctx, "update", ref)
+	const op = "update"
+	b, sc, id, err := s.row(ctx, op, ref)
 	if err != nil {
 		return err
 	}
+	if err := b.needRing(); err != nil {
+		return storeError(ctx, op, ref, err)
+	}
 	tok, err := b.ring.Encrypt([]byte(value))
 	if err != nil {
-		return errorf("update", ref, secrets.CodeUnknown, err, "encrypt")
+		return errorf(op, ref, secrets.CodeUnknown, err, "encrypt")
 	}
 	var res sql.Result
-	if b.has.expires {
-		res, err = b.db.ExecContext(ctx, b.q.update, tok, b.timeArg(expiresAt), id)
+	if sc.has.expires {
+		res, err = b.db.ExecContext(ctx, sc.q.update, tok, b.timeArg(expiresAt), id)
 	} else {
-		res, err = b.db.ExecContext(ctx, b.q.updateValue, tok, id)
+		res, err = b.db.ExecContext(ctx, sc.q.updateValue, tok, id)
 	}
-	return affected(ctx, "update", ref, res, err)
+	return affected(ctx, op, ref, res, err)
 }
 
 func affected(ctx context.Context, op, ref string, res sql.Result, err error) error {
@@ -341,11 +480,11 @@ func affected(ctx context.Context, op, ref string, res sql.Result, err error) er
 
 // Delete removes row ref.
 func (s *Store) Delete(ctx context.Context, ref string) error {
-	b, id, err := s.row(ctx, "delete", ref)
+	b, sc, id, err := s.row(ctx, "delete", ref)
 	if err != nil {
 		return err
 	}
-	res, err := b.db.ExecContext(ctx, b.q.del, id)
+	res, err := b.db.ExecContext(ctx, sc.q.del, id)
 	return affected(ctx, "delete", ref, res, err)
 }
 

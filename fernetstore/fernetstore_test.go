@@ -287,8 +287,9 @@ func TestCustomTableAndColumns(t *testing.T) {
 	if _, err := s.Put(ctx, "n", "p", "v", time.Now()); err == nil {
 		t.Fatal("Put with an expiry on a table without the column succeeded")
 	}
-	if err := s.CreateSchema(ctx); err == nil {
-		t.Fatal("CreateSchema with '-' columns succeeded")
+	// On an existing table CreateSchema only checks it.
+	if info, err := s.Init(ctx); err != nil || info.Created || info.IDType != IDInteger {
+		t.Fatalf("Init on the existing table: %+v %v", info, err)
 	}
 	if es, err := s.List(ctx); err != nil || len(es) != 1 || es[0].State != StatePrimary {
 		t.Fatalf("List: %v %+v", err, es)
@@ -549,14 +550,14 @@ func TestMySQLWithoutParseTime(t *testing.T) {
 func TestResolveRacingClose(t *testing.T) {
 	db := openTestDB(t, SQLite)
 	s := newTestStore(t, db, mustRing(t, mustKey(t)), nil)
-	b, err := s.table(context.Background(), "resolve")
+	b, sc, err := s.schema(context.Background(), "resolve")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	st, err := b.resolveStmt(context.Background())
+	st, err := b.resolveStmt(context.Background(), sc)
 	if err == nil || st != nil || b.stmt.Load() != nil {
 		t.Fatalf("resolveStmt after Close: %v; a statement was prepared and kept", err)
 	}

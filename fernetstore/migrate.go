@@ -4,7 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strconv"
+	"slices"
 	"strings"
 
 	secrets "github.com/keyward/secrets"
@@ -18,11 +18,11 @@ type WalkOptions struct {
 	// DryRun counts what would change without writing anything.
 	DryRun bool
 	// After resumes the walk after this position (Report.Position of an
-	// earlier run); 0 starts at the beginning; a negative value is refused
-	// (positions are positive row ids or SQLite rowids). A rerun from 0 is
+	// earlier run); "" starts at the beginning. Positions are SQLite rowids
+	// or, elsewhere, row ids (integers or text). A rerun from the start is
 	// also safe: rows already done are recognised by their HMAC and skipped
 	// cheaply.
-	After int64
+	After string
 	// Progress, if set, is called after each batch with the report so far.
 	Progress func(Report)
 }
@@ -45,9 +45,21 @@ func (o *WalkOptions) check(op string) error {
 			Reason: fmt.Sprintf("WalkOptions.BatchSize %d is out of range: give 1 to %d rows per transaction, such as %d, or 0 for that default",
 				o.BatchSize, MaxBatchSize, DefaultBatchSize)}
 	}
-	if o.After < 0 {
+	return nil
+}
+
+// checkAfter refuses a resume position that cannot be one of this table's.
+func (o *WalkOptions) checkAfter(op string, sc *schema) error {
+	if o.After == "" {
+		return nil
+	}
+	ok := len(o.After) <= maxIDLen
+	if sc.rowid || !sc.text {
+		_, ok = rowID(o.After)
+	}
+	if !ok {
 		return &secrets.Error{Op: op, Backend: Backend, Code: secrets.CodeInvalidRef,
-			Reason: fmt.Sprintf("WalkOptions.After %d is negative: give 0 to start at the beginning, or a Report.Position to resume, such as the Position an interrupted run reported", o.After)}
+			Reason: "WalkOptions.After is not a position of this table: give \"\" to start at the beginning, or a Report.Position to resume, such as the Position an interrupted run reported"}
 	}
 	return nil
 }
@@ -63,14 +75,15 @@ type Report struct {
 	Undecryptable  int  // token-shaped rows no key opens: left untouched
 	AlreadyCurrent int  // rows already in the wanted form
 	Plaintext      int  // Rotate only: plaintext rows it leaves for Migrate
-	Null           int  // rows whose value is NULL
+	References     int  // rows whose key lives elsewhere (RefColumns): left alone
+	Null           int  // rows that hold no key: a NULL or empty value and no reference
 	DryRun         bool // nothing was written
 	// Position is the last position of a batch that was written (or, with
 	// DryRun, counted): the SQLite rowid, else the id. Pass it as
 	// WalkOptions.After to resume; after an error it is the end of the last
 	// committed batch, so a resume walks the failed batch again. (The
 	// counters, by contrast, include the rows the failed batch scanned.)
-	Position int64
+	Position string
 	// UndecryptableIDs lists the ids of undecryptable rows (the first 1000).
 	UndecryptableIDs []string
 }
@@ -141,7 +154,7 @@ const (
 )
 
 type pending struct {
-	id       int64
+	id       any // the id as a query argument
 	old, new string
 }
 
@@ -157,11 +170,18 @@ func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide f
 		o.BatchSize = DefaultBatchSize
 	}
 	rep := Report{DryRun: o.DryRun, Position: o.After}
-	b, err := s.table(ctx, op)
+	b, sc, err := s.schema(ctx, op)
 	if err != nil {
 		return rep, err
 	}
+	if err := b.needRing(); err != nil {
+		return rep, storeError(ctx, op, "", err)
+	}
+	if err := o.checkAfter(op, sc); err != nil {
+		return rep, err
+	}
 	batch := make([]pending, 0, o.BatchSize)
+	refs := make([]sql.NullString, len(sc.refs))
 	for {
 		if err := ctx.Err(); err != nil {
 			return rep, opError(ctx, op, "", err)
@@ -172,27 +192,43 @@ func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide f
 		// the batch is written, so a report from a failed batch never
 		// points past rows left unwritten.
 		pos := rep.Position
-		rows, err := b.db.QueryContext(ctx, b.q.batch, rep.Position, o.BatchSize)
+		var rows *sql.Rows
+		if rep.Position == "" {
+			rows, err = b.db.QueryContext(ctx, sc.q.batchFirst, o.BatchSize)
+		} else {
+			rows, err = b.db.QueryContext(ctx, sc.q.batch, sc.walkArg(rep.Position), o.BatchSize)
+		}
 		if err != nil {
 			return rep, opError(ctx, op, "", err)
 		}
 		for rows.Next() {
-			var id int64
+			var id string
 			var v sql.NullString
-			if err := rows.Scan(&pos, &id, &v); err != nil {
+			dest := []any{scanID{&pos}, scanID{&id}, &v}
+			for i := range refs {
+				dest = append(dest, &refs[i])
+			}
+			if err := rows.Scan(dest...); err != nil {
 				rows.Close()
 				return rep, opError(ctx, op, "", err)
 			}
 			n++
 			rep.Scanned++
-			if !v.Valid {
-				rep.Null++
+			if v.String == "" {
+				// Never encrypted: an empty value is no key (Python's
+				// service reads it as unset), and a token of "" would read
+				// as a key.
+				if slices.ContainsFunc(refs, func(r sql.NullString) bool { return r.String != "" }) {
+					rep.References++
+				} else {
+					rep.Null++
+				}
 				continue
 			}
 			tok, out, err := decide(b, v.String)
 			if err != nil {
 				rows.Close()
-				return rep, &secrets.Error{Op: op, Backend: Backend, Ref: strconv.FormatInt(id, 10), Code: secrets.CodeUnknown, Reason: "encrypt", Err: err}
+				return rep, &secrets.Error{Op: op, Backend: Backend, Ref: id, Code: secrets.CodeUnknown, Reason: "encrypt", Err: err}
 			}
 			switch out {
 			case current:
@@ -202,10 +238,10 @@ func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide f
 			case undecryptableRow:
 				rep.Undecryptable++
 				if len(rep.UndecryptableIDs) < maxUndecryptableIDs {
-					rep.UndecryptableIDs = append(rep.UndecryptableIDs, strconv.FormatInt(id, 10))
+					rep.UndecryptableIDs = append(rep.UndecryptableIDs, id)
 				}
 			case rewrite:
-				batch = append(batch, pending{id: id, old: v.String, new: tok})
+				batch = append(batch, pending{id: sc.idArg(id), old: v.String, new: tok})
 			}
 		}
 		err = rows.Err()
@@ -219,7 +255,7 @@ func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide f
 		if o.DryRun {
 			rep.Done += len(batch)
 		} else if len(batch) > 0 {
-			done, err := s.applyBatch(ctx, b, batch)
+			done, err := s.applyBatch(ctx, b, sc, batch)
 			if err != nil {
 				return rep, opError(ctx, op, "", err)
 			}
@@ -242,10 +278,10 @@ func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide f
 // row with a compare-and-swap on its old value. A transaction that fails (a
 // deadlock or serialization failure with a concurrent rotation) is retried:
 // the compare-and-swap makes a retry harmless.
-func (s *Store) applyBatch(ctx context.Context, b *base, batch []pending) (int, error) {
+func (s *Store) applyBatch(ctx context.Context, b *base, sc *schema, batch []pending) (int, error) {
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		done, err := s.tryBatch(ctx, b, batch)
+		done, err := s.tryBatch(ctx, b, sc, batch)
 		if err == nil {
 			return done, nil
 		}
@@ -257,7 +293,7 @@ func (s *Store) applyBatch(ctx context.Context, b *base, batch []pending) (int, 
 	return 0, lastErr
 }
 
-func (s *Store) tryBatch(ctx context.Context, b *base, batch []pending) (done int, err error) {
+func (s *Store) tryBatch(ctx context.Context, b *base, sc *schema, batch []pending) (done int, err error) {
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -269,7 +305,7 @@ func (s *Store) tryBatch(ctx context.Context, b *base, batch []pending) (done in
 	}()
 	if b.d == SQLite {
 		// In-process: one prepared statement per row costs no round trip.
-		st, err := tx.PrepareContext(ctx, b.q.cas)
+		st, err := tx.PrepareContext(ctx, sc.q.cas)
 		if err != nil {
 			return 0, err
 		}
@@ -290,7 +326,7 @@ func (s *Store) tryBatch(ctx context.Context, b *base, batch []pending) (done in
 	for len(batch) > 0 {
 		chunk := batch[:min(len(batch), casChunk)]
 		batch = batch[len(chunk):]
-		query, args := b.multiCAS(chunk)
+		query, args := b.multiCAS(sc, chunk)
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return 0, err
@@ -309,8 +345,8 @@ const casChunk = 100
 // multiCAS builds one UPDATE that swaps every row of chunk whose value is
 // still the old one, byte for byte (sameValue): the row-by-row
 // compare-and-swap, joined.
-func (b *base) multiCAS(chunk []pending) (string, []any) {
-	q := &b.q
+func (b *base) multiCAS(sc *schema, chunk []pending) (string, []any) {
+	q := &sc.q
 	var sb strings.Builder
 	args := make([]any, 0, 3*len(chunk))
 	switch b.d {
@@ -321,7 +357,9 @@ func (b *base) multiCAS(chunk []pending) (string, []any) {
 				sb.WriteString(", ")
 			}
 			n := len(args)
-			fmt.Fprintf(&sb, "($%d::bigint, $%d::text, $%d::text)", n+1, n+2, n+3)
+			// The id is cast to the id column's own type, so the join
+			// compares like with like and uses the primary key's index.
+			fmt.Fprintf(&sb, "($%d::%s, $%d::text, $%d::text)", n+1, sc.idCast, n+2, n+3)
 			args = append(args, p.id, p.new, p.old)
 		}
 		fmt.Fprintf(&sb, ") AS v(id, nv, ov) WHERE t.%s = v.id AND %s", q.id, b.d.sameValue("t."+q.value, "v.ov"))

@@ -118,7 +118,8 @@ func TestMigrateAndRotate(t *testing.T) {
 			t.Fatalf("progress called %d times, want 6 (291 rows in batches of 50)", batches)
 		}
 		// Resume from the middle: only the rows after Position are walked.
-		mid, err := s.Rotate(ctx, &WalkOptions{BatchSize: 100, After: rep.Position - 100})
+		end, _ := strconv.ParseInt(rep.Position, 10, 64)
+		mid, err := s.Rotate(ctx, &WalkOptions{BatchSize: 100, After: strconv.FormatInt(end-100, 10)})
 		if err != nil || mid.Scanned != 100 {
 			t.Fatalf("resumed rotate: %+v %v", mid, err)
 		}
@@ -472,8 +473,8 @@ func TestResumeAfterFailedBatch(t *testing.T) {
 	if err == nil {
 		t.Fatalf("migrate with a failing batch succeeded: %+v", rep)
 	}
-	if want, _ := strconv.ParseInt(ids[9], 10, 64); rep.Position != want {
-		t.Fatalf("Position after the failed second batch = %d, want %d (end of the first, committed batch)", rep.Position, want)
+	if want := ids[9]; rep.Position != want {
+		t.Fatalf("Position after the failed second batch = %s, want %s (end of the first, committed batch)", rep.Position, want)
 	}
 	if _, err := db.Exec(`DROP TRIGGER kw_fail`); err != nil {
 		t.Fatal(err)

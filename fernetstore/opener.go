@@ -16,7 +16,7 @@ const EnvDatabaseURL = "DATABASE_URL"
 const DefaultDatabaseURL = "sqlite:keyward.db"
 
 // urlParams are the opener's query parameters (see ParseURL).
-var urlParams = []string{"table", "plaintext", "dialect",
+var urlParams = []string{"table", "plaintext", "dialect", "id_type", "ref_columns",
 	"id_column", "name_column", "provider_column", "value_column", "expires_column", "created_column"}
 
 func init() { secrets.Register(Backend, OpenURL) }

@@ -1,8 +1,11 @@
 package fernetstore
 
 import (
+	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,19 +13,21 @@ import (
 
 	secrets "github.com/keyward/secrets"
 	"github.com/keyward/secrets/driver"
+	"github.com/keyward/secrets/internal/once"
 )
 
-// base is the Store's driver: the connection, the ring, the dialect and
-// the SQL text, built once on first use, and the prepared resolve statement.
+// base is the Store's driver: the connection, the ring and the dialect,
+// built once on first use with no I/O; the table's schema, read on first
+// use of the table; and the prepared resolve statement.
 type base struct {
 	db        *sql.DB
-	ring      *KeyRing
-	owned     bool // the Store opened db (NewFromEnv) and closes it
+	ring      *KeyRing // nil for a schema-only store (see New)
+	owned     bool     // the Store opened db (NewFromEnv) and closes it
 	d         Dialect
-	q         queries
-	has       struct{ name, provider, expires, created bool }
+	opts      Options
 	plaintext bool // Options.AllowPlaintext
 	now       func() time.Time
+	sch       once.Value[*schema]
 
 	mu     sync.Mutex // guards closed and the preparing of stmt
 	stmt   atomic.Pointer[sql.Stmt]
@@ -30,8 +35,10 @@ type base struct {
 }
 
 type queries struct {
-	table, id, name, provider, value, expires, created                  string
-	resolve, insert, update, updateValue, del, list, batch, cas, schema string
+	table, id, name, provider, value, expires, created  string
+	resolve, insert, insertID, update, updateValue, del string
+	listFirst, list, batchFirst, batch, cas             string
+	insertReturns                                       bool // PostgreSQL: RETURNING the database's id
 }
 
 func def(v, d string) string {
@@ -41,64 +48,84 @@ func def(v, d string) string {
 	return v
 }
 
-// buildBase checks the options and builds the SQL text, with no I/O. o.Now
-// is set.
+// buildBase checks the options, with no I/O. o.Now is set.
 func buildBase(db *sql.DB, ring *KeyRing, o *Options) (*base, error) {
-	if db == nil || ring == nil {
-		return nil, driver.Errorf(secrets.CodeUnknown, "the store has no database or no key ring (New needs both)")
+	if db == nil {
+		return nil, driver.Errorf(secrets.CodeUnknown, "the store has no database (New needs one)")
 	}
-	b, err := queriesFor(db, ring, o)
-	if err != nil {
+	b := &base{db: db, ring: ring, d: o.Dialect, opts: *o, plaintext: o.AllowPlaintext, now: o.Now}
+	b.opts.RefColumns = append([]RefColumn(nil), o.RefColumns...)
+	if err := b.checkOptions(); err != nil {
 		return nil, driver.Errorf(secrets.CodeInvalidRef, "%v", err)
 	}
-	b.plaintext, b.now = o.AllowPlaintext, o.Now
+	b.sch.Open = b.introspect
 	return b, nil
 }
 
-func queriesFor(db *sql.DB, ring *KeyRing, o *Options) (*base, error) {
-	b := &base{db: db, ring: ring, d: o.Dialect}
+func (b *base) checkOptions() error {
 	if b.d == "" {
-		d, err := DetectDialect(db)
+		d, err := DetectDialect(b.db)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		b.d = d
 	}
 	switch b.d {
 	case SQLite, Postgres, MySQL:
 	default:
-		return nil, fmt.Errorf("unknown dialect %q (want %q, %q or %q)", b.d, SQLite, Postgres, MySQL)
+		return fmt.Errorf("unknown dialect %q (want %q, %q or %q)", b.d, SQLite, Postgres, MySQL)
 	}
-	q := &b.q
-	var err error
-	quote := func(dst *string, name string, qualified, optional bool) bool {
-		if err != nil {
-			return false
+	o := &b.opts
+	switch o.IDType {
+	case IDAuto, IDInteger, IDText:
+	default:
+		return fmt.Errorf("unknown id type %q (want %q or %q, or leave it empty to read it from the table)", o.IDType, IDInteger, IDText)
+	}
+	if _, err := b.d.quoteIdent(def(o.Table, "api_keys"), true); err != nil {
+		return err
+	}
+	for _, c := range []struct {
+		name     string
+		optional bool
+	}{{o.IDColumn, false}, {o.ValueColumn, false}, {o.NameColumn, true}, {o.ProviderColumn, true}, {o.ExpiresAtColumn, true}, {o.CreatedAtColumn, true}} {
+		if c.name == "" || (c.optional && c.name == "-") {
+			continue
 		}
-		if optional && name == "-" {
-			return false
+		if _, err := b.d.quoteIdent(c.name, false); err != nil {
+			return err
 		}
-		*dst, err = b.d.quoteIdent(name, qualified)
-		return err == nil
 	}
-	quote(&q.table, def(o.Table, "api_keys"), true, false)
-	quote(&q.id, def(o.IDColumn, "id"), false, false)
-	quote(&q.value, def(o.ValueColumn, "api_key"), false, false)
-	b.has.name = quote(&q.name, def(o.NameColumn, "name"), false, true)
-	b.has.provider = quote(&q.provider, def(o.ProviderColumn, "provider"), false, true)
-	b.has.expires = quote(&q.expires, def(o.ExpiresAtColumn, "expires_at"), false, true)
-	b.has.created = quote(&q.created, def(o.CreatedAtColumn, "created_at"), false, true)
-	if err != nil {
-		return nil, err
+	seen := map[string]bool{}
+	for _, r := range o.RefColumns {
+		if _, err := b.d.quoteIdent(r.Column, false); err != nil {
+			return fmt.Errorf("ref column: %v", err)
+		}
+		if !refSchemeRE.MatchString(r.Scheme) {
+			return fmt.Errorf("ref column %s: scheme %q is not a scheme name (lower-case letters, digits, '+', '-', '.')", r.Column, r.Scheme)
+		}
+		if seen[strings.ToLower(r.Column)] {
+			return fmt.Errorf("ref column %s is named twice", r.Column)
+		}
+		seen[strings.ToLower(r.Column)] = true
 	}
-	d := b.d
+	return nil
+}
+
+// buildQueries builds the SQL text for the columns the schema found.
+func buildQueries(d Dialect, sc *schema) {
+	q := &sc.q
 	expires := "NULL"
-	if b.has.expires {
+	if sc.has.expires {
 		expires = q.expires
 	}
-	q.resolve = fmt.Sprintf("SELECT %s, %s FROM %s WHERE %s = %s", q.value, expires, q.table, q.id, d.ph(1))
+	refCols := ""
+	for _, r := range sc.refs {
+		refCols += ", " + r.Column
+	}
+	q.resolve = fmt.Sprintf("SELECT %s, %s%s FROM %s WHERE %s = %s", q.value, expires, refCols, q.table, q.id, d.ph(1))
 
-	// INSERT: only the columns the table has.
+	// INSERT: only the columns the table has; the id when the application
+	// assigns it (text ids, or an id given to Insert).
 	cols, args := []string{q.value}, []string{d.ph(1)}
 	add := func(has bool, col string) {
 		if has {
@@ -106,16 +133,19 @@ func queriesFor(db *sql.DB, ring *KeyRing, o *Options) (*base, error) {
 			args = append(args, d.ph(len(args)+1))
 		}
 	}
-	add(b.has.name, q.name)
-	add(b.has.provider, q.provider)
-	add(b.has.expires, q.expires)
-	add(b.has.created, q.created)
+	add(sc.has.name, q.name)
+	add(sc.has.provider, q.provider)
+	add(sc.has.expires, q.expires)
+	add(sc.has.created, q.created)
 	q.insert = fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", q.table, strings.Join(cols, ", "), strings.Join(args, ", "))
-	if d == Postgres {
+	add(true, q.id)
+	q.insertID = fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", q.table, strings.Join(cols, ", "), strings.Join(args, ", "))
+	if d == Postgres && !sc.text {
 		q.insert += " RETURNING " + q.id
+		q.insertReturns = true
 	}
 	q.updateValue = fmt.Sprintf("UPDATE %s SET %s = %s WHERE %s = %s", q.table, q.value, d.ph(1), q.id, d.ph(2))
-	if b.has.expires {
+	if sc.has.expires {
 		q.update = fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s WHERE %s = %s", q.table, q.value, d.ph(1), q.expires, d.ph(2), q.id, d.ph(3))
 	}
 	q.del = fmt.Sprintf("DELETE FROM %s WHERE %s = %s", q.table, q.id, d.ph(1))
@@ -125,56 +155,41 @@ func queriesFor(db *sql.DB, ring *KeyRing, o *Options) (*base, error) {
 		}
 		return "NULL"
 	}
-	q.list = fmt.Sprintf("SELECT %s, %s, %s, %s, %s, %s FROM %s WHERE %s > %s ORDER BY %s LIMIT %d",
-		q.id, sel(b.has.name, q.name), sel(b.has.provider, q.provider), q.value,
-		sel(b.has.expires, q.expires), sel(b.has.created, q.created), q.table, q.id, d.ph(1), q.id, listPage)
+	// List pages in id order; a page's first query has no lower bound, so
+	// that no id (an empty string, a negative integer) is skipped. The
+	// provider filter, when given, is the last parameter.
+	listCols := fmt.Sprintf("%s, %s, %s, %s, %s, %s%s", q.id, sel(sc.has.name, q.name), sel(sc.has.provider, q.provider), q.value,
+		sel(sc.has.expires, q.expires), sel(sc.has.created, q.created), refCols)
+	q.listFirst = fmt.Sprintf("SELECT %s FROM %s WHERE 1=1", listCols, q.table)
+	q.list = fmt.Sprintf("SELECT %s FROM %s WHERE %s > %s", listCols, q.table, q.id, d.ph(1))
 	// Rotation walks the table in physical order: SQLite's rowid (the id
 	// itself for an INTEGER PRIMARY KEY), InnoDB's clustered primary key.
 	// PostgreSQL's ctid moves on every update, so there the id is the key.
 	walk := q.id
-	if d == SQLite {
+	if sc.rowid {
 		walk = "rowid"
 	}
-	q.batch = fmt.Sprintf("SELECT %s, %s, %s FROM %s WHERE %s > %s ORDER BY %s LIMIT %s",
-		walk, q.id, q.value, q.table, walk, d.ph(1), walk, d.ph(2))
+	q.batchFirst = fmt.Sprintf("SELECT %s, %s, %s%s FROM %s ORDER BY %s LIMIT %s",
+		walk, q.id, q.value, refCols, q.table, walk, d.ph(1))
+	q.batch = fmt.Sprintf("SELECT %s, %s, %s%s FROM %s WHERE %s > %s ORDER BY %s LIMIT %s",
+		walk, q.id, q.value, refCols, q.table, walk, d.ph(1), walk, d.ph(2))
 	q.cas = fmt.Sprintf("UPDATE %s SET %s = %s WHERE %s = %s AND %s", q.table, q.value, d.ph(1), q.id, d.ph(2), d.sameValue(q.value, d.ph(3)))
-	switch d {
-	case SQLite:
-		q.schema = fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
-	%s INTEGER PRIMARY KEY AUTOINCREMENT,
-	%s TEXT NOT NULL DEFAULT '',
-	%s TEXT NOT NULL DEFAULT '',
-	%s TEXT NOT NULL,
-	%s TIMESTAMP NULL,
-	%s TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)`,
-			q.table, q.id, q.name, q.provider, q.value, q.expires, q.created)
-	case Postgres:
-		q.schema = fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s (
-	%s BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-	%s TEXT NOT NULL DEFAULT '',
-	%s TEXT NOT NULL DEFAULT '',
-	%s TEXT NOT NULL,
-	%s TIMESTAMPTZ NULL,
-	%s TIMESTAMPTZ NOT NULL DEFAULT now())`,
-			q.table, q.id, q.name, q.provider, q.value, q.expires, q.created)
-	case MySQL:
-		// utf8mb4_bin: values sort and compare case-sensitively (the
-		// compare-and-swap compares bytes whatever the collation, see
-		// sameValue); MEDIUMTEXT: TEXT stops at 64 KiB.
-		q.schema = fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n"+
-			"\t%s BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,\n"+
-			"\t%s VARCHAR(255) NOT NULL DEFAULT '',\n"+
-			"\t%s VARCHAR(255) NOT NULL DEFAULT '',\n"+
-			"\t%s MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,\n"+
-			"\t%s DATETIME(6) NULL,\n"+
-			"\t%s DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)\n"+
-			") DEFAULT CHARSET=utf8mb4",
-			q.table, q.id, q.name, q.provider, q.value, q.expires, q.created)
+}
+
+// walkArg is a walk position as a query argument: rowids and integer ids
+// are integers.
+func (sc *schema) walkArg(pos string) any {
+	if sc.rowid {
+		n, _ := rowID(pos)
+		return n
 	}
-	return b, nil
+	return sc.idArg(pos)
 }
 
 const listPage = 1000
+
+// refSchemeRE is what a ref column's scheme may be: a Mux scheme name.
+var refSchemeRE = regexp.MustCompile(`^[a-z][a-z0-9+.-]{0,31}$`)
 
 // timeArg is how a time is written: naive UTC text on SQLite (what Python's
 // sqlite3 and SQLAlchemy read back), a UTC time.Time elsewhere.
@@ -187,4 +202,29 @@ func (b *base) timeArg(t time.Time) any {
 		return t.Format("2006-01-02 15:04:05.000000")
 	}
 	return t
+}
+
+// needRing is the error of an operation that needs the key ring on a
+// store made without one.
+func (b *base) needRing() error {
+	if b.ring == nil {
+		return driver.Errorf(secrets.CodeInvalidRef, "this needs the key ring, and the store has none: set ENCRYPTION_KEY (New was given a nil *KeyRing, which only creates and checks the table)")
+	}
+	return nil
+}
+
+// storeError is the error of a Store's own operation: a driver-style
+// *secrets.Error gets op, backend and ref; a context end is the context
+// error; anything else is a database error.
+func storeError(ctx context.Context, op, ref string, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return secrets.ContextError(op, Backend, ref, cerr)
+	}
+	var se *secrets.Error
+	if errors.As(err, &se) {
+		e := *se
+		e.Op, e.Backend, e.Ref = op, Backend, ref
+		return &e
+	}
+	return errorf(op, ref, secrets.CodeUnavailable, err, "database error")
 }

@@ -79,7 +79,8 @@ func TestConfigDBOptionsHonoured(t *testing.T) {
 		mysql[k] = v
 	}
 	r = h.run(mysql, "", "migrate")
-	if r.code == 0 || !strings.Contains(r.stderr, "CONVERT") && !strings.Contains(r.stderr, "syntax") {
+	// (Its catalog query, reading the table on first use, is the first to fail.)
+	if r.code == 0 || !strings.Contains(r.stderr, "CONVERT") && !strings.Contains(r.stderr, "syntax") && !strings.Contains(r.stderr, "information_schema") {
 		t.Errorf("migrate under dialect=mysql on SQLite: want a failure of MySQL's SQL, got %s", r)
 	}
 	if raw := d.raw(t); raw[id] != value {

@@ -1,0 +1,376 @@
+package fernetstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+
+	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/driver"
+)
+
+// IDType says what a table's id column holds.
+type IDType string
+
+// The id types. An existing table's is read from the table itself; the
+// option only has to be set for CreateSchema (to make a text-id table) or to
+// insist on one.
+const (
+	IDAuto    IDType = ""        // read from the table; CreateSchema makes integer ids
+	IDInteger IDType = "integer" // positive integers the database assigns
+	IDText    IDType = "text"    // strings (UUIDs) the application assigns: Insert makes a UUID
+)
+
+// RefColumn is a column that names where a row's key lives when the value
+// column holds none: a row whose value is NULL (or empty) and whose Column
+// holds NAME resolves as Scheme:NAME, through the Stack the store serves
+// (see secrets.Follower), so that ref meets the same allow list, cache and
+// audit. For the Python service's table: {key_env_var, env} and
+// {secret_name, awssm}.
+type RefColumn struct {
+	Column string
+	Scheme string
+}
+
+// TableInfo describes the table a Store uses, as read from the database.
+type TableInfo struct {
+	// Table is the table's name as configured.
+	Table string
+	// IDType is what the id column holds (never IDAuto).
+	IDType IDType
+	// Columns are the columns the store reads and writes, by role: "id",
+	// "value", "name", "provider", "expires", "created", and each ref
+	// column by its name.
+	Columns map[string]string
+	// Absent lists the optional columns (name, provider, expires_at,
+	// created_at) the table does not have, which the store does without.
+	Absent []string
+	// Created reports that CreateSchema made the table.
+	Created bool
+}
+
+// schema is what the store learnt of its table on first use: which columns
+// exist, what the ids are, and the SQL built for them.
+type schema struct {
+	q      queries
+	has    struct{ name, provider, expires, created bool }
+	text   bool        // ids are text
+	rowid  bool        // SQLite rowid table: walk in rowid order
+	refs   []RefColumn // Column quoted
+	idCast string      // PostgreSQL: the type of a multi-row compare-and-swap's id
+	info   TableInfo
+}
+
+// idArg is a row id as a query argument: an int64 for integer ids (a
+// PostgreSQL bigint parameter takes no string), the string otherwise.
+func (sc *schema) idArg(id string) any {
+	if sc.text {
+		return id
+	}
+	n, _ := rowID(id)
+	return n
+}
+
+// maxIDLen bounds a text id: longer than any key column a database would
+// index, and short enough to quote in an error.
+const maxIDLen = 255
+
+// parseID checks a ref's name against the id type: a positive integer, or
+// text without control characters.
+func (sc *schema) parseID(name string) (string, error) {
+	if sc.text {
+		if len(name) > maxIDLen {
+			return "", driver.Errorf(secrets.CodeInvalidRef, "the ref must be a row id: at most %d bytes, optionally with #field", maxIDLen)
+		}
+		return name, nil
+	}
+	if _, ok := rowID(name); !ok {
+		return "", driver.Errorf(secrets.CodeInvalidRef, "%s", intRefShape)
+	}
+	return name, nil
+}
+
+const intRefShape = "the ref must be a row id (the id column holds integers: a positive integer), optionally with #field"
+
+// typeKind sorts a column's database type, as database/sql's
+// ColumnType.DatabaseTypeName reports it (SQLite: the declared type; pgx:
+// INT8, VARCHAR, UUID, ...; MySQL: BIGINT, VARCHAR, ...), by SQLite's own
+// affinity rules, which read every dialect's names well enough.
+type typeKind uint8
+
+const (
+	kindAny typeKind = iota // SQLite column without a declared type
+	kindInt
+	kindText
+	kindUUID
+	kindTime
+	kindBinary
+	kindOther
+)
+
+func kindOf(dbType string) typeKind {
+	t := strings.ToUpper(strings.TrimSpace(dbType))
+	switch {
+	case t == "":
+		return kindAny
+	case t == "UUID":
+		return kindUUID
+	case strings.Contains(t, "INT"):
+		return kindInt
+	case strings.Contains(t, "CHAR"), strings.Contains(t, "TEXT"), strings.Contains(t, "CLOB"), strings.Contains(t, "STRING"):
+		return kindText
+	case strings.Contains(t, "TIME"), strings.Contains(t, "DATE"):
+		return kindTime
+	case strings.Contains(t, "BLOB"), strings.Contains(t, "BYTEA"), strings.Contains(t, "BINARY"):
+		return kindBinary
+	}
+	return kindOther
+}
+
+// introspect reads the table's columns and builds the schema: the table
+// and every column the options name must exist, with types the store can
+// use; an optional column left at its default name is done without when
+// the table lacks it. Its errors are configuration errors (ErrInvalidRef)
+// that name what is missing, or database errors.
+func (b *base) introspect(ctx context.Context) (*schema, error) {
+	o := &b.opts
+	table := def(o.Table, "api_keys")
+	qt, _ := b.d.quoteIdent(table, true) // checked by buildBase
+	exists, err := b.tableExists(ctx, table)
+	if err != nil {
+		return nil, dbError(err)
+	}
+	if !exists {
+		return nil, driver.Errorf(secrets.CodeInvalidRef,
+			"the table %s does not exist in this database: create it with keyward init (Store.CreateSchema), or name an existing table (?table= in the fernet:// URL, --table)", table)
+	}
+	cols, err := b.columnTypes(ctx, qt)
+	if err != nil {
+		return nil, dbError(err)
+	}
+	find := func(name string) (string, string, bool) {
+		if t, ok := cols[name]; ok {
+			return name, t, true
+		}
+		if b.d != Postgres { // SQLite and MySQL names are case-insensitive
+			for c, t := range cols {
+				if strings.EqualFold(c, name) {
+					return c, t, true
+				}
+			}
+		}
+		return "", "", false
+	}
+	sc := &schema{info: TableInfo{Table: table, Columns: map[string]string{}}}
+	var problems []string
+	need := func(role, param, name string, optional bool, ok func(typeKind) bool, want string) (string, bool) {
+		if name == "-" {
+			return "", false
+		}
+		explicit := name != ""
+		if !explicit {
+			name = map[string]string{"id": "id", "value": "api_key", "name": "name", "provider": "provider", "expires": "expires_at", "created": "created_at"}[role]
+		}
+		col, typ, found := find(name)
+		if !found {
+			if optional && !explicit {
+				sc.info.Absent = append(sc.info.Absent, name)
+				return "", false
+			}
+			problems = append(problems, fmt.Sprintf("it has no column %s (%s=)", name, param))
+			return "", false
+		}
+		if ok != nil && !ok(kindOf(typ)) {
+			problems = append(problems, fmt.Sprintf("its column %s has type %s, which keyward cannot use as %s", col, typ, want))
+			return "", false
+		}
+		sc.info.Columns[role] = col
+		q, _ := b.d.quoteIdent(col, false)
+		return q, true
+	}
+	textual := func(k typeKind) bool { return k == kindText || k == kindAny }
+	timeLike := func(k typeKind) bool { return k == kindTime || k == kindText || k == kindAny || k == kindInt }
+	q := &sc.q
+	q.table = qt
+	var idOK bool
+	q.id, idOK = need("id", "id_column", o.IDColumn, false, func(k typeKind) bool { return k != kindBinary && k != kindOther && k != kindTime }, "an id (use an integer or a text column)")
+	q.value, _ = need("value", "value_column", o.ValueColumn, false, textual, "the value column (Fernet tokens are text: use TEXT)")
+	q.name, sc.has.name = need("name", "name_column", o.NameColumn, true, nil, "")
+	q.provider, sc.has.provider = need("provider", "provider_column", o.ProviderColumn, true, nil, "")
+	q.expires, sc.has.expires = need("expires", "expires_column", o.ExpiresAtColumn, true, timeLike, "a time (use DATETIME or TIMESTAMP)")
+	q.created, sc.has.created = need("created", "created_column", o.CreatedAtColumn, true, timeLike, "a time (use DATETIME or TIMESTAMP)")
+	for _, r := range o.RefColumns {
+		if qc, ok := need(r.Column, "ref_columns", r.Column, false, textual, "a reference (it names an env var or a secret: use VARCHAR or TEXT)"); ok {
+			sc.refs = append(sc.refs, RefColumn{Column: qc, Scheme: r.Scheme})
+		}
+	}
+	if idOK {
+		_, typ, _ := find(sc.info.Columns["id"])
+		k := kindOf(typ)
+		sc.text = k != kindInt
+		sc.idCast = "text"
+		switch {
+		case k == kindUUID:
+			sc.idCast = "uuid"
+		case !sc.text:
+			sc.idCast = "bigint"
+		}
+		switch {
+		case o.IDType == IDInteger && sc.text:
+			problems = append(problems, fmt.Sprintf("id_type=integer, but its id column %s has type %s (leave id_type out to read it from the table)", sc.info.Columns["id"], typ))
+		case o.IDType == IDText && !sc.text && kindOf(typ) == kindInt:
+			problems = append(problems, fmt.Sprintf("id_type=text, but its id column %s has type %s (leave id_type out to read it from the table)", sc.info.Columns["id"], typ))
+		}
+	}
+	if len(problems) > 0 {
+		return nil, driver.Errorf(secrets.CodeInvalidRef, "the table %s cannot be used as configured: %s", table, strings.Join(problems, "; "))
+	}
+	sc.info.IDType = IDInteger
+	if sc.text {
+		sc.info.IDType = IDText
+	}
+	if b.d == SQLite {
+		// A rowid table (every table but WITHOUT ROWID ones) is walked in
+		// rowid order, its physical order.
+		rows, err := b.db.QueryContext(ctx, "SELECT rowid FROM "+qt+" WHERE 1=0")
+		if err == nil {
+			rows.Close()
+			sc.rowid = true
+		}
+	}
+	buildQueries(b.d, sc)
+	return sc, nil
+}
+
+// tableExists asks the database's catalog whether table exists, so a
+// missing table is told apart from any other failure without the driver's
+// error types (this package links no driver).
+func (b *base) tableExists(ctx context.Context, table string) (bool, error) {
+	schemaName, name, qualified := strings.Cut(table, ".")
+	if !qualified {
+		name, schemaName = schemaName, ""
+	}
+	var n int
+	var err error
+	switch b.d {
+	case SQLite:
+		master := "sqlite_master"
+		if qualified {
+			qs, _ := b.d.quoteIdent(schemaName, false)
+			master = qs + ".sqlite_master"
+		}
+		err = b.db.QueryRowContext(ctx, "SELECT count(*) FROM "+master+" WHERE type IN ('table', 'view') AND name = ? COLLATE NOCASE", name).Scan(&n)
+	case Postgres:
+		qt, _ := b.d.quoteIdent(table, true)
+		err = b.db.QueryRowContext(ctx, "SELECT count(*) FROM (SELECT to_regclass($1) AS c) AS r WHERE c IS NOT NULL", qt).Scan(&n)
+	case MySQL:
+		var s any
+		if qualified {
+			s = schemaName
+		}
+		err = b.db.QueryRowContext(ctx, "SELECT count(*) FROM information_schema.tables WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?", s, name).Scan(&n)
+	}
+	return n > 0, err
+}
+
+// columnTypes returns the table's columns and their database types, from
+// a query that reads no row.
+func (b *base) columnTypes(ctx context.Context, qt string) (map[string]string, error) {
+	rows, err := b.db.QueryContext(ctx, "SELECT * FROM "+qt+" WHERE 1=0")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	types, err := rows.ColumnTypes()
+	if err != nil {
+		return nil, err
+	}
+	cols := make(map[string]string, len(types))
+	for _, t := range types {
+		cols[t.Name()] = t.DatabaseTypeName()
+	}
+	return cols, rows.Err()
+}
+
+// schemaOf returns the table's schema, read on first use (and again after
+// a failure, so a table created meanwhile is found).
+func (b *base) schemaOf(ctx context.Context) (*schema, error) {
+	return b.sch.Get(ctx)
+}
+
+// createTable creates the table the options describe, if it does not
+// exist: keyward's default schema, with text ids for IDType IDText and a
+// nullable VARCHAR(255) per ref column. It reports whether it made it.
+func (b *base) createTable(ctx context.Context) (bool, error) {
+	o := &b.opts
+	table := def(o.Table, "api_keys")
+	exists, err := b.tableExists(ctx, table)
+	if err != nil || exists {
+		return false, err
+	}
+	for _, c := range []string{o.NameColumn, o.ProviderColumn, o.ExpiresAtColumn, o.CreatedAtColumn} {
+		if c == "-" {
+			return false, driver.Errorf(secrets.CodeInvalidRef, "the table %s does not exist, and CreateSchema makes every column: options with a \"-\" column describe an existing table", table)
+		}
+	}
+	d := b.d
+	quote := func(name, dflt string) string {
+		q, _ := d.quoteIdent(def(name, dflt), false)
+		return q
+	}
+	qt, _ := d.quoteIdent(table, true)
+	id, name, provider, value := quote(o.IDColumn, "id"), quote(o.NameColumn, "name"), quote(o.ProviderColumn, "provider"), quote(o.ValueColumn, "api_key")
+	expires, created := quote(o.ExpiresAtColumn, "expires_at"), quote(o.CreatedAtColumn, "created_at")
+	valueNull := "NOT NULL"
+	if len(o.RefColumns) > 0 {
+		valueNull = "NULL" // a reference row has no value
+	}
+	var refs strings.Builder
+	for _, r := range o.RefColumns {
+		fmt.Fprintf(&refs, ",\n\t%s VARCHAR(255) NULL", quote(r.Column, ""))
+	}
+	var ddl string
+	switch d {
+	case SQLite:
+		idDef := "INTEGER PRIMARY KEY AUTOINCREMENT"
+		if o.IDType == IDText {
+			idDef = "VARCHAR(36) NOT NULL PRIMARY KEY"
+		}
+		ddl = fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n\t%s %s,\n\t%s TEXT NOT NULL DEFAULT '',\n\t%s TEXT NOT NULL DEFAULT '',\n\t%s TEXT %s%s,\n\t%s TIMESTAMP NULL,\n\t%s TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP)",
+			qt, id, idDef, name, provider, value, valueNull, refs.String(), expires, created)
+	case Postgres:
+		idDef := "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"
+		if o.IDType == IDText {
+			idDef = "VARCHAR(36) PRIMARY KEY"
+		}
+		ddl = fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n\t%s %s,\n\t%s TEXT NOT NULL DEFAULT '',\n\t%s TEXT NOT NULL DEFAULT '',\n\t%s TEXT %s%s,\n\t%s TIMESTAMPTZ NULL,\n\t%s TIMESTAMPTZ NOT NULL DEFAULT now())",
+			qt, id, idDef, name, provider, value, valueNull, refs.String(), expires, created)
+	case MySQL:
+		idDef := "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY"
+		if o.IDType == IDText {
+			idDef = "VARCHAR(36) NOT NULL PRIMARY KEY"
+		}
+		// utf8mb4_bin: values sort and compare case-sensitively (the
+		// compare-and-swap compares bytes whatever the collation, see
+		// sameValue); MEDIUMTEXT: TEXT stops at 64 KiB.
+		ddl = fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s (\n\t%s %s,\n\t%s VARCHAR(255) NOT NULL DEFAULT '',\n\t%s VARCHAR(255) NOT NULL DEFAULT '',\n\t%s MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin %s%s,\n\t%s DATETIME(6) NULL,\n\t%s DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)\n) DEFAULT CHARSET=utf8mb4",
+			qt, id, idDef, name, provider, value, valueNull, refs.String(), expires, created)
+	}
+	if _, err := b.db.ExecContext(ctx, ddl); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// scanID reads an id column into its text.
+type scanID struct{ s *string }
+
+func (v scanID) Scan(src any) error {
+	var n sql.NullString
+	if err := n.Scan(src); err != nil {
+		return err
+	}
+	*v.s = n.String
+	return nil
+}
