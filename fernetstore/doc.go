@@ -5,7 +5,8 @@
 // and rows written here decrypt in Python.
 //
 // A Store resolves a row id to its value (secrets.KeyResolver), writes rows
-// (Put, Update, Delete), lists metadata without decrypting (List), and
+// (Put, Insert, Update, Delete), streams metadata without decrypting
+// (Entries, List), and
 // rewrites rows in place: Migrate encrypts legacy plaintext, Rotate moves
 // tokens made under an old key to the primary. Both are batched, resumable
 // and use compare-and-swap updates, so they are safe while the service runs,
@@ -49,6 +50,27 @@
 // Encrypted is a sql.Scanner/driver.Valuer column type bound to a key ring,
 // for a host's own models.
 //
+// # Tables
+//
+// The store works on an existing table as it is, read on first use: the
+// id column's type says whether ids are integers the database assigns or
+// text (UUIDs) the application assigns (Insert then makes a UUID), and the
+// optional columns the table lacks are done without. A missing table or
+// column, or a column type the store cannot use, is an ErrInvalidRef that
+// names it. A Python service's SQLAlchemy table (id VARCHAR(36), api_key
+// TEXT NULL, key_env_var, secret_name) is read with
+//
+//	fernet://?ref_columns=key_env_var:env,secret_name:awssm
+//
+// where a row whose api_key is NULL or empty resolves through the first
+// ref column that names a key, as that service picks it: the row answers
+// env:NAME (or awssm:NAME), which the Stack resolves through its own
+// layers, so the followed ref meets the same allow list, cache and audit,
+// and the row's expires_at applies to it. Such rows are listed as
+// StateReference with their target; Migrate and Rotate count them and
+// leave them alone. A row with no key in any column is StateEmpty and
+// resolves as ErrNotFound saying so.
+//
 // # Databases
 //
 // The package links no SQL driver: as with database/sql, the host imports
@@ -79,9 +101,11 @@
 //
 // Parameters: table (default api_keys); plaintext=allow|deny (migration
 // mode; default deny); dialect=sqlite|postgres|mysql (default: from the
-// driver); id_column, name_column, provider_column, value_column,
-// expires_column, created_column (the last four may be "-" when the table
-// lacks them). Unknown parameters are rejected (ParseURL reads a URL the
+// driver); id_type=integer|text (default: from the table; for
+// CreateSchema, text makes VARCHAR(36) ids); ref_columns=COLUMN:SCHEME,...
+// (see Tables); id_column, name_column, provider_column, value_column,
+// expires_column, created_column (the last four may be "-" for a column
+// the table lacks, which a default name does not need). Unknown parameters are rejected (ParseURL reads a URL the
 // same way). The database comes from DATABASE_URL (default
 // sqlite:keyward.db; see OpenDB for the forms) and the keys from
 // ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS, opened on first use: opening
@@ -95,9 +119,12 @@
 // "fernet" and the ref (the driver layer's rules, the same for every
 // backend; see package driver):
 //
-//   - ErrInvalidRef: the ref is not a positive integer id (with an optional
-//     #field), or the options name an invalid table or column.
-//   - ErrNotFound: no row with that id, a NULL value, or no such #field.
+//   - ErrInvalidRef: the ref is not an id of the table (a positive integer
+//     where ids are integers; at most 255 bytes where they are text), with
+//     an optional #field; or the options name an invalid table or column,
+//     or one the table lacks or cannot use.
+//   - ErrNotFound: no row with that id, a row that holds no key, or no
+//     such #field.
 //   - ErrExpired: the row is past its expires_at.
 //   - ErrUndecryptable: a token no key in the ring opens (wrong or missing
 //     key, tampering), a damaged token, or legacy plaintext outside
