@@ -11,6 +11,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyward/secrets/internal/once"
@@ -405,12 +406,23 @@ func (a *allowRefs) Unwrap() KeyResolver { return a.next }
 // Backends open lazily themselves (their constructors do no I/O); Lazy is
 // for a resolver a host can only make with I/O, such as one that reads a
 // file or dials a database when made.
+//
+// The resolver Lazy returns is a Follower: the resolver given to its
+// FollowThrough, before or after the open, is handed to the opened
+// resolver if it is (or wraps) a Follower, before it answers anything.
 func Lazy(open func(ctx context.Context) (KeyResolver, error)) KeyResolver {
 	l := new(lazy)
 	l.v.Open = func(ctx context.Context) (KeyResolver, error) {
 		r, err := open(ctx)
 		if err == nil && r == nil {
 			return nil, &Error{Op: "open", Code: CodeUnknown, Reason: "the func given to secrets.Lazy returned neither a resolver nor an error"}
+		}
+		if err == nil {
+			l.mu.Lock()
+			l.opened = r
+			to := l.follow
+			l.mu.Unlock()
+			handFollow(r, to)
 		}
 		return r, err
 	}
@@ -427,6 +439,32 @@ func Lazy(open func(ctx context.Context) (KeyResolver, error)) KeyResolver {
 // retried open, written once for this and the driver layer.
 type lazy struct {
 	v once.Value[KeyResolver]
+
+	// Under mu, so that FollowThrough and an open finishing at once cannot
+	// both miss the other: one of them sees both and hands follow over.
+	mu     sync.Mutex
+	follow KeyResolver // given to FollowThrough
+	opened KeyResolver // what open made
+}
+
+// FollowThrough keeps r and hands it to the opened resolver (now, if it is
+// open) when that is or wraps a Follower.
+func (l *lazy) FollowThrough(r KeyResolver) {
+	l.mu.Lock()
+	l.follow = r
+	opened := l.opened
+	l.mu.Unlock()
+	handFollow(opened, r)
+}
+
+// handFollow gives to to r's Follower, if r is set and has one.
+func handFollow(r, to KeyResolver) {
+	if r == nil || to == nil {
+		return
+	}
+	if f, ok := Find[Follower](r); ok {
+		f.FollowThrough(to)
+	}
 }
 
 var errLazyClosed = &Error{Op: "open", Code: CodeUnavailable, Reason: "the stack is closed"}

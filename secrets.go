@@ -49,6 +49,11 @@ type Source struct {
 	Cached    bool   // a cache answered without calling the backend
 	Stale     bool   // a cache answered with a stale value because the backend failed or hung
 	Plaintext bool   // the value was stored as legacy plaintext (fernetstore migration mode)
+	// Followed is set when the backend's entry named another ref instead of
+	// holding the value (a fernetstore row whose key_env_var is set): the
+	// ref the stack resolved in its place ("env:ANTHROPIC_KEY_1"). See
+	// Follower.
+	Followed string
 }
 
 // NewSecret returns a Secret holding value.

@@ -21,7 +21,8 @@ type StackOptions struct {
 	// Backends are resolvers the host built itself, by Mux scheme. They take
 	// the place of the configuration's URL for that scheme (which is still
 	// checked), or add a scheme. Stack.Close closes those that are
-	// io.Closers, as it does its own.
+	// io.Closers, as it does its own. Those that are or wrap a Follower
+	// are given the stack, as the configured ones are.
 	Backends map[string]KeyResolver
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
@@ -85,6 +86,9 @@ func (s *Stack) Close() error {
 // writes them) holds nothing to mistype: if its opener fails, it needs a
 // variable that is not set here, and the scheme's refs fail with that error
 // instead, the opener being tried again on each until it succeeds.
+//
+// Every backend that is (or wraps) a Follower is given the stack, to follow
+// through it the refs its entries name (see Follower).
 func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (_ *Stack, err error) {
 	var o StackOptions
 	if opts != nil {
@@ -160,6 +164,8 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (_ *Stack, e
 		top = NewAudit(top, a, &AuditOptions{Now: o.Now})
 	}
 	st.top = top
+	// Last, so that what an entry names is resolved through every layer.
+	followThroughStack(st)
 	return st, nil
 }
 

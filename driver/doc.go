@@ -46,4 +46,35 @@
 //     call failed) is set on every Result it touched and also returned.
 //   - Provenance: every Secret carries Source{Backend, Plaintext}, set by the
 //     core, for the audit decorator (secrets.Source).
+//
+// # Following a ref
+//
+// An entry may name where its value lives instead of holding it: the driver
+// returns Value{Ref: "env:ANTHROPIC_KEY_1"} (a fernetstore row whose
+// key_env_var is set). The core resolves that ref through the resolver
+// given to FollowThrough (secrets.OpenConfig gives each backend its stack,
+// so the followed ref meets the same allow list, cache and audit: two audit
+// events, one per ref) and answers with its value. The rules, for Resolve
+// and ResolveMany alike (a batch follows its entries' refs as one batch,
+// each distinct ref once, and still returns one Result per ref):
+//
+//   - The entry's expiry applies to the key it names: an expired entry is
+//     ErrExpired before anything is resolved; the answer's ExpiresAt is the
+//     earlier of the entry's and the followed secret's.
+//   - The caller's #field is picked from the followed value by the #field
+//     rule above; Version is the followed secret's.
+//   - Source: Backend is this backend, Followed the followed ref,
+//     Plaintext set if the entry or the followed value was plaintext.
+//   - Errors of the followed ref keep their code and cause, under this
+//     backend's Op, Backend and Ref, with a Reason "its key is at <ref>:
+//     <its reason>". A caller's ended ctx is secrets.ContextError.
+//   - One level only, all ErrInvalidRef, each refused before it resolves
+//     anything: a followed ref whose entry names another ref (the follow
+//     marks its ctx, which a cache's detached fetch keeps; and a followed
+//     answer that was itself followed, from a cache, is refused too), and
+//     an entry that names itself (known when the follower says which Mux
+//     scheme this backend serves, as OpenConfig's does). No loop recurses.
+//   - Without a follower, an entry naming a ref is ErrInvalidRef, naming
+//     the ref and saying to open the store through a Stack
+//     (secrets.OpenConfig) or call FollowThrough.
 package driver

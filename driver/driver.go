@@ -40,6 +40,17 @@ type Value struct {
 	// Plaintext marks a value served from legacy plaintext storage
 	// (fernetstore's migration mode), for the audit trail.
 	Plaintext bool
+	// Ref, when set, says the entry does not hold the value but names where
+	// it lives: a whole "scheme:name" ref, possibly with ?options
+	// ("env:ANTHROPIC_KEY_1", "awssm:prod/anthropic"). Data and Document
+	// are then unused, and the core resolves Ref through the resolver given
+	// to Resolver.FollowThrough (the stack, so the followed ref meets its
+	// allow list, cache and audit) and answers with that value. ExpiresAt
+	// still applies (the entry's expiry is the key's), Version is the
+	// followed secret's; the package documentation ("Following a ref") has
+	// the rules. A name is not a secret, so errors quote Ref: a driver sets
+	// it only from a column or field that holds a name.
+	Ref string
 }
 
 // Driver is what a backend implements: fetch one parsed ref. Every error it

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	secrets "github.com/keyward/secrets"
@@ -33,14 +34,16 @@ type Options struct {
 }
 
 // Resolver is the portable type every backend is served through: a
-// secrets.KeyResolver, secrets.BatchResolver and secrets.Pinger, and an
-// io.Closer, over a Driver. Backends embed it in their Store.
+// secrets.KeyResolver, secrets.BatchResolver, secrets.Pinger and
+// secrets.Follower, and an io.Closer, over a Driver. Backends embed it in
+// their Store.
 type Resolver struct {
 	backend string
 	params  []string
 	now     func() time.Time
 	check   func(Ref) error
 	d       once.Value[Driver]
+	follow  atomic.Pointer[through] // set by FollowThrough
 }
 
 var (
@@ -133,6 +136,14 @@ func (r *Resolver) Resolve(ctx context.Context, raw string) (secrets.Secret, err
 	v, err := d.Get(ctx, ref)
 	if err != nil {
 		return secrets.Secret{}, r.fail(ctx, "resolve", raw, err)
+	}
+	if v.Ref != "" {
+		t := r.follow.Load()
+		if err := r.startFollow(ctx, t, ref, v); err != nil {
+			return secrets.Secret{}, r.fail(ctx, "resolve", raw, err)
+		}
+		s, err := t.r.Resolve(followCtx(ctx), v.Ref)
+		return r.followed(ctx, ref, v, s, err)
 	}
 	return r.finish(ctx, ref, v)
 }
@@ -284,6 +295,7 @@ func (r *Resolver) ResolveMany(ctx context.Context, raws []string) ([]secrets.Re
 			vals[j], errs[j] = d.Get(ctx, ref)
 		}
 	}
+	follows := r.followMany(ctx, uniq, vals, errs)
 	var whole error
 	for i, j := range slot {
 		if j < 0 {
@@ -296,9 +308,74 @@ func (r *Resolver) ResolveMany(ctx context.Context, raws []string) ([]secrets.Re
 			}
 			continue
 		}
+		if vals[j].Ref != "" {
+			if f := follows[j]; f.refused != nil {
+				out[i].Err = r.fail(ctx, "resolve", raws[i], f.refused)
+			} else {
+				out[i].Secret, out[i].Err = r.followed(ctx, parsed[i], vals[j], f.Secret, f.Err)
+			}
+			if out[i].Err != nil && whole == nil && ctx.Err() != nil {
+				whole = secrets.ContextError("resolve", r.backend, "", ctx.Err())
+			}
+			continue
+		}
 		out[i].Secret, out[i].Err = r.finish(ctx, parsed[i], vals[j])
 	}
 	return out, whole
+}
+
+// followMany follows, as one batch through the follower, every entry of
+// uniq whose value names another ref (each distinct ref once), and returns
+// the answer for each such entry, by position in uniq.
+func (r *Resolver) followMany(ctx context.Context, uniq []Ref, vals []Value, errs []error) map[int]follow {
+	var out map[int]follow
+	t := r.follow.Load()
+	var targets []string
+	at := map[string]int{} // target -> position in targets
+	for j := range uniq {
+		if errs[j] != nil || vals[j].Ref == "" {
+			continue
+		}
+		if out == nil {
+			out = map[int]follow{}
+		}
+		if err := r.startFollow(ctx, t, uniq[j], vals[j]); err != nil {
+			out[j] = follow{refused: err}
+			continue
+		}
+		k, ok := at[vals[j].Ref]
+		if !ok {
+			k = len(targets)
+			at[vals[j].Ref] = k
+			targets = append(targets, vals[j].Ref)
+		}
+		out[j] = follow{at: k}
+	}
+	if len(targets) == 0 {
+		return out
+	}
+	res, err := secrets.ResolveMany(followCtx(ctx), t.r, targets)
+	for j, f := range out {
+		switch {
+		case f.refused != nil:
+		case f.at < len(res):
+			f.Secret, f.Err = res[f.at].Secret, res[f.at].Err
+		case err != nil:
+			f.Err = err
+		default:
+			f.Err = Errorf(secrets.CodeUnavailable, "the batch call returned no result for %s", targets[f.at])
+		}
+		out[j] = f
+	}
+	return out
+}
+
+// follow is followMany's answer for one entry: refused before any resolve,
+// or what resolving the ref it names gave.
+type follow struct {
+	refused error
+	at      int // position in the batch of followed refs
+	secrets.Result
 }
 
 // failSlots sets err on every parsed ref's Result and returns the whole-call
