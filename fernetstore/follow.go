@@ -4,7 +4,6 @@ import (
 	"strings"
 	"time"
 
-	secrets "github.com/keyward/secrets"
 	"github.com/keyward/secrets/driver"
 )
 
@@ -17,10 +16,8 @@ func refTarget(scheme, name string) string {
 
 var refEscaper = strings.NewReplacer("%", "%25", "?", "%3F", "#", "%23")
 
-// refValue is a reference row's answer: the core follows it.
+// refValue is a reference row's answer: the core follows Ref through the
+// Stack the store serves in (secrets.Follower), applying the row's expiry.
 func refValue(scheme, name string, exp time.Time) (driver.Value, error) {
-	// Interim, until the driver layer follows references: refuse, never
-	// answer the target's name as if it were the key.
-	_ = exp
-	return driver.Value{}, driver.Errorf(secrets.CodeNotFound, "the row's key is at %s, and this build does not follow references yet", refTarget(scheme, name))
+	return driver.Value{Ref: refTarget(scheme, name), ExpiresAt: exp}, nil
 }
