@@ -18,6 +18,16 @@
 // per-client rate limit: chats a second above 0 and at most 10000, default 5;
 // burst 1 to 10000, default 10), CHAT_DATA_DIR (where the development key and
 // chatservice.env are kept; default the working directory).
+//
+// On the Python service's database (its SQLAlchemy tables api_keys and bots,
+// UUID ids), found from the bots table's columns at start, the service only
+// reads: it creates and seeds nothing. A bot's key is its api_keys row's
+// (db:<api_key_id>, with the db line's ref_columns following key_env_var and
+// secret_name), else its own legacy api_key, read through the configuration
+// line that serves the bots table (bots = fernet://?table=bots&plaintext=allow,
+// opened from the same DATABASE_URL); its provider is its api_keys row's,
+// else its model's ("claude-..." Anthropic, "gpt-..." OpenAI), else
+// CHAT_DEFAULT_PROVIDER (anthropic or openai; default none).
 package main
 
 import (
@@ -34,6 +44,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -102,6 +113,12 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	defaultProvider := getenv("CHAT_DEFAULT_PROVIDER")
+	switch defaultProvider {
+	case "", "anthropic", "openai":
+	default:
+		return errors.New("CHAT_DEFAULT_PROVIDER must be anthropic or openai (the provider of a Python bot whose model names none), or unset")
+	}
 
 	// The configuration first, read by the library: a typo in it stops the
 	// service before it touches the database.
@@ -160,14 +177,33 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	}
 	defer stack.Close()
 
-	if err := keys.CreateSchema(ctx); err != nil {
+	if err := bots.detect(ctx); err != nil {
 		return err
 	}
-	if err := bots.createTable(ctx); err != nil {
-		return fmt.Errorf("create the bots table: %w", err)
-	}
-	if err := seed(ctx, bots, keys, dotenv); err != nil {
-		return err
+	if bots.shape == pythonBots {
+		// The Python service's database is that service's: its tables are
+		// read and checked, never created, changed or seeded.
+		info, err := keys.Describe(ctx)
+		if err != nil {
+			return fmt.Errorf("the Python service's key table (the db line's): %w", err)
+		}
+		advice, err := bots.usePython(ctx, info, keyOpts, legacyScheme(cfg), defaultProvider)
+		if err != nil {
+			return err
+		}
+		for _, a := range advice {
+			fmt.Fprintf(stderr, "  NOTE: %s\n", a)
+		}
+	} else {
+		if err := keys.CreateSchema(ctx); err != nil {
+			return err
+		}
+		if err := bots.createTable(ctx); err != nil {
+			return fmt.Errorf("create the bots table: %w", err)
+		}
+		if err := seed(ctx, bots, keys, dotenv); err != nil {
+			return err
+		}
 	}
 	if c, ok := secrets.Find[*cache.Cache](stack); ok {
 		m.watchCache(c)
@@ -197,6 +233,10 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 			return err
 		}
 		for _, b := range all {
+			if b.Problem != "" {
+				log.Warn("bot cannot chat", "bot", b.Name, "problem", b.Problem)
+				continue
+			}
 			k, err := stack.Resolve(ctx, b.KeyRef)
 			if err != nil {
 				log.Warn("bot key does not resolve", "bot", b.Name, "ref", b.KeyRef, "error", err)
@@ -234,7 +274,11 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	all, _ := bots.all(ctx)
 	fmt.Fprintf(stdout, "chatservice listening on http://%s\ntry:\n", a.addr)
 	for _, b := range all {
-		fmt.Fprintf(stdout, "  curl -s -X POST http://%s/api/chat/%d -d '{\"message\":\"hello\"}'   # %s (%s, key at %s)\n", a.addr, b.ID, b.Name, b.Provider, b.KeyRef)
+		if b.Problem != "" {
+			fmt.Fprintf(stdout, "  # bot %s (%s) cannot chat: %s\n", b.ID, b.Name, b.Problem)
+			continue
+		}
+		fmt.Fprintf(stdout, "  curl -s -X POST http://%s/api/chat/%s -d '{\"message\":\"hello\"}'   # %s (%s, key at %s)\n", a.addr, b.ID, b.Name, b.Provider, b.KeyRef)
 	}
 	fmt.Fprintf(stdout, "  curl -s http://%s/metrics | grep keyward_\n", a.addr)
 	if opts.ready != nil {
@@ -249,6 +293,30 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return hs.Shutdown(shutdown)
+}
+
+// legacyScheme returns the scheme of the configuration line that reads the
+// bots table (a fernet:// URL with table=bots), which serves the Python
+// bots' own api_key; "bots" if several do, "" if none. The fernet:// opener
+// reads the database from DATABASE_URL as this service does.
+func legacyScheme(cfg *secrets.Config) string {
+	var found []string
+	for scheme, raw := range cfg.Backends {
+		// db: is this service's own store, whatever its line says. Every
+		// line has been checked by OpenConfig: one that ParseURL refuses
+		// is another backend's.
+		if o, err := fernetstore.ParseURL(raw); err == nil && scheme != "db" && strings.EqualFold(o.Table, "bots") {
+			found = append(found, scheme)
+		}
+	}
+	switch {
+	case len(found) == 0:
+		return ""
+	case slices.Contains(found, "bots"):
+		return "bots"
+	}
+	slices.Sort(found)
+	return found[0]
 }
 
 // checkProviderURL refuses a provider base URL that would send keys in the

@@ -61,21 +61,28 @@ func (s *server) serveChat(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Retry-After", "1")
 		return fail(w, http.StatusTooManyRequests, "rate limit exceeded: slow down")
 	}
-	id, err := strconv.ParseInt(r.PathValue("bot_id"), 10, 64)
-	if err != nil {
-		return fail(w, http.StatusNotFound, "no such bot: bot ids are integers")
+	id := r.PathValue("bot_id")
+	arg, why := s.bots.parseID(id)
+	if why != "" {
+		return fail(w, http.StatusNotFound, "no such bot: "+why)
 	}
 	var req chatRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil || req.Message == "" {
 		return fail(w, http.StatusBadRequest, `send a JSON body such as {"message": "hello"}`)
 	}
-	bot, err := s.bots.get(r.Context(), id)
+	bot, err := s.bots.get(r.Context(), arg)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fail(w, http.StatusNotFound, fmt.Sprintf("no bot with id %d", id))
+		return fail(w, http.StatusNotFound, fmt.Sprintf("no bot with id %s", id))
 	}
 	if err != nil {
 		s.log.Error("bot lookup", "bot_id", id, "error", err)
 		return fail(w, http.StatusServiceUnavailable, "the bot database is unavailable, try again")
+	}
+	if bot.Problem != "" {
+		// A configuration problem (no line for the bots' own keys, no
+		// provider): it names lines and variables, never a key.
+		s.log.Warn("bot cannot chat", "bot", bot.Name, "problem", bot.Problem)
+		return fail(w, http.StatusInternalServerError, bot.Problem)
 	}
 	key, err := s.keys.Resolve(r.Context(), bot.KeyRef)
 	if err != nil {
