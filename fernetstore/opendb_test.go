@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -218,6 +220,27 @@ func TestOpenDBErrorsHideTheDSN(t *testing.T) {
 		{"mysql unclosed IPv6 host", "MySQL://" + cu + ":" + pw + "@[::1", secrets.CodeInvalidRef, "", 0},
 		{"mysql bad driver DSN", "mysql://" + cu + ":" + pw + "@tcp(" + myHost + ")/" + myDB + "?timeout=" + dsnCanaryParam, secrets.CodeInvalidRef, "", 0},
 		{"unknown scheme", "oracle://" + cu + ":" + pw + "@h/x", secrets.CodeInvalidRef, "", 0},
+		// SQLAlchemy's forms (a Python service's DATABASE_URL).
+		{"psycopg2 unknown role", "postgresql+psycopg2://" + cu + ":" + pw + "@" + pgHost + "/" + pgDB + "?sslmode=disable", secrets.CodeUnavailable, "28000", 0},
+		{"psycopg unknown database over TLS", "postgresql+psycopg://" + pgUser + ":" + pw + "@" + pgHost + "/nosuchdb_keyward?sslmode=require", secrets.CodeUnavailable, "3D000", 0},
+		{"pg8000 unknown parameter", "postgresql+pg8000://" + pgUser + ":" + pw + "@" + pgHost + "/" + pgDB + "?sslmode=disable&" + dsnCanaryParam + "=1", secrets.CodeUnavailable, "42704", 0},
+		{"asyncpg unknown role", "PostgreSQL+AsyncPG://" + cu + ":" + pw + "@" + pgHost + "/" + pgDB + "?ssl=require&prepared_statement_cache_size=0", secrets.CodeUnavailable, "28000", 0},
+		{"asyncpg bad ssl", "postgresql+asyncpg://" + cu + ":" + pw + "@" + pgHost + "/" + pgDB + "?ssl=" + dsnCanaryParam, secrets.CodeInvalidRef, "", 0},
+		{"asyncpg bad timeout", "postgresql+asyncpg://" + cu + ":" + pw + "@" + pgHost + "/" + pgDB + "?timeout=" + dsnCanaryParam, secrets.CodeInvalidRef, "", 0},
+		{"asyncpg ssl and sslmode", "postgresql+asyncpg://" + cu + ":" + pw + "@" + pgHost + "/" + pgDB + "?ssl=require&sslmode=disable", secrets.CodeInvalidRef, "", 0},
+		{"asyncpg slash in password", "postgresql+asyncpg://" + cu + ":1234/" + pw + "@" + pgHost + "/" + pgDB, secrets.CodeInvalidRef, "", 0},
+		{"unknown SQLAlchemy driver", "postgresql+foo://" + cu + ":" + pw + "@" + pgHost + "/" + pgDB, secrets.CodeInvalidRef, "", 0},
+		{"unknown SQLAlchemy dialect", "mssql+pyodbc://" + cu + ":" + pw + "@h/x?driver=ODBC+Driver+18", secrets.CodeInvalidRef, "", 0},
+		{"pymysql access denied", "mysql+pymysql://" + cu + ":" + pw + "@" + myHost + "/" + myDB + "?charset=utf8mb4", secrets.CodeUnavailable, "", 1045},
+		{"mariadbconnector access denied", "MariaDB+MariaDBConnector://" + cu + ":" + pw + "@" + myHost + "/" + myDB, secrets.CodeUnavailable, "", 1045},
+		{"mysqldb unknown database", "mysql+mysqldb://" + myCfg.User + "@" + myHost + "/nosuchdb_keyward?charset=utf8mb4&connect_timeout=5", secrets.CodeUnavailable, "", 1049},
+		{"pymysql refused parameter", "mysql+pymysql://" + cu + ":" + pw + "@" + myHost + "/" + myDB + "?init_command=" + dsnCanaryParam, secrets.CodeInvalidRef, "", 0},
+		{"pymysql bad connect_timeout", "mysql+pymysql://" + cu + ":" + pw + "@" + myHost + "/" + myDB + "?connect_timeout=" + dsnCanaryParam, secrets.CodeInvalidRef, "", 0},
+		{"pymysql TLS to a server without it", "mysql+pymysql://" + cu + ":" + pw + "@" + myHost + "/" + myDB + "?ssl_ca=/nonexistent/ca.pem", secrets.CodeUnavailable, "", 0},
+		{"pymysql missing socket", "mysql+pymysql://" + cu + ":" + pw + "@/" + myDB + "?unix_socket=/nonexistent/mysqld.sock", secrets.CodeUnavailable, "", 0},
+		{"pymysql slash in password", "mysql+pymysql://" + cu + ":12/" + pw + "@" + myHost + "/" + myDB, secrets.CodeInvalidRef, "", 0},
+		{"pymysql driver form", "mysql+pymysql://" + cu + ":" + pw + "@tcp(" + myHost + ")/" + myDB, secrets.CodeInvalidRef, "", 0},
+		{"sqlalchemy sqlite bad timeout", "sqlite:///k.db?timeout=" + dsnCanaryParam, secrets.CodeInvalidRef, "", 0},
 	}
 	ring := mustRing(t, mustKey(t))
 	for _, c := range cases {
@@ -262,4 +285,98 @@ func TestOpenDBErrorsHideTheDSN(t *testing.T) {
 			check("NewFromEnv Ping", s.Ping(ctx))
 		})
 	}
+}
+
+// TestPostgresWithoutTLS: sslmode=require (asyncpg's ssl=require) reaches
+// pgx, and a server that answers "no" to SSL is refused with an error that
+// says so (it used to be a bare "*errors.errorString"), quoting nothing of
+// the URL. The server here is a listener that refuses every SSLRequest.
+func TestPostgresWithoutTLS(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req := make([]byte, 8) // length and the SSLRequest code
+				if _, err := io.ReadFull(c, req); err == nil {
+					c.Write([]byte("N"))
+				}
+			}()
+		}
+	}()
+	for _, dsn := range []string{
+		"postgresql+psycopg2://" + dsnCanaryUser + ":" + dsnCanary + "@" + ln.Addr().String() + "/db?sslmode=require",
+		"postgresql+asyncpg://" + dsnCanaryUser + ":" + dsnCanary + "@" + ln.Addr().String() + "/db?ssl=require",
+		"postgres://" + dsnCanaryUser + ":" + dsnCanary + "@" + ln.Addr().String() + "/db?sslmode=verify-full",
+	} {
+		scheme, _, _ := strings.Cut(dsn, ":")
+		db, err := OpenDB(dsn)
+		if err != nil {
+			t.Fatalf("%s: %s", scheme, shown(err))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err = db.PingContext(ctx)
+		cancel()
+		db.Close()
+		if err == nil {
+			t.Fatalf("%s: connected to a server without TLS", scheme)
+		}
+		assertNoDSNLeak(t, scheme, err)
+		if !strings.Contains(err.Error(), "the server does not support SSL") {
+			t.Errorf("%s: %s; want it to say the server does not support SSL", scheme, shown(err))
+		}
+	}
+}
+
+// fuzzSchemes are the schemes FuzzOpenDB puts before its URLs: every
+// registered one and some OpenDB refuses.
+var fuzzSchemes = []string{
+	"sqlite", "sqlite3", "file", "sqlite+pysqlite", "sqlite+aiosqlite",
+	"postgres", "PostgreSQL", "postgresql+psycopg2", "postgresql+psycopg", "postgresql+asyncpg", "postgresql+pg8000",
+	"mysql", "mariadb", "mysql+pymysql", "mysql+mysqldb", "mysql+aiomysql", "mysql+asyncmy", "mysql+mariadbconnector",
+	"mariadb+pymysql", "mariadb+mysqldb", "mariadb+mariadbconnector",
+	"postgresql+foo", "mssql+pyodbc", "oracle", "sqlite+pysqlcipher",
+}
+
+// FuzzOpenDB: OpenDB never panics, and the error for a URL whose password
+// is the canary never shows it, whatever follows the password; rest is
+// also opened as a whole DSN, for the forms without a password (sqlite:///).
+func FuzzOpenDB(f *testing.F) {
+	for i, rest := range []string{
+		"h/db", "h:5432/db?sslmode=require", "h/db?ssl=require&timeout=5&prepared_statement_cache_size=0",
+		"h/db?ssl=verify-full&sslmode=disable", "/db?host=/run/postgresql", "h/db?sslmode=" + dsnCanaryParam,
+		"h:3306/db?charset=utf8mb4&connect_timeout=5&read_timeout=30", "/db?unix_socket=/run/mysqld/mysqld.sock",
+		"h/db?ssl_ca=/ca.pem&ssl_check_hostname=false", "h/db?init_command=x", "tcp(h:3306)/db?parseTime=true",
+		"sqlite:///app.db?timeout=2.5&check_same_thread=false", "sqlite:////srv/app.db", "sqlite://", "sqlite:///:memory:",
+		"sqlite:///file:app.db?mode=ro&uri=true", "sqlite:k.db?_pragma=busy_timeout(5)", "file:///tmp/k.db?mode=rwc",
+		"postgresql+asyncpg://u@h/db?ssl=require", "mysql+pymysql://u@h/db?charset=utf8mb4", "oracle://u@h/x",
+		"h/db?x=%zz", "[::1", "h:x/db", "a@b/c",
+	} {
+		f.Add(uint8(i), rest)
+	}
+	f.Fuzz(func(t *testing.T, i uint8, rest string) {
+		if db, err := OpenDB(rest); err == nil {
+			db.Close()
+		}
+		if strings.Contains(strings.ToLower(rest), "canary") {
+			return
+		}
+		scheme := fuzzSchemes[int(i)%len(fuzzSchemes)]
+		for _, o := range []*DBOptions{nil, {MustExist: true}} {
+			db, err := OpenDBWith(scheme+"://u:"+dsnCanary+"@"+rest, o)
+			if err != nil {
+				assertNoDSNLeak(t, scheme, err)
+				continue
+			}
+			db.Close()
+		}
+	})
 }

@@ -194,7 +194,7 @@ func TestPlaintextSource(t *testing.T) {
 
 // withDatabases replaces the registered database packages for one test,
 // as if the program had imported only those in m.
-func withDatabases(t *testing.T, m map[string]func(string) (*sql.DB, error)) {
+func withDatabases(t *testing.T, m map[string]func(string, DBOptions) (*sql.DB, error)) {
 	databases.mu.Lock()
 	old := databases.m
 	databases.m = m
@@ -246,7 +246,7 @@ func TestForgottenDatabaseImport(t *testing.T) {
 	check("NewFromEnv", err, "sqlite")
 
 	// With the package linked, the same DSN opens.
-	withDatabases(t, map[string]func(string) (*sql.DB, error){"sqlite": func(string) (*sql.DB, error) { return sql.Open("sqlite", ":memory:") }})
+	withDatabases(t, map[string]func(string, DBOptions) (*sql.DB, error){"sqlite": func(string, DBOptions) (*sql.DB, error) { return sql.Open("sqlite", ":memory:") }})
 	db, err := OpenDB("SQLite:k.db")
 	if err != nil {
 		t.Fatalf("OpenDB with the sqlite package linked: %v", err)
@@ -262,7 +262,7 @@ func TestForgottenDatabaseImport(t *testing.T) {
 // scheme in lower case and the rest as it was.
 func TestOpenDBLowersTheScheme(t *testing.T) {
 	var got string
-	withDatabases(t, map[string]func(string) (*sql.DB, error){"postgresql": func(dsn string) (*sql.DB, error) {
+	withDatabases(t, map[string]func(string, DBOptions) (*sql.DB, error){"postgresql": func(dsn string, _ DBOptions) (*sql.DB, error) {
 		got = dsn
 		return nil, errors.New("not opened")
 	}})
@@ -274,7 +274,7 @@ func TestOpenDBLowersTheScheme(t *testing.T) {
 
 func TestRegisterDatabasePanics(t *testing.T) {
 	withDatabases(t, nil)
-	open := func(string) (*sql.DB, error) { return nil, nil }
+	open := func(string, DBOptions) (*sql.DB, error) { return nil, nil }
 	RegisterDatabase([]string{"sqlite"}, open)
 	for name, f := range map[string]func(){
 		"twice":      func() { RegisterDatabase([]string{"sqlite"}, open) },

@@ -4,6 +4,19 @@
 //
 //	postgres://user@host:5432/db?sslmode=disable
 //	postgresql://user@host/db
+//	postgresql+psycopg2://, postgresql+psycopg://, postgresql+pg8000://   SQLAlchemy's, as postgresql://
+//	postgresql+asyncpg://user@host/db?ssl=require                        SQLAlchemy's asyncpg
+//
+// The query parameters are libpq's, as psycopg and pgx read them
+// (sslmode=require, connect_timeout=10, application_name=..., host=/socket/dir).
+// For postgresql+asyncpg://, asyncpg's parameters are mapped: ssl=MODE is
+// sslmode=MODE (disable, allow, prefer, require, verify-ca, verify-full),
+// timeout=SECONDS is connect_timeout, and the statement-cache settings of
+// asyncpg and SQLAlchemy (prepared_statement_cache_size, statement_cache_size,
+// max_cached_statement_lifetime, max_cacheable_statement_size) and
+// command_timeout are dropped: they tune the Python client. A server that
+// does not support SSL when the URL requires it is refused with an error
+// that says so.
 //
 // The scheme is case-insensitive. '/', '?', '#' and '@' in the user name or
 // password must be percent-encoded; a URL that would be parsed with part of
@@ -22,7 +35,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -33,9 +49,11 @@ import (
 	"github.com/keyward/secrets/fernetstore/internal/dsn"
 )
 
-func init() { fernetstore.RegisterDatabase([]string{"postgres", "postgresql"}, open) }
+func init() { fernetstore.RegisterDatabase(dsn.PostgresSchemes, open) }
 
-func open(raw string) (*sql.DB, error) {
+// open opens raw; MustExist changes nothing, as a server never creates a
+// database on connect.
+func open(raw string, _ fernetstore.DBOptions) (*sql.DB, error) {
 	conn, where, err := parse(raw)
 	if err != nil {
 		return nil, err
@@ -56,10 +74,15 @@ func parse(raw string) (conn, where string, err error) {
 	// server with the whole URL as a parameter name, which the server's
 	// error then quotes. fernetstore.OpenDB lowers the scheme; postgresql
 	// becomes postgres here.
-	_, rest, _ := strings.Cut(raw, ":")
+	scheme, rest, _ := strings.Cut(raw, ":")
 	conn = "postgres:" + rest
 	if _, err := dsn.CheckURL("postgres", conn); err != nil {
 		return "", "", err
+	}
+	if scheme == "postgresql+asyncpg" {
+		if conn, err = asyncpg(conn); err != nil {
+			return "", "", err
+		}
 	}
 	cfg, err := pgconn.ParseConfig(conn)
 	if err != nil {
@@ -73,6 +96,50 @@ func parse(raw string) (conn, where string, err error) {
 		where += fmt.Sprintf(", database %q", cfg.Database)
 	}
 	return conn, where, nil
+}
+
+// asyncpgSSLModes are the values asyncpg's ssl= takes as a string, which
+// are libpq's sslmode values.
+var asyncpgSSLModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+// asyncpg maps asyncpg's query parameters in a URL CheckURL accepted (so
+// its first '?' starts the query) to libpq's.
+func asyncpg(conn string) (string, error) {
+	base, raw, _ := strings.Cut(conn, "?")
+	q, err := dsn.ParseQuery("postgresql+asyncpg", raw)
+	if err != nil {
+		return "", err
+	}
+	var out dsn.Query
+	ssl := false
+	for i := range q {
+		switch q.Key(i) {
+		case "ssl":
+			if !slices.Contains(asyncpgSSLModes, q.Value(i)) {
+				return "", dsn.Error("the postgresql+asyncpg URL's ssl is not one of " + strings.Join(asyncpgSSLModes, ", "))
+			}
+			ssl = true
+			out = append(out, "sslmode="+q.Value(i))
+		case "timeout":
+			sec, err := strconv.ParseFloat(q.Value(i), 64)
+			if err != nil || !(sec > 0 && sec < math.MaxInt32) {
+				return "", dsn.Error("the postgresql+asyncpg URL's timeout is not a positive number of seconds")
+			}
+			out = append(out, fmt.Sprintf("connect_timeout=%d", int64(math.Ceil(sec))))
+		case "prepared_statement_cache_size", "statement_cache_size", "max_cached_statement_lifetime",
+			"max_cacheable_statement_size", "command_timeout":
+			// The Python client's own settings.
+		default:
+			out = append(out, q[i])
+		}
+	}
+	if ssl && q.Index("sslmode") >= 0 {
+		return "", dsn.Error("the postgresql+asyncpg URL has both ssl and sslmode: keep one")
+	}
+	if len(out) == 0 {
+		return base, nil
+	}
+	return base + "?" + out.String(), nil
 }
 
 // parseReason is pgx's message for a URL it cannot parse, without the
@@ -126,12 +193,38 @@ func connectError(where string, err error) error {
 		safe := &pgconn.PgError{Severity: pe.Severity, SeverityUnlocalized: pe.SeverityUnlocalized, Code: pe.Code, Message: codeText(pe.Code)}
 		return connect.Error(fmt.Sprintf("%s refused the connection: %s (SQLSTATE %s)", where, safe.Message, pe.Code), safe)
 	}
+	if innermost(err).Error() == "server refused TLS connection" {
+		// pgx's fixed text for the server's "no" to an SSLRequest.
+		return connect.Error(fmt.Sprintf("cannot connect to %s: the server does not support SSL (TLS), and the URL requires it (sslmode=require, verify-ca or verify-full, or asyncpg's ssl=): enable ssl on the server, or set sslmode=prefer or disable", where), errNoTLS)
+	}
 	var pce *pgconn.ParseConfigError
 	if errors.As(err, &pce) {
 		// OpenDB parsed the same URL, so only a changed PG* variable or file gets here.
 		return connect.Error(fmt.Sprintf("cannot connect to %s: the URL is not valid: %s", where, parseReason(err)), nil)
 	}
 	return connect.Common(where, err)
+}
+
+// errNoTLS is the cause of the error for a server without SSL.
+var errNoTLS = errors.New("the server does not support SSL")
+
+// innermost is the last error of err's chain (the first of a joined error).
+func innermost(err error) error {
+	for {
+		var next error
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			next = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			if es := u.Unwrap(); len(es) > 0 {
+				next = es[0]
+			}
+		}
+		if next == nil {
+			return err
+		}
+		err = next
+	}
 }
 
 // codeText describes a PostgreSQL error of connecting by its SQLSTATE.

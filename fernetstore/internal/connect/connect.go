@@ -1,7 +1,8 @@
-// Package connect rewrites the errors of connecting to a network database
-// that fernetstore/postgres or fernetstore/mysql opened, so that no driver's
-// or server's text quotes the DSN's user, password or parameters, keeping
-// what callers test with errors.As and errors.Is (see fernetstore.OpenDB).
+// Package connect rewrites the errors of connecting to a database that
+// fernetstore/postgres, fernetstore/mysql or fernetstore/sqlite opened, so
+// that no driver's or server's text quotes the DSN's user, password or
+// parameters, keeping what callers test with errors.As and errors.Is (see
+// fernetstore.OpenDB), and so that a missing SQLite file is named.
 package connect
 
 import (
@@ -83,6 +84,10 @@ func Common(where string, err error) error {
 	var hostErr x509.HostnameError
 	if errors.As(err, &hostErr) {
 		return Error(fmt.Sprintf("cannot connect to %s: %v", where, hostErr), hostErr)
+	}
+	var invalidErr x509.CertificateInvalidError
+	if errors.As(err, &invalidErr) {
+		return Error(fmt.Sprintf("cannot connect to %s: %v", where, invalidErr), invalidErr)
 	}
 	var authErr x509.UnknownAuthorityError
 	if errors.As(err, &authErr) {
