@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/go-sql-driver/mysql"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
 	secrets "github.com/keyward/secrets"
@@ -68,7 +66,8 @@ type app struct {
 	getenv         func(string) string
 
 	dbURL, table, column string
-	warnedDB             bool // warned once that --db holds a password
+	command              string // the command's name, set before it runs
+	warnedDB             bool   // warned once that --db holds a password
 
 	storeOnce sync.Once
 	store     *fernetstore.Store
@@ -134,6 +133,7 @@ plaintext= of the encrypted column.
 		SilenceUsage:  true,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
+	root.PersistentPreRun = func(c *cobra.Command, _ []string) { a.command = c.Name() }
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.dbURL, "db", "", "database URL: sqlite:PATH, postgres://..., mysql://... (default $DATABASE_URL, else sqlite:keyward.db)")
 	pf.StringVar(&a.table, "table", "", "table of the encrypted column (default api_keys, or the configuration's db table)")
@@ -266,7 +266,10 @@ func (a *app) openStore() (*fernetstore.Store, error) {
 			a.storeErr = err
 			return
 		}
-		db, err := fernetstore.OpenDB(a.databaseURL())
+		// Only init creates a database: every other command opens one that
+		// must exist, so a mistyped SQLite path is an error, not a new
+		// empty file.
+		db, err := fernetstore.OpenDBWith(a.databaseURL(), &fernetstore.DBOptions{MustExist: a.command != "init"})
 		if err != nil {
 			// The reason never quotes the URL (it may hold a password).
 			a.storeErr = errorf(exitConfig, "%s: %s", a.databaseSource(), reason(err))
@@ -315,7 +318,7 @@ func classify(err error) error {
 	if errors.Is(err, context.Canceled) {
 		return withCode(exitInterrupted, err)
 	}
-	if hint := missingSchema(err); hint != "" {
+	if hint := configProblem(err); hint != "" {
 		return errorf(exitConfig, "%v\n%s", err, hint)
 	}
 	switch secrets.CodeOf(err) {
@@ -325,38 +328,6 @@ func classify(err error) error {
 		return withCode(exitConfig, err)
 	}
 	return withCode(exitFindings, err)
-}
-
-// missingSchema recognises "no such table/column" from the three databases.
-func missingSchema(err error) string {
-	const table = "the table does not exist: run keyward init to create it, or name an existing one with --table (and --column)"
-	const column = "a column does not exist: name the value column of an existing table with --column"
-	var pg *pgconn.PgError
-	if errors.As(err, &pg) {
-		switch pg.Code {
-		case "42P01":
-			return table
-		case "42703":
-			return column
-		}
-	}
-	var my *mysql.MySQLError
-	if errors.As(err, &my) {
-		switch my.Number {
-		case 1146:
-			return table
-		case 1054:
-			return column
-		}
-	}
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "no such table"):
-		return table
-	case strings.Contains(msg, "no such column"), strings.Contains(msg, "has no column named"):
-		return column
-	}
-	return ""
 }
 
 // dsnHasPassword reports whether a database URL carries a password: a ':'
