@@ -188,14 +188,18 @@ func (a *app) loadConfig() (*secrets.Config, error) {
 }
 
 // storeOptions are the fernetstore options of the configuration's db line,
-// with --table and --column in place of its table and value column.
+// with --column in place of its value column; --table naming another table
+// starts from the defaults (the Python service's bots table with its legacy
+// api_key column: --table bots --column api_key).
 func (a *app) storeOptions() (*fernetstore.Options, error) {
 	if _, err := a.loadConfig(); err != nil {
 		return nil, err
 	}
 	o := *a.dbOpts
-	if a.table != "" {
-		o.Table = a.table
+	if a.table != "" && a.table != o.Table && (o.Table != "" || a.table != "api_keys") {
+		// Another table than the db line's: its columns and ref_columns
+		// describe that table, not this one; keep only the dialect.
+		o = fernetstore.Options{Table: a.table, Dialect: o.Dialect}
 	}
 	if a.column != "" {
 		o.ValueColumn = a.column

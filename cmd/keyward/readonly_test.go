@@ -62,3 +62,22 @@ func TestInitChecksAnExistingTable(t *testing.T) {
 	h.must(exitConfig, env, "", "list")
 	h.must(0, env, "", "init", "--column", "secret")
 }
+
+// TestTableFlagLeavesTheDBLine: --table naming another table than the db
+// line's does not carry that line's ref_columns (the bots table has no
+// key_env_var), as the old code did.
+func TestTableFlagLeavesTheDBLine(t *testing.T) {
+	h := newHarness(t)
+	path := filepath.Join(h.dir, "app.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`CREATE TABLE bots (id VARCHAR(36) NOT NULL, name VARCHAR(255) NOT NULL, api_key_id VARCHAR(36), api_key TEXT, PRIMARY KEY (id))`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	env := map[string]string{"DATABASE_URL": "sqlite:" + path, "ENCRYPTION_KEY": h.genkey(),
+		"KEYWARD_CONFIG": "db = fernet://?ref_columns=key_env_var:env,secret_name:awssm"}
+	h.must(0, env, "", "--table", "bots", "--column", "api_key", "list")
+}
