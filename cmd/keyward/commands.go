@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,9 +10,10 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -72,12 +74,13 @@ func (a *app) tableName() string {
 const maxSecret = 64 << 10
 
 func (a *app) putCommand() *cobra.Command {
-	var name, provider, expires string
+	var givenID, name, provider, expires string
 	c := &cobra.Command{
-		Use:   "put --name NAME --provider PROVIDER [--expires DATE] < secret",
+		Use:   "put --name NAME --provider PROVIDER [--id ID] [--expires DATE] < secret",
 		Short: "Store a secret read from stdin; print its id",
 		Long: `Store a secret in the encrypted column, encrypted under ENCRYPTION_KEY, and
-print the new row's id on stdout (services resolve it as db:<id>).
+print the new row's id on stdout (services resolve it as db:<id>): --id ID, else
+a new UUID on a table of text ids, else the database's next integer id.
 
 The secret is read from stdin, never from an argument (the process list is
 public): printf '%s' "$KEY" | keyward put --name prod --provider anthropic.
@@ -102,8 +105,17 @@ or a date (2027-01-31, meaning 00:00 UTC that day).`,
 			if err != nil {
 				return err
 			}
-			id, err := s.Put(cmd.Context(), name, provider, value, exp)
+			id, err := s.Insert(cmd.Context(), fernetstore.Row{ID: givenID, Name: name, Provider: provider, ExpiresAt: exp}, value)
 			if err != nil {
+				if givenID != "" && duplicateKey(err) {
+					return errorf(exitUsage, "row %s exists already: give another --id, or replace its value with keyward update %s", clean(givenID), clean(givenID))
+				}
+				// The store names the id in an error about it (a schema
+				// problem names none): the operator's --id, a usage error.
+				var se *secrets.Error
+				if givenID != "" && errors.As(err, &se) && se.Code == secrets.CodeInvalidRef && se.Ref == givenID {
+					return errorf(exitUsage, "--id: %s", reason(err))
+				}
 				return classify(err)
 			}
 			fmt.Fprintln(a.stdout, id)
@@ -118,9 +130,30 @@ or a date (2027-01-31, meaning 00:00 UTC that day).`,
 	f.StringVar(&name, "name", "", "the secret's name, such as prod-anthropic (required)")
 	f.StringVar(&provider, "provider", "", "the provider, such as anthropic or openai (required)")
 	f.StringVar(&expires, "expires", "", "expiry: RFC 3339 or YYYY-MM-DD (00:00 UTC)")
+	f.StringVar(&givenID, "id", "", "the new row's id (default: a new UUID on a table of text ids, else the database's next id)")
 	c.MarkFlagRequired("name")
 	c.MarkFlagRequired("provider")
 	return c
+}
+
+// duplicateKey reports whether an insert failed on a unique key (the id
+// put --id gives exists), from the codes the drivers keep reachable:
+// PostgreSQL's SQLSTATE 23505, MySQL's ER_DUP_ENTRY, SQLite's
+// SQLITE_CONSTRAINT_PRIMARYKEY and _UNIQUE.
+func duplicateKey(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code == "23505"
+	}
+	var my *mysql.MySQLError
+	if errors.As(err, &my) {
+		return my.Number == 1062
+	}
+	var lite interface{ Code() int }
+	if errors.As(err, &lite) {
+		return lite.Code() == 1555 || lite.Code() == 2067
+	}
+	return false
 }
 
 // parseExpires reads --expires: RFC 3339, or a date meaning 00:00 UTC.
@@ -191,34 +224,157 @@ func orDash(s string) string {
 	return s
 }
 
+// listState is a state as list prints it and --state takes it.
+type listState struct {
+	name  string
+	state fernetstore.State
+}
+
+// stateNames are the states list prints and --state takes, in the order
+// help gives them.
+var stateNames = []listState{
+	{"encrypted", fernetstore.StatePrimary},
+	{"encrypted-old-key", fernetstore.StateOldKey},
+	{"plaintext", fernetstore.StatePlaintext},
+	{"undecryptable", fernetstore.StateUndecryptable},
+	{"reference", fernetstore.StateReference},
+	{"empty", fernetstore.StateEmpty},
+	{"expired", fernetstore.StateExpired},
+}
+
+// parseStates reads --state: names list prints, repeated or comma-separated.
+func parseStates(values []string) ([]fernetstore.State, error) {
+	var out []fernetstore.State
+	for _, v := range values {
+		for _, name := range strings.Split(v, ",") {
+			name = strings.TrimSpace(name)
+			i := slices.IndexFunc(stateNames, func(s listState) bool { return s.name == name })
+			if i < 0 {
+				valid := make([]string, len(stateNames))
+				for i, s := range stateNames {
+					valid[i] = s.name
+				}
+				// A mistyped state is quoted; anything else is not (it
+				// could be a value pasted into the wrong place).
+				what := "a --state value"
+				if len(name) <= 32 && strings.Trim(name, "abcdefghijklmnopqrstuvwxyz-_") == "" {
+					what = fmt.Sprintf("--state %q", name)
+				}
+				return nil, fmt.Errorf("%s is not a state: give one or more of %s (repeat --state or separate them with commas)",
+					what, strings.Join(valid, ", "))
+			}
+			if !slices.Contains(out, stateNames[i].state) {
+				out = append(out, stateNames[i].state)
+			}
+		}
+	}
+	return out, nil
+}
+
+// maxLimit bounds --limit; 0 lists every row.
+const maxLimit = 1 << 30
+
 func (a *app) listCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "list",
+	var (
+		stateFlags []string
+		provider   string
+		limit      int
+		format     string
+	)
+	c := &cobra.Command{
+		Use:   "list [--state STATE,...] [--provider P] [--limit N] [-o json]",
 		Short: "List rows: id, name, provider, state, key, expiry (never values)",
-		Long: `List every row of the encrypted column: id, name, provider, state, the key a
-token is under, and expiry. Values are never printed; the state comes from the
-value's structure and an HMAC check, without decrypting. States: encrypted
-(under ENCRYPTION_KEY), encrypted-old-key (run keyward rotate), plaintext (run
-keyward migrate), undecryptable (no key opens it), expired.`,
+		Long: `List the rows of the encrypted column in id order: id, name, provider, state,
+the key a token is under, where a reference row's key lives, and expiry. Values
+are never printed; the state comes from the value's structure and an HMAC
+check, without decrypting. States: encrypted (under ENCRYPTION_KEY),
+encrypted-old-key (run keyward rotate), plaintext (run keyward migrate),
+undecryptable (no key opens it), reference (the row names where its key lives,
+such as env:ANTHROPIC_API_KEY_1, in its ref_columns), empty (the row holds no
+key), expired (past expires_at; --state also matches the state under it).
+
+The table is read a page at a time, so any size lists in little memory; the
+text columns widen when a later page has a wider cell. The REF column appears
+when the configuration's db line names ref_columns. --state keeps rows in any
+of the states given (repeat it, or separate with commas), --provider one
+provider's rows, --limit the first N. -o json prints one document,
+{"rows":[...]}, with each row's id, name, provider, state, encryption, key,
+ref, expires_at and created_at.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			states, err := parseStates(stateFlags)
+			if err != nil {
+				return withCode(exitUsage, err)
+			}
 			s, err := a.openStore()
 			if err != nil {
 				return err
 			}
-			rows, err := s.List(cmd.Context())
+			ctx := cmd.Context()
+			if provider != "" {
+				info, err := s.Describe(ctx)
+				if err != nil {
+					return classify(err)
+				}
+				if _, ok := info.Columns["provider"]; !ok {
+					return errorf(exitUsage, "--provider: table %s has no provider column to filter on", a.tableName())
+				}
+			}
+			opts := &fernetstore.ListOptions{Provider: provider, States: states, Limit: limit}
+			if format == outputJSON {
+				return a.listJSON(ctx, s, opts)
+			}
+			o, err := a.storeOptions()
 			if err != nil {
-				return classify(err)
+				return err
 			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tPROVIDER\tSTATE\tKEY\tEXPIRES")
-			for _, e := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, orDash(clean(e.Name)), orDash(clean(e.Provider)),
-					stateName(e.State), orDash(e.Key), formatTime(e.ExpiresAt))
+			refs := len(o.RefColumns) > 0
+			header := []string{"ID", "NAME", "PROVIDER", "STATE", "KEY", "EXPIRES"}
+			if refs {
+				header = slices.Insert(header, 5, "REF")
 			}
-			return tw.Flush()
+			out := bufio.NewWriter(a.stdout)
+			tw := newTable(out, header...)
+			for e, err := range s.Entries(ctx, opts) {
+				if err != nil {
+					// The rows so far are printed: they are true, and the
+					// error says where the listing stopped.
+					tw.flush()
+					out.Flush()
+					return classify(err)
+				}
+				cells := []string{clean(e.ID), orDash(clean(e.Name)), orDash(clean(e.Provider)),
+					stateName(e.State), orDash(e.Key), formatTime(e.ExpiresAt)}
+				if refs {
+					cells = slices.Insert(cells, 5, orDash(clean(e.Ref)))
+				}
+				tw.add(cells...)
+			}
+			if err := tw.flush(); err != nil {
+				return err
+			}
+			return out.Flush()
 		},
 	}
+	f := c.Flags()
+	f.StringSliceVar(&stateFlags, "state", nil, "keep rows in these states: encrypted, encrypted-old-key, plaintext, undecryptable, reference, empty, expired")
+	f.StringVar(&provider, "provider", "", "keep the rows of this provider")
+	f.Var(&intFlag{value: &limit, name: "limit", min: 0, max: maxLimit, unit: "rows (0 for every row)", example: 100},
+		"limit", "list at most this many rows (0: every row)")
+	addOutputFlag(c, &format)
+	return c
+}
+
+// listJSON streams list -o json: {"rows":[...]}, an entry at a time.
+func (a *app) listJSON(ctx context.Context, s *fernetstore.Store, opts *fernetstore.ListOptions) error {
+	doc := newJSONDoc(a.stdout, "rows")
+	for e, err := range s.Entries(ctx, opts) {
+		if err != nil {
+			return doc.abort(classify(err))
+		}
+		doc.add(entryJSON(e))
+	}
+	return doc.end(nil)
 }
 
 // clean keeps a name printable in one table cell.
@@ -284,8 +440,9 @@ that ever holds a value.`,
 func (a *app) walkCommand(op string) *cobra.Command {
 	var dryRun bool
 	var batch int
+	var format string
 	c := &cobra.Command{
-		Use:  op + " [--dry-run] [--batch N]",
+		Use:  op + " [--dry-run] [--batch N] [-o json]",
 		Args: cobra.NoArgs,
 	}
 	switch op {
@@ -294,9 +451,10 @@ func (a *app) walkCommand(op string) *cobra.Command {
 		c.Long = `Encrypt every legacy plaintext row under ENCRYPTION_KEY, in batches, each row
 with a compare-and-swap on its old value: safe while services run, from two
 processes at once, and to interrupt (Ctrl-C); run it again to finish. Tokens
-are left as they are (keyward rotate moves old-key tokens). Progress goes to
-stderr (a bar on a terminal), the final report to stdout. Exit 0 only when
-every row is then encrypted under ENCRYPTION_KEY.`
+are left as they are (keyward rotate moves old-key tokens), and so are
+reference rows (their keys live elsewhere) and rows that hold no key. Progress
+goes to stderr (a bar on a terminal), the final report to stdout. Exit 0 only
+when every row that holds a key is then encrypted under ENCRYPTION_KEY.`
 	case "rotate":
 		c.Short = "Re-encrypt rows under old keys with ENCRYPTION_KEY"
 		c.Long = `Re-encrypt under ENCRYPTION_KEY every token made under a key in
@@ -304,34 +462,63 @@ ENCRYPTION_KEY_PREVIOUS, keeping each token's timestamp. To rotate: run keyward
 genkey, move the current key to ENCRYPTION_KEY_PREVIOUS, set the new one as
 ENCRYPTION_KEY (services first, then this command), run keyward rotate, and
 drop the old key once keyward check passes. Batched, compare-and-swap, safe to
-interrupt and rerun. Exit 0 only when every row is then encrypted under
-ENCRYPTION_KEY (plaintext rows need keyward migrate).`
+interrupt and rerun; reference rows are left alone. Exit 0 only when every row
+that holds a key is then encrypted under ENCRYPTION_KEY (plaintext rows need
+keyward migrate).`
 	}
+	c.Long += `
+
+The table is walked a batch at a time, and counted (for the bar, and for the
+verdict at the end) a page at a time, so any size runs in little memory.
+-o json prints one document on stdout, {"report":{...},"left":{...},"done":...}:
+the walk's counts, the table's rows not under ENCRYPTION_KEY afterwards, and
+whether none are left; the report's prose then goes to stderr.`
 	f := c.Flags()
 	f.BoolVar(&dryRun, "dry-run", false, "count what would change; write nothing")
 	batch = fernetstore.DefaultBatchSize
 	f.Var(&intFlag{value: &batch, name: "batch", min: 1, max: fernetstore.MaxBatchSize, unit: "rows per transaction", example: fernetstore.DefaultBatchSize},
 		"batch", fmt.Sprintf("rows read and updated per transaction, 1 to %d", fernetstore.MaxBatchSize))
+	addOutputFlag(c, &format)
 	c.RunE = func(cmd *cobra.Command, _ []string) error {
-		return a.walk(cmd.Context(), op, dryRun, batch)
+		return a.walk(cmd.Context(), op, dryRun, batch, format)
 	}
 	return c
 }
 
-func (a *app) walk(ctx context.Context, op string, dryRun bool, batch int) error {
+// walkJSON is the document of migrate/rotate -o json.
+type walkJSON struct {
+	Report jsonReport `json:"report"`
+	Left   *jsonLeft  `json:"left,omitempty"` // nil when the walk failed
+	Done   bool       `json:"done"`
+	Error  string     `json:"error,omitempty"`
+}
+
+func (a *app) walk(ctx context.Context, op string, dryRun bool, batch int, format string) error {
 	s, err := a.openStore()
 	if err != nil {
 		return err
 	}
+	// The report's prose is the output in text; beside a JSON document it
+	// goes to stderr, so stdout is the document alone.
+	prose := a.stdout
+	if format == outputJSON {
+		prose = a.stderr
+	}
+	fail := func(rep fernetstore.Report, err error) error {
+		if format == outputJSON {
+			writeJSON(a.stdout, walkJSON{Report: reportJSON(rep), Error: oneLine(err)})
+		}
+		return err
+	}
 	// A bar needs the row count; plain lines do without it, and so skip a
-	// scan of the table (List costs about a third of the walk itself).
+	// scan of the table (counting costs about a third of the walk itself).
 	total := -1
 	if isTerminal(a.stderr) {
-		before, err := s.List(ctx)
+		before, err := summarize(ctx, s)
 		if err != nil {
 			return classify(err)
 		}
-		total = len(before)
+		total = before.rows
 	}
 	prog := newProgress(a.stderr, op, total)
 	opts := &fernetstore.WalkOptions{BatchSize: batch, DryRun: dryRun, Progress: prog.update}
@@ -342,55 +529,92 @@ func (a *app) walk(ctx context.Context, op string, dryRun bool, batch int) error
 		rep, err = s.Rotate(ctx, opts)
 	}
 	prog.finish()
-	a.printReport(op, rep)
+	a.printReport(prose, op, rep)
 	if err != nil {
 		if ctx.Err() != nil {
-			return errorf(exitInterrupted, "%s interrupted after %d rows (%d rewritten): run keyward %s again to finish; rows already done are skipped",
-				op, rep.Scanned, rep.Done, op)
+			return fail(rep, errorf(exitInterrupted, "%s interrupted after %d rows (%d rewritten): run keyward %s again to finish; rows already done are skipped",
+				op, rep.Scanned, rep.Done, op))
 		}
-		return classify(err)
+		return fail(rep, classify(err))
 	}
 	// The walk's own counts are not the criterion: rows written by others
-	// meanwhile, or left for the other command, are. Ask the table.
-	after, err := s.List(ctx)
+	// meanwhile, or left for the other command, are. Ask the table, a page
+	// at a time.
+	left, err := summarize(ctx, s)
 	if err != nil {
-		return classify(err)
+		return fail(rep, classify(err))
 	}
-	left := summarize(after)
-	if left.total() == 0 {
-		fmt.Fprintf(a.stdout, "%s: done: all %d rows are encrypted under the primary key\n", op, len(after))
+	done := left.total() == 0
+	if format == outputJSON {
+		if err := writeJSON(a.stdout, walkJSON{Report: reportJSON(rep), Left: left.json(), Done: done}); err != nil {
+			return err
+		}
+	}
+	var verdict string
+	switch {
+	case done && left.references+left.empty == 0:
+		verdict = fmt.Sprintf("done: all %d rows are encrypted under the primary key", left.rows)
+	case done:
+		verdict = fmt.Sprintf("done: all %s that hold a key here are encrypted under the primary key; %s",
+			plural(left.rows-left.references-left.empty, "row"), left.elsewhere())
+	case dryRun:
+		verdict = "dry run: nothing was written; " + left.String()
+	default:
+		verdict = "not done: " + left.String()
+	}
+	fmt.Fprintf(prose, "%s: %s\n", op, verdict)
+	if done {
 		return nil
-	}
-	if dryRun {
-		fmt.Fprintf(a.stdout, "%s: dry run: nothing was written; %s\n", op, left)
-	} else {
-		fmt.Fprintf(a.stdout, "%s: not done: %s\n", op, left)
 	}
 	return &exitError{code: exitFindings, err: errSilent}
 }
 
-func (a *app) printReport(op string, r fernetstore.Report) {
+func (a *app) printReport(w io.Writer, op string, r fernetstore.Report) {
 	verb := "rewritten"
 	if r.DryRun {
 		verb = "would be rewritten"
 	}
-	fmt.Fprintf(a.stdout, "%s: %d rows scanned, %d %s, %d already current, %d changed by others meanwhile (skipped), %d undecryptable",
+	fmt.Fprintf(w, "%s: %d rows scanned, %d %s, %d already current, %d changed by others meanwhile (skipped), %d undecryptable",
 		op, r.Scanned, r.Done, verb, r.AlreadyCurrent, r.Skipped, r.Undecryptable)
 	if op == "rotate" {
-		fmt.Fprintf(a.stdout, ", %d plaintext (left for keyward migrate)", r.Plaintext)
+		fmt.Fprintf(w, ", %d plaintext (left for keyward migrate)", r.Plaintext)
+	}
+	if r.References > 0 {
+		fmt.Fprintf(w, ", %s left alone (their keys live elsewhere)", plural(r.References, "reference row"))
 	}
 	if r.Null > 0 {
-		fmt.Fprintf(a.stdout, ", %d NULL", r.Null)
+		fmt.Fprintf(w, ", %s no key (see keyward check)", holds(r.Null))
 	}
-	fmt.Fprintln(a.stdout)
+	fmt.Fprintln(w)
 	if len(r.UndecryptableIDs) > 0 {
-		fmt.Fprintf(a.stdout, "%s: undecryptable rows, left untouched: damaged or wrapped tokens, or tokens no key in ENCRYPTION_KEY or ENCRYPTION_KEY_PREVIOUS opens; inspect them: %s\n",
+		fmt.Fprintf(w, "%s: undecryptable rows, left untouched: damaged or wrapped tokens, or tokens no key in ENCRYPTION_KEY or ENCRYPTION_KEY_PREVIOUS opens; inspect them: %s\n",
 			op, strings.Join(r.UndecryptableIDs, ", "))
 	}
 }
 
-// leftover counts rows that are not encrypted under the primary key.
-type leftover struct{ oldKey, plaintext, undecryptable int }
+// plural is "1 row" or "2 rows".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// holds is "1 row holds" or "2 rows hold".
+func holds(n int) string {
+	if n == 1 {
+		return "1 row holds"
+	}
+	return fmt.Sprintf("%d rows hold", n)
+}
+
+// leftover counts a table's rows by what they need: rows not encrypted
+// under the primary key (the work left), and rows with no key here.
+type leftover struct {
+	rows                             int
+	oldKey, plaintext, undecryptable int
+	references, empty                int // never work for migrate or rotate
+}
 
 func (l leftover) total() int { return l.oldKey + l.plaintext + l.undecryptable }
 
@@ -405,12 +629,33 @@ func (l leftover) String() string {
 	if l.undecryptable > 0 {
 		parts = append(parts, fmt.Sprintf("%d undecryptable (see keyward check)", l.undecryptable))
 	}
+	if e := l.elsewhere(); e != "" {
+		parts = append(parts, e)
+	}
 	return strings.Join(parts, ", ")
 }
 
-func summarize(rows []fernetstore.Entry) leftover {
+// elsewhere says what is left alone: reference rows and rows with no key.
+func (l leftover) elsewhere() string {
+	var parts []string
+	if l.references > 0 {
+		parts = append(parts, plural(l.references, "reference row")+" left alone (their keys live elsewhere)")
+	}
+	if l.empty > 0 {
+		parts = append(parts, holds(l.empty)+" no key (see keyward check)")
+	}
+	return strings.Join(parts, ", ")
+}
+
+// summarize counts the table's rows by state, streaming them: memory does
+// not grow with the table.
+func summarize(ctx context.Context, s *fernetstore.Store) (leftover, error) {
 	var l leftover
-	for _, e := range rows {
+	for e, err := range s.Entries(ctx, nil) {
+		if err != nil {
+			return leftover{}, err
+		}
+		l.rows++
 		switch e.Encryption {
 		case fernetstore.StateOldKey:
 			l.oldKey++
@@ -418,32 +663,77 @@ func summarize(rows []fernetstore.Entry) leftover {
 			l.plaintext++
 		case fernetstore.StateUndecryptable:
 			l.undecryptable++
+		case fernetstore.StateReference:
+			l.references++
+		case fernetstore.StateEmpty:
+			l.empty++
 		}
 	}
-	return l
+	return l, nil
 }
 
 // pingTimeout bounds each backend's ping in check.
 const pingTimeout = 15 * time.Second
 
 func (a *app) checkCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "check",
+	var format string
+	c := &cobra.Command{
+		Use:   "check [-o json]",
 		Short: "Exit non-zero if any row or backend needs attention",
 		Long: `Check the encrypted column and the backends, printing one line per finding:
-rows in plaintext, undecryptable, expired, or not under ENCRYPTION_KEY, and
-backends that cannot be reached. The backends checked are db (the encrypted
-column on --db) plus the schemes configured in KEYWARD_CONFIG or
-KEYWARD_CONFIG_FILE; with no configuration, db and env (the cloud defaults
-would only fail where they are not set up).`,
+rows in plaintext, undecryptable, expired, not under ENCRYPTION_KEY, or holding
+no key at all (neither a value nor a reference), and backends that cannot be
+reached. Reference rows (their keys live where their ref_columns say) are not
+findings. The backends checked are db (the encrypted column on --db) plus the
+schemes configured in KEYWARD_CONFIG or KEYWARD_CONFIG_FILE; with no
+configuration, db and env (the cloud defaults would only fail where they are
+not set up).
+
+The table is read a page at a time, so any size checks in little memory.
+-o json prints one document on stdout: {"findings":[...],"rows":N,"ok":...},
+each finding a row's ({"row","name","provider","problem","hint"}; problem is
+the row's state) or a backend's ({"backend","problem","hint","error"}), then
+the counts by state; the summary line goes to stderr.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.check(cmd.Context())
+			return a.check(cmd.Context(), format)
 		},
 	}
+	addOutputFlag(c, &format)
+	return c
 }
 
-func (a *app) check(ctx context.Context) error {
+// rowFinding is a row's finding in check -o json. Problem is the row's
+// state as list names it; Key and ExpiresAt say which key or when.
+type rowFinding struct {
+	Row       string     `json:"row"`
+	Name      string     `json:"name"`
+	Provider  string     `json:"provider"`
+	Problem   string     `json:"problem"`
+	Hint      string     `json:"hint"`
+	Key       string     `json:"key,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+}
+
+// backendFinding is a backend's finding in check -o json.
+type backendFinding struct {
+	Backend string `json:"backend"`
+	Problem string `json:"problem"`
+	Hint    string `json:"hint,omitempty"`
+	Error   string `json:"error"`
+}
+
+// checkSummary ends the document of check -o json.
+type checkSummary struct {
+	Rows        int            `json:"rows"`
+	Findings    int            `json:"finding_count"`
+	Unreachable int            `json:"unreachable"`
+	OK          bool           `json:"ok"`
+	Counts      map[string]int `json:"counts"` // rows by state (expired rows also under the state beneath)
+	Backends    []string       `json:"backends"`
+}
+
+func (a *app) check(ctx context.Context, format string) error {
 	if _, err := a.openStore(); err != nil {
 		return err
 	}
@@ -462,11 +752,18 @@ func (a *app) check(ctx context.Context) error {
 		}
 		slices.Sort(schemes[1:])
 	}
-	findings, unreachable := 0, 0
-	finding := func(format string, args ...any) {
-		findings++
-		fmt.Fprintf(a.stdout, format+"\n", args...)
+	// Findings are printed as they are found (a million plaintext rows are
+	// a million lines, never a million entries in memory): as lines on
+	// stdout, or as items of the JSON document, with the summary on stderr.
+	jsonOut := format == outputJSON
+	out := bufio.NewWriter(a.stdout)
+	defer out.Flush()
+	doc := newJSONDoc(a.stdout, "findings")
+	prose := io.Writer(out)
+	if jsonOut {
+		prose = a.stderr
 	}
+	findings, unreachable := 0, 0
 	dbUp := true
 	for _, scheme := range schemes {
 		r, ok := st.Mux.Resolver(scheme)
@@ -484,57 +781,122 @@ func (a *app) check(ctx context.Context) error {
 			continue
 		}
 		if ctx.Err() != nil {
-			return withCode(exitInterrupted, ctx.Err())
+			return doc.abort(withCode(exitInterrupted, ctx.Err()))
 		}
 		if scheme == "db" {
 			dbUp = false
 			if c := classify(err); exitCodeOf(c) == exitConfig {
-				return c
+				return doc.abort(c)
 			}
 		}
 		unreachable++
-		problem := "unreachable"
+		findings++
+		f := backendFinding{Backend: scheme, Problem: "unreachable", Error: oneLine(err)}
+		text := "unreachable"
 		switch secrets.CodeOf(err) {
 		case secrets.CodeInvalidRef, secrets.CodeUnknownScheme:
-			problem = "cannot be opened (check its URL in the configuration)"
+			f.Problem, f.Hint = "cannot be opened", "check its URL in the configuration"
+			text = "cannot be opened (check its URL in the configuration)"
 		case secrets.CodePermission:
-			problem = "refuses the credentials"
+			f.Problem = "refuses the credentials"
+			text = f.Problem
 		}
-		finding("backend %s: %s: %s", scheme, problem, oneLine(err))
+		if jsonOut {
+			doc.add(f)
+		} else {
+			fmt.Fprintf(out, "backend %s: %s: %s\n", scheme, text, f.Error)
+		}
 	}
 	rows := 0
+	counts := map[string]int{}
 	if dbUp {
-		entries, err := a.store.List(ctx)
-		if err != nil {
-			return classify(err)
+		noKey := a.noKeyColumns()
+		report := func(e fernetstore.Entry, problem, text, hint string) {
+			findings++
+			if jsonOut {
+				f := rowFinding{Row: e.ID, Name: e.Name, Provider: e.Provider, Problem: problem, Hint: hint}
+				switch problem {
+				case stateName(fernetstore.StateOldKey):
+					f.Key = e.Key
+				case stateName(fernetstore.StateExpired):
+					f.ExpiresAt = nullTime(e.ExpiresAt)
+				}
+				doc.add(f)
+				return
+			}
+			fmt.Fprintf(out, "row %s (%s, %s): %s\n", clean(e.ID), orDash(clean(e.Name)), orDash(clean(e.Provider)), text)
 		}
-		rows = len(entries)
-		for _, e := range entries {
-			what := fmt.Sprintf("row %s (%s, %s)", e.ID, orDash(clean(e.Name)), orDash(clean(e.Provider)))
+		for e, err := range a.store.Entries(ctx, nil) {
+			if err != nil {
+				return doc.abort(classify(err))
+			}
+			rows++
+			counts[stateName(e.Encryption)]++
+			id := clean(e.ID)
 			switch e.Encryption {
 			case fernetstore.StatePlaintext:
-				finding("%s: plaintext: run keyward migrate", what)
+				const hint = "run keyward migrate"
+				report(e, "plaintext", "plaintext: "+hint, hint)
 			case fernetstore.StateUndecryptable:
-				finding("%s: undecryptable: no key in ENCRYPTION_KEY or ENCRYPTION_KEY_PREVIOUS opens it (a missing previous key, or a damaged value: store it again with keyward put)", what)
+				const hint = "a missing previous key, or a damaged value: store it again with keyward put"
+				report(e, "undecryptable", "undecryptable: no key in ENCRYPTION_KEY or ENCRYPTION_KEY_PREVIOUS opens it ("+hint+")",
+					"no key in ENCRYPTION_KEY or ENCRYPTION_KEY_PREVIOUS opens it: "+hint)
 			case fernetstore.StateOldKey:
-				finding("%s: encrypted under %s: run keyward rotate", what, e.Key)
+				const hint = "run keyward rotate"
+				report(e, stateName(fernetstore.StateOldKey), "encrypted under "+e.Key+": "+hint, hint)
+			case fernetstore.StateEmpty:
+				hint := noKey + "; store one with keyward update " + id
+				report(e, "empty", "holds no key: "+hint, hint)
 			}
 			if e.State == fernetstore.StateExpired {
-				finding("%s: expired at %s: store a new value with keyward put and point the service at it", what, formatTime(e.ExpiresAt))
+				counts[stateName(fernetstore.StateExpired)]++
+				const hint = "store a new value with keyward put and point the service at it"
+				report(e, "expired", "expired at "+formatTime(e.ExpiresAt)+": "+hint, hint)
 			}
+		}
+	}
+	if jsonOut {
+		if err := doc.end(checkSummary{Rows: rows, Findings: findings, Unreachable: unreachable,
+			OK: findings == 0, Counts: counts, Backends: schemes}); err != nil {
+			return err
 		}
 	}
 	switch {
 	case unreachable > 0:
-		fmt.Fprintf(a.stdout, "check: %d findings, %d backends unreachable\n", findings, unreachable)
+		fmt.Fprintf(prose, "check: %d findings, %d backends unreachable\n", findings, unreachable)
 		return &exitError{code: exitUnavailable, err: errSilent}
 	case findings > 0:
-		fmt.Fprintf(a.stdout, "check: %d findings in %d rows\n", findings, rows)
+		fmt.Fprintf(prose, "check: %d findings in %d rows\n", findings, rows)
 		return &exitError{code: exitFindings, err: errSilent}
 	}
-	fmt.Fprintf(a.stdout, "check: ok: %d rows encrypted under the primary key, none expired; backends answer: %s\n",
-		rows, strings.Join(schemes, ", "))
+	what := fmt.Sprintf("%d rows encrypted under the primary key", rows)
+	if refs := counts[stateName(fernetstore.StateReference)]; refs > 0 {
+		what = fmt.Sprintf("%d rows: %d encrypted under the primary key, %s (their keys live elsewhere)",
+			rows, rows-refs, plural(refs, "reference row"))
+	}
+	fmt.Fprintf(prose, "check: ok: %s, none expired; backends answer: %s\n", what, strings.Join(schemes, ", "))
 	return nil
+}
+
+// noKeyColumns says which columns an empty row has empty: "api_key,
+// key_env_var and secret_name are all NULL or empty".
+func (a *app) noKeyColumns() string {
+	cols := []string{"api_key"}
+	if o, err := a.storeOptions(); err == nil {
+		if o.ValueColumn != "" {
+			cols[0] = o.ValueColumn
+		}
+		for _, r := range o.RefColumns {
+			cols = append(cols, r.Column)
+		}
+	}
+	switch len(cols) {
+	case 1:
+		return cols[0] + " is NULL or empty"
+	case 2:
+		return cols[0] + " and " + cols[1] + " are both NULL or empty"
+	}
+	return strings.Join(cols[:len(cols)-1], ", ") + " and " + cols[len(cols)-1] + " are all NULL or empty"
 }
 
 func exitCodeOf(err error) int {
