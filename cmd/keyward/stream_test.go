@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/keyward/secrets/internal/pyservice"
+	"github.com/keyward/secrets/internal/testenv"
 )
 
 // refConfig is the configuration of the Python service's api_keys table:
@@ -390,5 +391,48 @@ func TestMemoryDoesNotGrowWithTable(t *testing.T) {
 	}
 	if r := h.must(0, k2, "", "list", "--db", big, "--limit", "3", "--state", "encrypted"); strings.Count(r.stdout, "\n") != 4 {
 		t.Errorf("list --limit 3 on the big table: %s", r)
+	}
+}
+
+// TestPutID: put --id stores under the id given and prints it, on each
+// database; an id that exists, or one the id column cannot hold, is a
+// usage error (exit 2) that says so. On the old code --id was an unknown
+// flag; a duplicate id would have been "unavailable" (exit 4).
+func TestPutID(t *testing.T) {
+	dbs := map[string]func(t *testing.T) string{
+		"sqlite":   func(t *testing.T) string { return "sqlite:" + filepath.Join(t.TempDir(), "k.db") },
+		"postgres": func(t *testing.T) string { return testenv.PostgresDSN(t) },
+		"mariadb":  func(t *testing.T) string { return "mysql://" + testenv.MySQLDSN(t) },
+	}
+	for _, name := range []string{"sqlite", "postgres", "mariadb"} {
+		t.Run(name, func(t *testing.T) {
+			url := dbs[name](t)
+			h := newHarness(t)
+			table := uniqueTable(t)
+			h.env = map[string]string{"ENCRYPTION_KEY": h.genkey(), "DATABASE_URL": url}
+			if name != "sqlite" {
+				db := openTestDB(t, url)
+				t.Cleanup(func() { db.Exec("DROP TABLE IF EXISTS " + table) })
+			}
+			h.must(0, nil, "", "--table", table, "init")
+			v := randomValue(t, "sk-ant-put-id-")
+			h.secret(v)
+			put := func(want int, args ...string) result {
+				return h.must(want, nil, v, append([]string{"--table", table, "put", "--name", "n", "--provider", "p"}, args...)...)
+			}
+			if r := put(0, "--id", "42"); r.stdout != "42\n" {
+				t.Errorf("put --id 42: %s", r)
+			}
+			if r := put(exitUsage, "--id", "42"); !strings.Contains(r.stderr, "row 42 exists already: give another --id, or replace its value with keyward update 42") {
+				t.Errorf("put --id of an existing id: %s", r)
+			}
+			if r := put(exitUsage, "--id", "abc"); !strings.Contains(r.stderr, "--id: ") || !strings.Contains(r.stderr, "integer") {
+				t.Errorf("put --id abc on integer ids: %s", r)
+			}
+			r := h.must(0, nil, "", "--table", table, "resolve", "--reveal", "db:42")
+			if r.stdout != v+"\n" {
+				t.Error("the row put with --id 42 does not resolve as db:42")
+			}
+		})
 	}
 }
