@@ -468,6 +468,27 @@ func (s *Store) Update(ctx context.Context, ref, value string, expiresAt time.Ti
 	return affected(ctx, op, ref, res, err)
 }
 
+// UpdateValue replaces the value of row ref, encrypted under the primary
+// key, and leaves the rest of the row, its expiry included, as it is: one
+// UPDATE, so an expiry changed meanwhile is not overwritten with a stale
+// copy, as reading it first and calling Update would.
+func (s *Store) UpdateValue(ctx context.Context, ref, value string) error {
+	const op = "update"
+	b, sc, id, err := s.row(ctx, op, ref)
+	if err != nil {
+		return err
+	}
+	if err := b.needRing(); err != nil {
+		return storeError(ctx, op, ref, err)
+	}
+	tok, err := b.ring.Encrypt([]byte(value))
+	if err != nil {
+		return errorf(op, ref, secrets.CodeUnknown, err, "encrypt")
+	}
+	res, err := b.db.ExecContext(ctx, sc.q.updateValue, tok, id)
+	return affected(ctx, op, ref, res, err)
+}
+
 func affected(ctx context.Context, op, ref string, res sql.Result, err error) error {
 	if err != nil {
 		return opError(ctx, op, ref, err)
