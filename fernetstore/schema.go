@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	secrets "github.com/keyward/secrets"
 	"github.com/keyward/secrets/driver"
@@ -82,6 +84,11 @@ func (sc *schema) parseID(name string) (string, error) {
 	if sc.text {
 		if len(name) > maxIDLen {
 			return "", driver.Errorf(secrets.CodeInvalidRef, "the ref must be a row id: at most %d bytes, optionally with #field", maxIDLen)
+		}
+		// What no ref can name (refs refuse control characters and
+		// invalid UTF-8), Insert must not make.
+		if !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) {
+			return "", driver.Errorf(secrets.CodeInvalidRef, "a row id must be UTF-8 text without control characters")
 		}
 		return name, nil
 	}
