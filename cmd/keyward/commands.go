@@ -28,7 +28,7 @@ func (a *app) genkeyCommand() *cobra.Command {
 		Long: `Print a new random Fernet key as ENCRYPTION_KEY=<key>, in the form Python's
 Fernet.generate_key() prints (and Fernet(key) accepts). To rotate, move the
 current key to ENCRYPTION_KEY_PREVIOUS, set the new one, and run keyward rotate.`,
-		Args: cobra.NoArgs,
+		Args: noArgs(""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			k, err := fernetstore.GenerateKey()
 			if err != nil {
@@ -46,17 +46,33 @@ func (a *app) initCommand() *cobra.Command {
 		Short: "Create the table of the encrypted column",
 		Long: `Create the table (api_keys, or --table) with the default schema if it does not
 exist: id, name, provider, the value column (api_key, or --column), expires_at,
-created_at. An existing table is left as it is.`,
-		Args: cobra.NoArgs,
+created_at, and the ref_columns of the configuration's db line; id_type=text on
+that line makes VARCHAR(36) ids. An existing table is left as it is and checked:
+what it lacks for the options is named (exit 3). It needs no ENCRYPTION_KEY,
+and it is the only command that creates a SQLite database file.`,
+		Args: noArgs(""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := a.openStore()
+			s, err := a.openSchemaStore()
 			if err != nil {
 				return err
 			}
-			if err := s.CreateSchema(cmd.Context()); err != nil {
+			info, err := s.Init(cmd.Context())
+			if err != nil {
 				return classify(err)
 			}
-			fmt.Fprintf(a.stdout, "table %s is ready\n", a.tableName())
+			table := info.Table
+			if table == "" {
+				table = a.tableName()
+			}
+			if info.Created {
+				fmt.Fprintf(a.stdout, "created table %s\n", table)
+				return nil
+			}
+			fmt.Fprintf(a.stdout, "table %s is ready: it has what keyward needs", table)
+			if len(info.Absent) > 0 {
+				fmt.Fprintf(a.stdout, " (keyward does without its missing %s)", strings.Join(info.Absent, ", "))
+			}
+			fmt.Fprintln(a.stdout)
 			return nil
 		},
 	}
@@ -87,7 +103,7 @@ public): printf '%s' "$KEY" | keyward put --name prod --provider anthropic.
 One trailing newline is dropped; an empty secret is refused. On a terminal the
 secret is read without echo. --expires takes RFC 3339 (2027-01-31T00:00:00Z)
 or a date (2027-01-31, meaning 00:00 UTC that day).`,
-		Args: cobra.NoArgs,
+		Args: noArgs(putHint),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var exp time.Time
 			if expires != "" {
@@ -300,7 +316,7 @@ of the states given (repeat it, or separate with commas), --provider one
 provider's rows, --limit the first N. -o json prints one document,
 {"rows":[...]}, with each row's id, name, provider, state, encryption, key,
 ref, expires_at and created_at.`,
-		Args: cobra.NoArgs,
+		Args: noArgs(""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			states, err := parseStates(stateFlags)
 			if err != nil {
@@ -397,7 +413,7 @@ azurekv:name, vault:secret/bots/anthropic#api_key) through the configured stack
 and print the value masked (sk-ant-…Xy9), with its version and expiry on
 stderr. --reveal prints the value alone on stdout: the only output of keyward
 that ever holds a value.`,
-		Args: cobra.ExactArgs(1),
+		Args: refArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref := args[0]
 			if _, _, err := secrets.SplitRef(ref); err != nil {
@@ -443,7 +459,7 @@ func (a *app) walkCommand(op string) *cobra.Command {
 	var format string
 	c := &cobra.Command{
 		Use:  op + " [--dry-run] [--batch N] [-o json]",
-		Args: cobra.NoArgs,
+		Args: noArgs(""),
 	}
 	switch op {
 	case "migrate":
@@ -694,7 +710,7 @@ The table is read a page at a time, so any size checks in little memory.
 each finding a row's ({"row","name","provider","problem","hint"}; problem is
 the row's state) or a backend's ({"backend","problem","hint","error"}), then
 the counts by state; the summary line goes to stderr.`,
-		Args: cobra.NoArgs,
+		Args: noArgs(""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.check(cmd.Context(), format)
 		},

@@ -5,13 +5,25 @@
 // everything is in order.
 //
 //	keyward genkey                          print ENCRYPTION_KEY=<new key>
-//	keyward init                            create the default table
+//	keyward init                            create the default table (no key needed)
 //	keyward put --name N --provider P [--expires DATE] < secret
+//	keyward update ID [--expires DATE|none] < secret
+//	keyward delete ID                       delete a row (no key needed)
 //	keyward list                            id, name, provider, state, key, expiry
 //	keyward resolve [--reveal] SCHEME:REF   print a value, masked unless --reveal
 //	keyward migrate [--dry-run] [--batch N] encrypt legacy plaintext rows
 //	keyward rotate  [--dry-run] [--batch N] re-encrypt old-key rows under ENCRYPTION_KEY
 //	keyward check                           exit non-zero on anything to fix
+//	keyward version                         module version, commit, Go version (also --version)
+//	keyward completion bash|zsh|fish|powershell
+//
+// update replaces a row's value with one read from stdin, as put reads it;
+// the row keeps its expiry unless --expires sets one (--expires none clears
+// it). delete asks for no confirmation and says on stderr which row it
+// deleted. Both take the id as list shows it (an integer, or a UUID or other
+// text id) and leave judging it to the table; a row that is not there is
+// exit 1. completion prints cobra's script for the shell, such as
+// source <(keyward completion bash).
 //
 // migrate and rotate report progress on stderr: a bar when stderr is a
 // terminal, otherwise one plain line per batch ("migrate: 500 rows scanned,
@@ -20,8 +32,12 @@
 // usage error.
 //
 // A secret value is never an argument (other users see the process list):
-// put reads it from stdin, without echo on a terminal. The only output that
-// ever holds a value is that of resolve --reveal.
+// put and update read it from stdin, without echo on a terminal. The only
+// output that ever holds a value is that of resolve --reveal. An argument
+// where a command takes none, one too many, an unknown command, a flag value
+// keyward refuses, or a ref without a scheme is a usage error that says what
+// the command takes and never repeats the argument: it may be a key pasted
+// in the wrong place.
 //
 // # URLs
 //
@@ -61,9 +77,12 @@
 //	     the primary key, none expired, and every checked backend answers
 //	1    findings or work left: check found something; migrate or rotate (or
 //	     their --dry-run) left rows not under the primary key; resolve found
-//	     the secret missing, expired, undecryptable or not permitted
+//	     the secret missing, expired, undecryptable or not permitted; update
+//	     or delete found no row with that id
 //	2    usage error: unknown command or flag, wrong arguments, empty stdin,
-//	     a bad --expires date, a --batch out of range, a malformed ref
+//	     a bad --expires date, a --batch out of range, a malformed ref, an id
+//	     the table cannot hold (not an integer where ids are integers),
+//	     --expires on a table without an expiry column
 //	3    configuration error: ENCRYPTION_KEY missing or malformed, a bad --db
 //	     URL, a bad KEYWARD_CONFIG (a backend URL with an unknown parameter or
 //	     a bad value included), a table or column that does not exist

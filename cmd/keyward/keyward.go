@@ -30,9 +30,10 @@ const (
 // exitCodesHelp ends every command's help.
 const exitCodesHelp = `
 Exit codes: 0 ok; 1 findings or work left (rows not under the primary key,
-expired or undecryptable; a secret not found); 2 usage error; 3 configuration
-error (ENCRYPTION_KEY missing or malformed, bad --db, missing table);
-4 backend unavailable; 130 interrupted (run the command again to finish).`
+expired or undecryptable; a secret, or the row of update or delete, not
+found); 2 usage error; 3 configuration error (ENCRYPTION_KEY missing or
+malformed, bad --db, missing table); 4 backend unavailable; 130 interrupted
+(run the command again to finish).`
 
 // exitError carries the exit code an error should end the process with.
 type exitError struct {
@@ -131,21 +132,35 @@ plaintext= of the encrypted column.
 ` + exitCodesHelp,
 		SilenceErrors: true,
 		SilenceUsage:  true,
+		// keyward alone prints this help; anything else that is not a
+		// command is refused without being repeated (rootArgs).
+		Args: rootArgs,
+		RunE: func(c *cobra.Command, _ []string) error { return c.Help() },
+		// --version and keyward version print the same text.
+		Version:                    buildVersion(),
+		SuggestionsMinimumDistance: 2,
 	}
+	root.SetVersionTemplate("{{.Version}}")
+	// keyward's own completion command (completion.go) replaces cobra's,
+	// which quotes an unknown shell back.
 	root.CompletionOptions.DisableDefaultCmd = true
 	root.PersistentPreRun = func(c *cobra.Command, _ []string) { a.command = c.Name() }
 	pf := root.PersistentFlags()
 	pf.StringVar(&a.dbURL, "db", "", "database URL: sqlite:PATH, postgres://..., mysql://... (default $DATABASE_URL, else sqlite:keyward.db)")
 	pf.StringVar(&a.table, "table", "", "table of the encrypted column (default api_keys, or the configuration's db table)")
 	pf.StringVar(&a.column, "column", "", "value column of the table (default api_key)")
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &exitError{code: exitUsage, err: fmt.Errorf("%v (see keyward %s --help)", err, c.Name())}
-	})
-	root.AddCommand(a.genkeyCommand(), a.initCommand(), a.putCommand(), a.listCommand(),
-		a.resolveCommand(), a.walkCommand("migrate"), a.walkCommand("rotate"), a.checkCommand())
+	root.SetFlagErrorFunc(flagError)
+	root.AddCommand(a.genkeyCommand(), a.initCommand(), a.putCommand(), a.updateCommand(), a.deleteCommand(),
+		a.listCommand(), a.resolveCommand(), a.walkCommand("migrate"), a.walkCommand("rotate"), a.checkCommand(),
+		a.versionCommand(), a.completionCommand())
 	for _, c := range root.Commands() {
 		c.Long = strings.TrimSpace(c.Long) + "\n" + exitCodesHelp
 	}
+	root.InitDefaultHelpCmd()
+	if help := findCommand(root, "help"); help != nil {
+		help.Args = helpArgs
+	}
+	quietArgs(root)
 	return root
 }
 

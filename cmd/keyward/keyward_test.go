@@ -534,7 +534,7 @@ func TestErrors(t *testing.T) {
 	}{
 		{"unknown command", env, []string{"frobnicate"}, exitUsage, "unknown command"},
 		{"unknown flag", env, []string{"list", "--nope"}, exitUsage, "unknown flag"},
-		{"resolve without ref", env, []string{"resolve"}, exitUsage, "accepts 1 arg"},
+		{"resolve without ref", env, []string{"resolve"}, exitUsage, "resolve takes one argument, SCHEME:REF"},
 		{"ref without scheme", env, []string{"resolve", "42"}, exitUsage, "scheme:ref"},
 		{"put without name", env, []string{"put", "--provider", "p"}, exitUsage, `"name"`},
 		{"bad batch", env, []string{"migrate", "--batch", "0"}, exitUsage, "--batch"},
