@@ -231,6 +231,9 @@ func (b *base) Get(ctx context.Context, ref driver.Ref) (driver.Value, error) {
 	if value.String == "" {
 		for i, r := range refs {
 			if r.String != "" {
+				if looksLikeKey(sc.refs[i].Scheme, r.String) {
+					return driver.Value{}, pastedKey(b.opts.RefColumns[i].Column)
+				}
 				return refValue(sc.refs[i].Scheme, r.String, exp)
 			}
 		}

@@ -178,6 +178,9 @@ func (b *base) rowState(sc *schema, value string, refs []sql.NullString) (State,
 	if value == "" {
 		for i, r := range refs {
 			if r.String != "" {
+				if looksLikeKey(sc.refs[i].Scheme, r.String) {
+					return StateUndecryptable, "", "" // a key pasted into the ref column: never shown
+				}
 				return StateReference, "", refTarget(sc.refs[i].Scheme, r.String)
 			}
 		}

@@ -118,3 +118,31 @@ func TestRefColumns(t *testing.T) {
 		}
 	})
 }
+
+// TestPastedKeyInRefColumn: a key pasted into key_env_var or secret_name is
+// never quoted: not in the resolve error, not in Entry.Ref (the old code
+// showed it in both, and in the audit line of the followed ref).
+func TestPastedKeyInRefColumn(t *testing.T) {
+	db := openTestDB(t, SQLite)
+	ctx := context.Background()
+	table := pythonTable(t, db, SQLite)
+	canary := "sk-ant-api03-PASTED" + randHex(8)
+	envID := insertPy(t, db, SQLite, table, nil, canary, nil, nil)
+	awsID := insertPy(t, db, SQLite, table, nil, nil, canary, nil)
+	store := New(db, mustRing(t, mustKey(t)), &Options{Table: table, RefColumns: []RefColumn{{"key_env_var", "env"}, {"secret_name", "awssm"}}})
+	defer store.Close()
+	for _, id := range []string{envID, awsID} {
+		_, err := store.Resolve(ctx, id)
+		if !errors.Is(err, secrets.ErrInvalidRef) || strings.Contains(err.Error(), canary[8:]) || !strings.Contains(err.Error(), "looks like a key") {
+			t.Errorf("resolve of a row with a pasted key: %v", err)
+		}
+	}
+	for e, err := range store.Entries(ctx, nil) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(e.Ref, canary[8:]) || e.Encryption == StateReference {
+			t.Errorf("row %s lists its pasted key as a reference", e.ID)
+		}
+	}
+}
