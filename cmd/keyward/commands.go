@@ -351,14 +351,19 @@ ref, expires_at and created_at.`,
 			}
 			out := bufio.NewWriter(a.stdout)
 			tw := newTable(out, header...)
+			n := 0
 			for e, err := range s.Entries(ctx, opts) {
 				if err != nil {
 					// The rows so far are printed: they are true, and the
-					// error says where the listing stopped.
-					tw.flush()
-					out.Flush()
+					// error says where the listing stopped. With none, not
+					// even the header is.
+					if n > 0 {
+						tw.flush()
+						out.Flush()
+					}
 					return classify(err)
 				}
+				n++
 				cells := []string{clean(e.ID), orDash(clean(e.Name)), orDash(clean(e.Provider)),
 					stateName(e.State), orDash(e.Key), formatTime(e.ExpiresAt)}
 				if refs {
@@ -520,8 +525,10 @@ func (a *app) walk(ctx context.Context, op string, dryRun bool, batch int, forma
 	if format == outputJSON {
 		prose = a.stderr
 	}
+	// A walk cut short after it read rows still reports them (a resume
+	// starts from its position); one that failed before has no document.
 	fail := func(rep fernetstore.Report, err error) error {
-		if format == outputJSON {
+		if format == outputJSON && rep.Scanned > 0 {
 			writeJSON(a.stdout, walkJSON{Report: reportJSON(rep), Error: oneLine(err)})
 		}
 		return err

@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -140,9 +143,11 @@ func TestJSONOutput(t *testing.T) {
 		}
 	}
 	// An error before any row: no document, the error on stderr.
-	r = h.must(exitConfig, nil, "", "list", "-o", "json", "--table", "nosuch")
-	if r.stdout != "" {
-		t.Errorf("list -o json of a missing table printed a document: %s", r)
+	for _, args := range [][]string{{"list", "-o", "json"}, {"list"}, {"migrate", "-o", "json"}, {"check", "-o", "json"}} {
+		r = h.must(exitConfig, nil, "", append(args, "--table", "nosuch")...)
+		if strings.HasPrefix(r.stdout, "{") || strings.HasPrefix(r.stdout, "ID") {
+			t.Errorf("%v of a missing table printed a document or a header: %s", args, r)
+		}
 	}
 
 	// check: a finding per row to fix, none for reference rows.
@@ -230,5 +235,57 @@ func TestJSONOutput(t *testing.T) {
 	}
 	if bytes.Contains([]byte(r.stdout+r.stderr), []byte("test-token-not-real")) {
 		t.Error("check -o json printed the Vault token")
+	}
+}
+
+// TestJSONInterrupted: migrate -o json stopped by SIGINT still prints one
+// document: the report so far (its position to resume from), done false
+// and the error; exit 130 as in text.
+func TestJSONInterrupted(t *testing.T) {
+	h := newHarness(t)
+	key := h.genkey()
+	dbURL := "sqlite:" + filepath.Join(h.dir, "int.db")
+	h.must(0, map[string]string{"ENCRYPTION_KEY": key}, "", "--db", dbURL, "init")
+	db := openTestDB(t, dbURL)
+	if _, err := db.Exec(`WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000)
+		INSERT INTO api_keys (name, provider, api_key) SELECT 'bot-' || x, 'openai', 'sk-legacy-test-' || x FROM c`); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(keywardBinary(t), "migrate", "--batch", "1", "-o", "json", "--db", dbURL)
+	cmd.Dir = h.dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + h.dir, "ENCRYPTION_KEY=" + key}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "migrate: 10 rows scanned") {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	var rest strings.Builder
+	for sc.Scan() {
+		rest.WriteString(sc.Text() + "\n")
+	}
+	err = cmd.Wait()
+	r := result{args: cmd.Args[1:], stdout: stdout.String(), stderr: rest.String()}
+	h.runs = append(h.runs, r)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
+		t.Fatalf("want exit %d after SIGINT, got %v: %s", exitInterrupted, err, r)
+	}
+	var w walkDoc
+	decodeOne(t, r, &w)
+	if w.Done || w.Left != nil || !strings.Contains(w.Error, "interrupted") || w.Report.Scanned < 10 || w.Report.Position == "" {
+		t.Errorf("migrate -o json interrupted: %+v", w)
 	}
 }
