@@ -30,17 +30,33 @@ type refDriver struct {
 	// block, when set, makes a Get of "block" signal started and wait for
 	// its ctx.
 	started chan struct{}
+	// The first two Gets of names starting "meet" wait for each other
+	// (until met is closed), so that two resolves are in flight at once.
+	meets int
+	met   chan struct{}
 }
 
 func newRefDriver(vals map[string]driver.Value) *refDriver {
-	return &refDriver{vals: vals, gets: map[string]int{}, started: make(chan struct{}, 1)}
+	return &refDriver{vals: vals, gets: map[string]int{}, started: make(chan struct{}, 1), met: make(chan struct{})}
 }
 
 func (d *refDriver) Get(ctx context.Context, ref driver.Ref) (driver.Value, error) {
 	d.mu.Lock()
 	d.gets[ref.Name]++
 	v, ok := d.vals[ref.Name]
+	if strings.HasPrefix(ref.Name, "meet") {
+		if d.meets++; d.meets == 2 {
+			close(d.met)
+		}
+	}
 	d.mu.Unlock()
+	if strings.HasPrefix(ref.Name, "meet") {
+		select {
+		case <-d.met:
+		case <-ctx.Done():
+			return driver.Value{}, ctx.Err()
+		}
+	}
 	if ref.Name == "block" {
 		d.started <- struct{}{}
 		<-ctx.Done()
@@ -188,6 +204,8 @@ func followStack(t *testing.T, name, scheme, extra string) (*secrets.Stack, *ref
 		"c2":      {Ref: "env:KWF_OK_1"},
 		"loopa":   {Ref: "tdb:loopb"},
 		"loopb":   {Ref: "tdb:loopa"},
+		"meeta":   {Ref: "tdb:meetb"},
+		"meetb":   {Ref: "tdb:meeta"},
 		"tovals":  {Ref: "vals:v1", Plaintext: false},
 		"toplain": {Ref: "vals:legacy"},
 		"hop":     {Ref: "vals:hop"},
@@ -423,6 +441,39 @@ func TestFollowChainsRefused(t *testing.T) {
 	e := testenv.WantError(t, "tdb:c1 with tdb:c2 cached", err, secrets.CodeInvalidRef, "resolve", "follow-chains", "c1")
 	if e.Reason != "its key is at tdb:c2, whose entry names another ref (env:KWF_OK_1) in turn: chains of refs are not followed; point the entry at the key itself" {
 		t.Errorf("Reason %q", e.Reason)
+	}
+}
+
+// Two entries naming each other, resolved at the same time through the
+// cache (review finding 2): each fetch follows the other ref while the
+// other's fetch is in flight. A follow that joined that fetch would wait
+// for it, and it for the follow, until the cache's fetch timeout (10s);
+// a follow makes its own fetch and meets the chain refusal at once.
+func TestFollowMutualLoopConcurrent(t *testing.T) {
+	st, rows, _, _ := followStack(t, "follow-meet", "kwfollow", "cache = on")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // far less than the cache's fetch timeout
+	defer cancel()
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, ref := range []string{"tdb:meeta", "tdb:meetb"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = st.Resolve(ctx, ref)
+		}()
+	}
+	wg.Wait()
+	for i, want := range []string{"its key is at tdb:meetb: the entry names another ref (tdb:meeta)", "its key is at tdb:meeta: the entry names another ref (tdb:meetb)"} {
+		ref := []string{"tdb:meeta", "tdb:meetb"}[i]
+		e := testenv.WantError(t, ref, errs[i], secrets.CodeInvalidRef, "resolve", "follow-meet", ref[len("tdb:"):])
+		if !strings.HasPrefix(e.Reason, want) {
+			t.Errorf("%s: Reason %q, want it to start %q", ref, e.Reason, want)
+		}
+	}
+	for _, name := range []string{"meeta", "meetb"} {
+		if n := rows.Gets(name); n != 2 {
+			t.Errorf("%s read %d times, want 2 (its own resolve, the other's follow)", name, n)
+		}
 	}
 }
 

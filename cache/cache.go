@@ -147,6 +147,12 @@ type Cache struct {
 	all        map[string]*entry              // the live entries, mirroring lru
 	readMisses int                            // lookups that found in all what read lacked
 	inflight   map[string]*call
+	// followed holds the fetches made for a follow (an entry naming the
+	// ref, followmark): they join each other, never a fetch of inflight,
+	// which may be waiting for them (two entries naming each other), nor
+	// does a caller's fetch join them (under the mark, an entry naming yet
+	// another ref is refused, which the caller's own resolve would follow).
+	followed map[string]*call
 	// The refresh sweep: wheel holds, per bucket of refreshAt times, the
 	// entries whose value becomes due then; buckets up to swept are done.
 	wheel map[int64][]*entry
@@ -218,6 +224,7 @@ type call struct {
 	swept       bool      // started by the sweep: counts in sweepActive
 	waiters     int       // callers that joined or started it (for tests)
 	invalidated bool      // Invalidate or Purge ran meanwhile: do not store the result
+	follow      bool      // in followed, not inflight
 }
 
 // New returns a Cache in front of next. It starts nothing: the coarse clock
@@ -231,7 +238,7 @@ func New(next secrets.KeyResolver, opts *Options) *Cache {
 		o = *opts
 	}
 	o = normalise(o)
-	c := &Cache{next: next, o: o, now: o.Now, all: map[string]*entry{}, inflight: map[string]*call{}, wg: new(sync.WaitGroup),
+	c := &Cache{next: next, o: o, now: o.Now, all: map[string]*entry{}, inflight: map[string]*call{}, followed: map[string]*call{}, wg: new(sync.WaitGroup),
 		wheel: map[int64][]*entry{}, batches: map[*batch]struct{}{}}
 	// Buckets narrow enough that an entry is refreshed well inside its
 	// refresh window (the last 1-RefreshAhead of its lifetime).
@@ -541,9 +548,11 @@ func (c *Cache) rebuildLocked() {
 func (c *Cache) Invalidate(ref string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cl := c.inflight[ref]; cl != nil {
-		cl.invalidated = true
-		delete(c.inflight, ref)
+	for _, m := range []map[string]*call{c.inflight, c.followed} {
+		if cl := m[ref]; cl != nil {
+			cl.invalidated = true
+			delete(m, ref)
+		}
 	}
 	for b := range c.batches {
 		if _, ok := b.refs[ref]; ok {
@@ -569,9 +578,11 @@ func (c *Cache) purgeLocked() {
 	clear(c.wheel)
 	clear(c.sweepQueue)
 	c.sweepQueue = nil
-	for ref, cl := range c.inflight {
-		cl.invalidated = true
-		delete(c.inflight, ref)
+	for _, m := range []map[string]*call{c.inflight, c.followed} {
+		for ref, cl := range m {
+			cl.invalidated = true
+			delete(m, ref)
+		}
 	}
 	for b := range c.batches {
 		for ref := range b.refs {

@@ -10,6 +10,7 @@ import (
 
 	secrets "github.com/keyward/secrets"
 	"github.com/keyward/secrets/internal/bounds"
+	"github.com/keyward/secrets/internal/followmark"
 )
 
 // refresh starts one background refresh of e, unless one is running.
@@ -32,7 +33,12 @@ func (c *Cache) fetch(ctx context.Context, ref string) (cl *call, started bool) 
 }
 
 func (c *Cache) fetchLocked(ctx context.Context, ref string) (cl *call, started bool) {
-	if cl := c.inflight[ref]; cl != nil {
+	follow := followmark.Marked(ctx)
+	flights := c.inflight
+	if follow {
+		flights = c.followed
+	}
+	if cl := flights[ref]; cl != nil {
 		cl.waiters++
 		return cl, false
 	}
@@ -41,8 +47,8 @@ func (c *Cache) fetchLocked(ctx context.Context, ref string) (cl *call, started 
 		close(cl.done)
 		return cl, false
 	}
-	cl = &call{done: make(chan struct{}), waiters: 1, start: time.Now()}
-	c.inflight[ref] = cl
+	cl = &call{done: make(chan struct{}), waiters: 1, start: time.Now(), follow: follow}
+	flights[ref] = cl
 	c.wg.Add(1)
 	c.backendCalls.Add(1)
 	go c.run(context.WithoutCancel(ctx), ref, cl)
@@ -72,8 +78,14 @@ func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err erro
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now().UnixNano()
-	if cl != nil && c.inflight[ref] == cl {
-		delete(c.inflight, ref)
+	if cl != nil {
+		flights := c.inflight
+		if cl.follow {
+			flights = c.followed
+		}
+		if flights[ref] == cl {
+			delete(flights, ref)
+		}
 	}
 	e := c.all[ref]
 	if e != nil && cl != nil {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/internal/followmark"
 )
 
 var _ secrets.Follower = (*Resolver)(nil)
@@ -37,16 +38,13 @@ func (r *Resolver) FollowThrough(to secrets.KeyResolver) {
 	r.follow.Store(t)
 }
 
-// followKey marks a ctx as resolving a ref that an entry named: a Ref
+// following reports whether ctx resolves a ref that an entry named: a Ref
 // answer under it is a chain, refused without resolving anything. A
 // cache's detached fetch keeps the ctx's values (context.WithoutCancel),
-// so the mark reaches the backend however many layers the follow crosses.
-type followKey struct{}
-
-func following(ctx context.Context) bool {
-	v, _ := ctx.Value(followKey{}).(bool)
-	return v
-}
+// so the mark reaches the backend however many layers the follow crosses,
+// and a marked fetch never joins one in flight (which could be the
+// caller's own, waiting for it).
+func following(ctx context.Context) bool { return followmark.Marked(ctx) }
 
 // startFollow judges a Ref answer before anything is resolved for it, to
 // be followed through t (nil: no follower): the entry's own expiry, a
@@ -85,7 +83,7 @@ func (r *Resolver) namesItself(t *through, ref Ref, target string) bool {
 
 // followCtx is ctx marked as a follow.
 func followCtx(ctx context.Context) context.Context {
-	return context.WithValue(ctx, followKey{}, true)
+	return followmark.Mark(ctx)
 }
 
 // followed builds the answer for ref, whose entry v named v.Ref, from what
