@@ -94,6 +94,39 @@ func TestPythonServiceDatabase(t *testing.T) {
 			}
 			f.APIKeys = append(f.APIKeys, pyservice.Row{Table: pyservice.TableAPIKeys, ID: id, Kind: pyservice.KindEncrypted, Key: "sk-ant-put-canary-" + f.EncryptionKey[:8]})
 
+			// update gives the encrypted row, which a bot follows, a new
+			// key: the Python service then reads it for the row and the bot.
+			enc := row(pyservice.KindEncrypted)
+			newKey := "sk-ant-updated-canary-" + f.EncryptionKey[:8]
+			h.secret(newKey)
+			h.must(0, env(), newKey, "update", enc.ID)
+			if r := h.must(0, env(), "", "resolve", "--reveal", "db:"+enc.ID); r.stdout != newKey+"\n" {
+				t.Errorf("resolve after update: %d bytes, not the new key", len(r.stdout))
+			}
+			setKey := func(rows []pyservice.Row) {
+				for i := range rows {
+					if rows[i].ID == enc.ID || rows[i].APIKeyID == enc.ID {
+						rows[i].Key = newKey
+					}
+				}
+			}
+			setKey(f.APIKeys)
+			setKey(f.Bots)
+
+			// delete removes the row put made; a second delete finds nothing.
+			h.must(0, env(), "", "delete", id)
+			f.APIKeys = f.APIKeys[:len(f.APIKeys)-1]
+			h.must(exitFindings, env(), "", "resolve", "db:"+id)
+			h.must(exitFindings, env(), "", "delete", id)
+			if d != pyservice.SQLite {
+				// A row a bot still follows is kept by the foreign key, and
+				// the operator is told why (not "unavailable").
+				r = h.must(exitFindings, env(), "", "delete", enc.ID)
+				if !strings.Contains(r.stderr, "still referenced through a foreign key") {
+					t.Errorf("delete of a row a bot follows: %s", r)
+				}
+			}
+
 			// Only the rows no command can fix are left: expired, and empty.
 			r = h.must(exitFindings, env(), "", "check")
 			if strings.Contains(r.stdout, "plaintext") || strings.Contains(r.stdout, "run keyward rotate") || !strings.Contains(r.stdout, row(pyservice.KindExpired).ID) {

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/spf13/cobra"
 
 	secrets "github.com/keyward/secrets"
@@ -139,8 +142,9 @@ func (a *app) describe(ctx context.Context, s *fernetstore.Store) (fernetstore.T
 }
 
 // rowError is the exit of update or delete of row id once the table is
-// known to be usable: a missing row is a finding (1), an id the store
-// refuses a usage error (2), the rest as classify says.
+// known to be usable: a missing row, or one another table's foreign key
+// still points to, is a finding (1); an id the store refuses a usage error
+// (2); the rest as classify says.
 func rowError(err error, id, table, done string) error {
 	switch secrets.CodeOf(err) {
 	case secrets.CodeNotFound:
@@ -148,5 +152,23 @@ func rowError(err error, id, table, done string) error {
 	case secrets.CodeInvalidRef:
 		return withCode(exitUsage, err)
 	}
+	if stillReferenced(err) {
+		return errorf(exitFindings, "%v\nrow %s of table %s is still referenced through a foreign key (a bot's api_key_id, say): point those rows at another key, or clear them, first; nothing was %s", err, id, table, done)
+	}
 	return classify(err)
+}
+
+// stillReferenced reports whether err is a foreign key refusing to let a
+// row go: PostgreSQL's foreign_key_violation, MySQL's ER_ROW_IS_REFERENCED
+// (2), or SQLite's constraint error when its foreign keys are on.
+func stillReferenced(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code == "23503"
+	}
+	var my *mysql.MySQLError
+	if errors.As(err, &my) {
+		return my.Number == 1451 || my.Number == 1217
+	}
+	return strings.Contains(err.Error(), "FOREIGN KEY constraint failed")
 }
