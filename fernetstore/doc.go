@@ -120,9 +120,11 @@
 // backend; see package driver):
 //
 //   - ErrInvalidRef: the ref is not an id of the table (a positive integer
-//     where ids are integers; at most 255 bytes where they are text), with
-//     an optional #field; or the options name an invalid table or column,
-//     or one the table lacks or cannot use.
+//     where ids are integers; at most 255 bytes where they are text; a
+//     UUID, in any form PostgreSQL reads, where the id column is
+//     PostgreSQL's uuid), with an optional #field: such an id is refused
+//     without asking the database. Or the options name an invalid table
+//     or column, or one the table lacks or cannot use.
 //   - ErrNotFound: no row with that id, a row that holds no key, or no
 //     such #field.
 //   - ErrExpired: the row is past its expires_at.

@@ -53,7 +53,7 @@ func (o *WalkOptions) checkAfter(op string, sc *schema) error {
 	if o.After == "" {
 		return nil
 	}
-	ok := len(o.After) <= maxIDLen
+	ok := len(o.After) <= maxIDLen && sc.fits(o.After) == nil
 	if sc.rowid || !sc.text {
 		_, ok = rowID(o.After)
 	}

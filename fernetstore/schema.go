@@ -58,6 +58,7 @@ type schema struct {
 	q      queries
 	has    struct{ name, provider, expires, created bool }
 	text   bool        // ids are text
+	uuid   bool        // PostgreSQL uuid ids: only what uuid_in reads can be one
 	rowid  bool        // SQLite rowid table: walk in rowid order
 	refs   []RefColumn // Column quoted
 	idCast string      // PostgreSQL: the type of a multi-row compare-and-swap's id
@@ -90,7 +91,7 @@ func (sc *schema) parseID(name string) (string, error) {
 		if !utf8.ValidString(name) || strings.ContainsFunc(name, unicode.IsControl) {
 			return "", driver.Errorf(secrets.CodeInvalidRef, "a row id must be UTF-8 text without control characters")
 		}
-		return name, nil
+		return name, sc.fits(name)
 	}
 	if _, ok := rowID(name); !ok {
 		return "", driver.Errorf(secrets.CodeInvalidRef, "%s", intRefShape)
@@ -99,6 +100,44 @@ func (sc *schema) parseID(name string) (string, error) {
 }
 
 const intRefShape = "the ref must be a row id (the id column holds integers: a positive integer), optionally with #field"
+
+// fits checks a text id against what the id column can hold, so that an id
+// the column cannot hold is refused as an integer column refuses "abc",
+// without asking the database (which would fail the query, and the store
+// would report a database error, as if the server were down).
+func (sc *schema) fits(id string) error {
+	if sc.uuid && !isPostgresUUID(id) {
+		return driver.Errorf(secrets.CodeInvalidRef, "%s", uuidRefShape)
+	}
+	return nil
+}
+
+const uuidRefShape = "the ref must be a row id (the id column holds UUIDs: 32 hex digits, such as 123e4567-e89b-12d3-a456-426614174000), optionally with #field"
+
+// isPostgresUUID reports whether PostgreSQL's uuid type reads s: 32 hex
+// digits, with an optional '-' after any group of four (but the last), the
+// whole optionally in braces. It reads exactly what uuid_in does, so that
+// every form the database accepts still finds its row.
+func isPostgresUUID(s string) bool {
+	if strings.HasPrefix(s, "{") {
+		if !strings.HasSuffix(s, "}") || len(s) < 2 {
+			return false
+		}
+		s = s[1 : len(s)-1]
+	}
+	digits := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+			digits++
+		case c == '-' && digits%4 == 0 && digits > 0 && digits < 32 && s[i-1] != '-':
+		default:
+			return false
+		}
+	}
+	return digits == 32
+}
 
 // typeKind sorts a column's database type, as database/sql's
 // ColumnType.DatabaseTypeName reports it (SQLite: the declared type; pgx:
@@ -220,6 +259,7 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 		switch {
 		case k == kindUUID:
 			sc.idCast = "uuid"
+			sc.uuid = b.d == Postgres // SQLite stores any text in a UUID column
 		case !sc.text:
 			sc.idCast = "bigint"
 		}
