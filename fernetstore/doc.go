@@ -55,7 +55,12 @@
 // The store works on an existing table as it is, read on first use: the
 // id column's type says whether ids are integers the database assigns or
 // text (UUIDs) the application assigns (Insert then makes a UUID), and the
-// optional columns the table lacks are done without. A missing table or
+// optional columns the table lacks are done without. On SQLite, where a
+// column's type is only a hint, the database assigns ids only to the
+// table's INTEGER PRIMARY KEY (any other integer id, such as a BIGINT
+// PRIMARY KEY, needs Row.ID), and an id column with no declared type is
+// read by the ids it holds: integers or text, or id_type= for an empty
+// table; a mix of both is refused. A missing table or
 // column, or a column type the store cannot use, is an ErrInvalidRef that
 // names it. A Python service's SQLAlchemy table (id VARCHAR(36), api_key
 // TEXT NULL, key_env_var, secret_name) is read with
@@ -120,11 +125,14 @@
 // backend; see package driver):
 //
 //   - ErrInvalidRef: the ref is not an id of the table (a positive integer
-//     where ids are integers; at most 255 bytes where they are text; a
-//     UUID, in any form PostgreSQL reads, where the id column is
-//     PostgreSQL's uuid), with an optional #field: such an id is refused
-//     without asking the database. Or the options name an invalid table
-//     or column, or one the table lacks or cannot use.
+//     where ids are integers, no larger than the id column holds, such as
+//     2147483647 for an INT or SERIAL; where they are text, at most 255
+//     bytes and no more characters than the column holds, such as 36 for
+//     a VARCHAR(36) on PostgreSQL and MySQL; a UUID, in any form
+//     PostgreSQL reads, where the id column is PostgreSQL's uuid), with an
+//     optional #field: such an id is refused without asking the database,
+//     and Insert refuses it the same way. Or the options name an invalid
+//     table or column, or one the table lacks or cannot use.
 //   - ErrNotFound: no row with that id, a row that holds no key, or no
 //     such #field.
 //   - ErrExpired: the row is past its expires_at.

@@ -373,8 +373,15 @@ func (s *Store) Insert(ctx context.Context, row Row, value string) (string, erro
 		if _, err := sc.parseID(id); err != nil {
 			return "", storeError(ctx, op, id, err)
 		}
+	} else if !sc.text && sc.noAssign {
+		return "", errorf(op, "", secrets.CodeInvalidRef, nil,
+			"the id column %s is not the table's INTEGER PRIMARY KEY, so SQLite assigns a new row no id: give the row its id (Row.ID, keyward put --id), or declare the column INTEGER PRIMARY KEY", sc.info.Columns["id"])
 	} else if sc.text {
 		id = uuid.NewString()
+		if sc.fits(id) != nil {
+			return "", errorf(op, "", secrets.CodeInvalidRef, nil,
+				"the id column %s holds at most %d characters, fewer than the %d of the UUID a new row gets: give the row its id (Row.ID, keyward put --id)", sc.info.Columns["id"], sc.idLen, len(id))
+		}
 	}
 	tok, err := b.ring.Encrypt([]byte(value))
 	if err != nil {

@@ -53,9 +53,12 @@ func (o *WalkOptions) checkAfter(op string, sc *schema) error {
 	if o.After == "" {
 		return nil
 	}
-	ok := len(o.After) <= maxIDLen && sc.fits(o.After) == nil
+	ok := len(o.After) <= maxIDLen
 	if sc.rowid || !sc.text {
 		_, ok = rowID(o.After)
+	}
+	if !sc.rowid {
+		ok = ok && sc.fits(o.After) == nil
 	}
 	if !ok {
 		return &secrets.Error{Op: op, Backend: Backend, Code: secrets.CodeInvalidRef,

@@ -2,8 +2,11 @@ package fernetstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"iter"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +29,15 @@ func wantInvalid(t *testing.T, what string, err error, says ...string) {
 			t.Errorf("%s: %q does not say %q", what, err, s)
 		}
 	}
+}
+
+// firstErr returns the error of the first entry seq yields, or an error
+// saying it yielded none.
+func firstErr(seq iter.Seq2[Entry, error]) error {
+	for _, err := range seq {
+		return err
+	}
+	return errors.New("no entry and no error")
 }
 
 // TestUUIDColumnRefusesOtherIDs (review finding 3): on a PostgreSQL table
@@ -64,10 +76,7 @@ func TestUUIDColumnRefusesOtherIDs(t *testing.T) {
 		wantInvalid(t, "Delete("+ref+")", s.Delete(ctx, ref), "UUID")
 		_, err = s.Insert(ctx, Row{ID: ref}, "sk-x")
 		wantInvalid(t, "Insert(ID "+ref+")", err, "UUID")
-		for _, err := range s.Entries(ctx, &ListOptions{After: ref}) {
-			wantInvalid(t, "Entries(After "+ref+")", err, "UUID")
-			break
-		}
+		wantInvalid(t, "Entries(After "+ref+")", firstErr(s.Entries(ctx, &ListOptions{After: ref})), "UUID")
 		_, err = s.Migrate(ctx, &WalkOptions{After: ref})
 		wantInvalid(t, "Migrate(After "+ref+")", err)
 	}
@@ -96,5 +105,280 @@ func TestUUIDColumnRefusesOtherIDs(t *testing.T) {
 	}
 	if es, err := s.List(ctx); err != nil || len(es) != 2 {
 		t.Fatalf("List: %d rows, %v", len(es), err)
+	}
+}
+
+// TestIDLongerThanColumn (review finding 4): an id longer than the id
+// column holds (the Python service's VARCHAR(36)) cannot be one of its
+// rows: reading, updating or deleting one is an invalid ref, as an id
+// longer than 255 bytes is, and inserting one is an invalid ref naming the
+// column and its length, all refused without asking the database. Ids of
+// 36 characters, of more than one byte each, still fit. SQLite keeps any
+// length in a VARCHAR(36), so there such an id is a row like another. On
+// the old code PostgreSQL (22001) and MariaDB (1406) refused the insert,
+// reported as ErrUnavailable ("server down", exit 4).
+func TestIDLongerThanColumn(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB, d Dialect) {
+		ctx := context.Background()
+		table := pythonTable(t, db, d)
+		ring := mustRing(t, mustKey(t))
+		s := New(db, ring, &Options{Table: table})
+		defer s.Close()
+		wide := strings.Repeat("é", 36) // 72 bytes, 36 characters
+		if got, err := s.Insert(ctx, Row{ID: wide, Name: "wide"}, "sk-wide"); err != nil || got != wide {
+			t.Fatalf("Insert of 36 two-byte characters: %q %v", got, err)
+		}
+		if sec, err := s.Resolve(ctx, wide); err != nil || sec.Reveal() != "sk-wide" {
+			t.Fatalf("Resolve of 36 two-byte characters: %v", err)
+		}
+		long := strings.Repeat("k", 37)
+		if d == SQLite {
+			if _, err := s.Insert(ctx, Row{ID: long}, "sk-long"); err != nil {
+				t.Fatalf("Insert of 37 characters on SQLite: %v", err)
+			}
+			if sec, err := s.Resolve(ctx, long); err != nil || sec.Reveal() != "sk-long" {
+				t.Fatalf("Resolve of 37 characters on SQLite: %v", err)
+			}
+			return
+		}
+		for _, id := range []string{long, wide + "k", strings.Repeat("k", 36) + " "} {
+			_, err := s.Insert(ctx, Row{ID: id}, "sk-long")
+			wantInvalid(t, "Insert(ID of 37 characters)", err, "at most 36 characters", "id column id")
+			_, err = s.Put(ctx, "n", "p", "sk-put", time.Time{}) // no id given: a UUID fits
+			if err != nil {
+				t.Fatalf("Put: %v", err)
+			}
+			_, err = s.Resolve(ctx, id)
+			wantInvalid(t, "Resolve", err, "at most 36 characters")
+			wantInvalid(t, "Update", s.Update(ctx, id, "sk-x", time.Time{}), "at most 36 characters")
+			wantInvalid(t, "UpdateValue", s.UpdateValue(ctx, id, "sk-x"), "at most 36 characters")
+			wantInvalid(t, "Delete", s.Delete(ctx, id), "at most 36 characters")
+			wantInvalid(t, "Entries(After)", firstErr(s.Entries(ctx, &ListOptions{After: id})), "at most 36 characters")
+			_, err = s.Migrate(ctx, &WalkOptions{After: id})
+			wantInvalid(t, "Migrate(After)", err)
+		}
+		// A column too short for the UUID a new row gets: Put says to give
+		// the id, and an id that fits is written.
+		short := "kw_short_" + randHex(6)
+		if _, err := db.Exec(fmt.Sprintf("CREATE TABLE %s (id VARCHAR(20) PRIMARY KEY, api_key TEXT)", short)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Exec("DROP TABLE " + short) })
+		ss := New(db, ring, &Options{Table: short})
+		defer ss.Close()
+		_, err := ss.Put(ctx, "n", "p", "sk-short", time.Time{})
+		wantInvalid(t, "Put on a VARCHAR(20) id", err, "at most 20 characters", "give the row its id")
+		if got, err := ss.Insert(ctx, Row{ID: "bot-7"}, "sk-short"); err != nil || got != "bot-7" {
+			t.Fatalf("Insert with an id that fits: %q %v", got, err)
+		}
+	})
+}
+
+// TestIDLargerThanIntColumn (review finding 4, for integer ids): an id
+// larger than an integer id column holds (SQLAlchemy's Integer primary key
+// is PostgreSQL's SERIAL, an int4, and MariaDB's INT) is an invalid ref
+// naming the column's largest id, refused without asking the database. On
+// the old code pgx refused to encode it for every call, and MariaDB refused
+// the insert (1264), reported as ErrUnavailable.
+func TestIDLargerThanIntColumn(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB, d Dialect) {
+		ctx := context.Background()
+		table := "kw_int4_" + randHex(6)
+		idDef, max := "INTEGER PRIMARY KEY", "9223372036854775807"
+		switch d {
+		case Postgres:
+			idDef, max = "SERIAL PRIMARY KEY", "2147483647"
+		case MySQL:
+			idDef, max = "INT AUTO_INCREMENT PRIMARY KEY", "2147483647"
+		}
+		if _, err := db.Exec(fmt.Sprintf("CREATE TABLE %s (id %s, api_key TEXT)", table, idDef)); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Exec("DROP TABLE " + table) })
+		s := New(db, mustRing(t, mustKey(t)), &Options{Table: table})
+		defer s.Close()
+		if got, err := s.Insert(ctx, Row{ID: max}, "sk-max"); err != nil || got != max {
+			t.Fatalf("Insert of the largest id: %q %v", got, err)
+		}
+		if sec, err := s.Resolve(ctx, max); err != nil || sec.Reveal() != "sk-max" {
+			t.Fatalf("Resolve of the largest id: %v", err)
+		}
+		if d == SQLite {
+			return // an integer is 64 bits there, as rowID reads it
+		}
+		over := "2147483648"
+		_, err := s.Insert(ctx, Row{ID: over}, "sk-over")
+		wantInvalid(t, "Insert", err, "at most "+max, "id column id")
+		_, err = s.Resolve(ctx, over)
+		wantInvalid(t, "Resolve", err, "at most "+max)
+		wantInvalid(t, "Update", s.Update(ctx, over, "sk-x", time.Time{}), "at most "+max)
+		wantInvalid(t, "UpdateValue", s.UpdateValue(ctx, over, "sk-x"), "at most "+max)
+		wantInvalid(t, "Delete", s.Delete(ctx, over), "at most "+max)
+		wantInvalid(t, "Entries(After)", firstErr(s.Entries(ctx, &ListOptions{After: over})), "at most "+max)
+		_, err = s.Migrate(ctx, &WalkOptions{After: over})
+		wantInvalid(t, "Migrate(After)", err)
+	})
+}
+
+// untypedTable creates a SQLite table whose id column has no declared
+// type, holding the given ids as they are bound (int64 or string), each
+// with value's token.
+func untypedTable(t *testing.T, db *sql.DB, ring *KeyRing, ids ...any) string {
+	t.Helper()
+	table := "kw_untyped_" + randHex(6)
+	if _, err := db.Exec("CREATE TABLE " + table + " (id PRIMARY KEY, name TEXT NOT NULL DEFAULT '', provider TEXT NOT NULL DEFAULT '', api_key TEXT, expires_at TIMESTAMP, created_at TIMESTAMP)"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		if _, err := tx.Exec("INSERT INTO "+table+" (id, api_key) VALUES (?, ?)", id, mustEncrypt(t, ring, fmt.Sprint("sk-", id))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	return table
+}
+
+// TestSQLiteUntypedID (review finding 5): a SQLite id column with no
+// declared type keeps each id as it was bound, and SQLite never finds an
+// integer by its text, so the store decides from the stored ids: integers
+// are integer ids (found by their text form, listed page after page), text
+// is text ids; a mix, or an empty table without id_type=, is refused with
+// a message saying to declare the column's type or pass id_type=. Put on
+// such a column of integers, which SQLite does not assign, says to give
+// the id. On the old code the column was text: "5" found no row and List
+// stopped after its first page.
+func TestSQLiteUntypedID(t *testing.T) {
+	db := openTestDB(t, SQLite)
+	ctx := context.Background()
+	ring := mustRing(t, mustKey(t))
+	n := listPage + 234
+	var ids []any
+	for i := 1; i <= n; i++ {
+		ids = append(ids, int64(i))
+	}
+	ints := untypedTable(t, db, ring, ids...)
+	s := New(db, ring, &Options{Table: ints})
+	defer s.Close()
+	if info, err := s.Describe(ctx); err != nil || info.IDType != IDInteger {
+		t.Fatalf("Describe: %+v %v", info, err)
+	}
+	for _, id := range []string{"1", "5", strconv.Itoa(n)} {
+		if sec, err := s.Resolve(ctx, id); err != nil || sec.Reveal() != "sk-"+id {
+			t.Fatalf("Resolve(%s): %v", id, err)
+		}
+	}
+	seen := 0
+	for e, err := range s.Entries(ctx, nil) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen++; e.ID != strconv.Itoa(seen) {
+			t.Fatalf("entry %d has id %s", seen, e.ID)
+		}
+	}
+	if seen != n {
+		t.Fatalf("List gave %d rows of %d", seen, n)
+	}
+	if err := s.UpdateValue(ctx, "7", "sk-seven"); err != nil {
+		t.Fatal(err)
+	}
+	if sec, err := s.Resolve(ctx, "7"); err != nil || sec.Reveal() != "sk-seven" {
+		t.Fatalf("after UpdateValue: %v", err)
+	}
+	if err := s.Delete(ctx, "8"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Insert(ctx, Row{ID: "5000"}, "sk-5000"); err != nil || got != "5000" {
+		t.Fatalf("Insert with an id: %q %v", got, err)
+	}
+	var typ string
+	if err := db.QueryRow("SELECT typeof(id) FROM " + ints + " WHERE id = 5000").Scan(&typ); err != nil || typ != "integer" {
+		t.Fatalf("the inserted id is %q (%v), want an integer", typ, err)
+	}
+	_, err := s.Put(ctx, "n", "p", "sk-new", time.Time{})
+	wantInvalid(t, "Put", err, "give the row its id", "INTEGER PRIMARY KEY")
+	if rep, err := s.Migrate(ctx, nil); err != nil || rep.Scanned != n {
+		t.Fatalf("Migrate: %+v %v", rep, err)
+	}
+
+	texts := untypedTable(t, db, ring, "a1", "b2")
+	st := New(db, ring, &Options{Table: texts})
+	defer st.Close()
+	if info, err := st.Describe(ctx); err != nil || info.IDType != IDText {
+		t.Fatalf("Describe(text ids): %+v %v", info, err)
+	}
+	if _, err := st.Put(ctx, "n", "p", "sk-new", time.Time{}); err != nil {
+		t.Fatalf("Put on text ids: %v", err)
+	}
+
+	for _, c := range []struct {
+		name  string
+		table string
+		opts  Options
+		says  []string
+	}{
+		{"mixed", untypedTable(t, db, ring, int64(1), "a"), Options{}, []string{"no declared type", "both integers and text", "declare"}},
+		{"mixed, id_type=integer", untypedTable(t, db, ring, int64(1), "a"), Options{IDType: IDInteger}, []string{"both integers and text"}},
+		{"empty", untypedTable(t, db, ring), Options{}, []string{"no declared type", "id_type=integer", "declare its type"}},
+		{"integers, id_type=text", ints, Options{IDType: IDText}, []string{"id_type=text", "holds integers"}},
+		{"text, id_type=integer", texts, Options{IDType: IDInteger}, []string{"id_type=integer", "holds text"}},
+		{"reals", untypedTable(t, db, ring, 1.5, 2.5), Options{}, []string{"no declared type"}},
+	} {
+		o := c.opts
+		o.Table = c.table
+		bad := New(db, ring, &o)
+		_, err := bad.Resolve(ctx, "1")
+		wantInvalid(t, c.name+": Resolve", err, c.says...)
+		_, err = bad.List(ctx)
+		wantInvalid(t, c.name+": List", err, c.says...)
+		bad.Close()
+	}
+	// An empty table takes the type id_type= gives.
+	for _, idType := range []IDType{IDInteger, IDText} {
+		e := New(db, ring, &Options{Table: untypedTable(t, db, ring), IDType: idType})
+		if info, err := e.Describe(ctx); err != nil || info.IDType != idType {
+			t.Errorf("Describe(empty, id_type=%s): %+v %v", idType, info, err)
+		}
+		if got, err := e.Insert(ctx, Row{ID: "12"}, "sk-12"); err != nil || got != "12" {
+			t.Errorf("Insert(empty, id_type=%s): %q %v", idType, got, err)
+		} else if sec, err := e.Resolve(ctx, "12"); err != nil || sec.Reveal() != "sk-12" {
+			t.Errorf("Resolve(empty, id_type=%s): %v", idType, err)
+		}
+		e.Close()
+	}
+}
+
+// TestSQLiteIntegerIDNotRowid: on SQLite only an INTEGER PRIMARY KEY is
+// the rowid alias that SQLite fills in; a BIGINT PRIMARY KEY (what
+// SQLAlchemy's BigInteger emits) gets no id, and the old code inserted the
+// row with a NULL id and reported its rowid as the id. Put now refuses and
+// says to give the id; Insert with an id still works.
+func TestSQLiteIntegerIDNotRowid(t *testing.T) {
+	db := openTestDB(t, SQLite)
+	ctx := context.Background()
+	ring := mustRing(t, mustKey(t))
+	table := "kw_bigint_" + randHex(6)
+	if _, err := db.Exec("CREATE TABLE " + table + " (id BIGINT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', provider TEXT NOT NULL DEFAULT '', api_key TEXT, expires_at TIMESTAMP, created_at TIMESTAMP)"); err != nil {
+		t.Fatal(err)
+	}
+	s := New(db, ring, &Options{Table: table})
+	defer s.Close()
+	_, err := s.Put(ctx, "n", "p", "sk-bigint", time.Time{})
+	wantInvalid(t, "Put", err, "give the row its id", "INTEGER PRIMARY KEY")
+	var nulls int
+	if err := db.QueryRow("SELECT count(*) FROM " + table + " WHERE id IS NULL").Scan(&nulls); err != nil || nulls != 0 {
+		t.Fatalf("%d rows with a NULL id (%v)", nulls, err)
+	}
+	if got, err := s.Insert(ctx, Row{ID: "41"}, "sk-41"); err != nil || got != "41" {
+		t.Fatalf("Insert with an id: %q %v", got, err)
+	}
+	if sec, err := s.Resolve(ctx, "41"); err != nil || sec.Reveal() != "sk-41" {
+		t.Fatalf("Resolve(41): %v", err)
 	}
 }

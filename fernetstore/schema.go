@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -55,14 +56,20 @@ type TableInfo struct {
 // schema is what the store learnt of its table on first use: which columns
 // exist, what the ids are, and the SQL built for them.
 type schema struct {
-	q      queries
-	has    struct{ name, provider, expires, created bool }
-	text   bool        // ids are text
-	uuid   bool        // PostgreSQL uuid ids: only what uuid_in reads can be one
-	rowid  bool        // SQLite rowid table: walk in rowid order
-	refs   []RefColumn // Column quoted
-	idCast string      // PostgreSQL: the type of a multi-row compare-and-swap's id
-	info   TableInfo
+	q     queries
+	has   struct{ name, provider, expires, created bool }
+	text  bool  // ids are text
+	uuid  bool  // PostgreSQL uuid ids: only what uuid_in reads can be one
+	idLen int   // text ids: the characters the id column holds; 0 for no limit known
+	idMax int64 // integer ids: the largest the id column holds
+	rowid bool  // SQLite rowid table: walk in rowid order
+	// noAssign: SQLite integer ids that are not the rowid alias, to which
+	// SQLite assigns no id.
+	noAssign bool
+	idType   string      // the id column's type, as the driver names it
+	refs     []RefColumn // Column quoted
+	idCast   string      // PostgreSQL: the type of a multi-row compare-and-swap's id
+	info     TableInfo
 }
 
 // idArg is a row id as a query argument: an int64 for integer ids (a
@@ -96,7 +103,7 @@ func (sc *schema) parseID(name string) (string, error) {
 	if _, ok := rowID(name); !ok {
 		return "", driver.Errorf(secrets.CodeInvalidRef, "%s", intRefShape)
 	}
-	return name, nil
+	return name, sc.fits(name)
 }
 
 const intRefShape = "the ref must be a row id (the id column holds integers: a positive integer), optionally with #field"
@@ -106,8 +113,17 @@ const intRefShape = "the ref must be a row id (the id column holds integers: a p
 // without asking the database (which would fail the query, and the store
 // would report a database error, as if the server were down).
 func (sc *schema) fits(id string) error {
+	if !sc.text {
+		if n, _ := rowID(id); n > sc.idMax {
+			return driver.Errorf(secrets.CodeInvalidRef, "the id is larger than the id column %s holds (type %s: at most %d)", sc.info.Columns["id"], sc.idType, sc.idMax)
+		}
+		return nil
+	}
 	if sc.uuid && !isPostgresUUID(id) {
 		return driver.Errorf(secrets.CodeInvalidRef, "%s", uuidRefShape)
+	}
+	if n := utf8.RuneCountInString(id); sc.idLen > 0 && n > sc.idLen {
+		return driver.Errorf(secrets.CodeInvalidRef, "the id is %d characters long, and the id column %s holds at most %d characters", n, sc.info.Columns["id"], sc.idLen)
 	}
 	return nil
 }
@@ -191,11 +207,11 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 		return nil, driver.Errorf(secrets.CodeInvalidRef,
 			"the table %s does not exist in this database: create it with keyward init (Store.CreateSchema), or name an existing table (?table= in the fernet:// URL, --table)", table)
 	}
-	cols, err := b.columnTypes(ctx, qt)
+	cols, err := b.columnTypes(ctx, table, qt)
 	if err != nil {
 		return nil, dbError(err)
 	}
-	find := func(name string) (string, string, bool) {
+	find := func(name string) (string, column, bool) {
 		if t, ok := cols[name]; ok {
 			return name, t, true
 		}
@@ -206,7 +222,7 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 				}
 			}
 		}
-		return "", "", false
+		return "", column{}, false
 	}
 	sc := &schema{info: TableInfo{Table: table, Columns: map[string]string{}}}
 	var problems []string
@@ -218,7 +234,8 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 		if !explicit {
 			name = map[string]string{"id": "id", "value": "api_key", "name": "name", "provider": "provider", "expires": "expires_at", "created": "created_at"}[role]
 		}
-		col, typ, found := find(name)
+		col, c, found := find(name)
+		typ := c.typ
 		if !found {
 			if optional && !explicit {
 				sc.info.Absent = append(sc.info.Absent, name)
@@ -252,9 +269,23 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 		}
 	}
 	if idOK {
-		_, typ, _ := find(sc.info.Columns["id"])
-		k := kindOf(typ)
+		_, c, _ := find(sc.info.Columns["id"])
+		typ, k := c.typ, kindOf(c.typ)
+		sc.idType, sc.idLen, sc.idMax = typ, c.length, intMax(b.d, typ)
 		sc.text = k != kindInt
+		if b.d == SQLite {
+			untyped, err := b.sqliteID(ctx, table, qt, sc, k)
+			if err != nil {
+				return nil, err
+			}
+			if untyped != "" {
+				problems = append(problems, untyped)
+			}
+			k = kindInt
+			if sc.text {
+				k = kindText
+			}
+		}
 		sc.idCast = "text"
 		switch {
 		case k == kindUUID:
@@ -264,6 +295,8 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 			sc.idCast = "bigint"
 		}
 		switch {
+		case kindOf(typ) == kindAny:
+			// sqliteID has compared id_type= with the stored ids.
 		case o.IDType == IDInteger && sc.text:
 			problems = append(problems, fmt.Sprintf("id_type=integer, but its id column %s has type %s (leave id_type out to read it from the table)", sc.info.Columns["id"], typ))
 		case o.IDType == IDText && !sc.text && kindOf(typ) == kindInt:
@@ -288,6 +321,84 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 	}
 	buildQueries(b.d, sc)
 	return sc, nil
+}
+
+// sqliteID reads what SQLite needs beyond the id column's declared type:
+// whether the column is the table's INTEGER PRIMARY KEY, the rowid alias
+// to which SQLite assigns ids (any other integer column gets none, and an
+// insert without an id would leave it NULL), and, for a column with no
+// declared type, which keeps each id as it was bound and never finds an
+// integer by its text, what the stored ids are. It sets sc.text and
+// sc.noAssign, and returns a problem with the table, or "".
+func (b *base) sqliteID(ctx context.Context, table, qt string, sc *schema, k typeKind) (string, error) {
+	schemaName, name := splitTable(table)
+	if schemaName == nil {
+		schemaName = "main"
+	}
+	col := sc.info.Columns["id"]
+	var declared string
+	var pk, pks int
+	rows, err := b.db.QueryContext(ctx, "SELECT name, type, pk FROM pragma_table_info(?, ?)", name, schemaName)
+	if err != nil {
+		return "", dbError(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var n, t string
+		var p int
+		if err := rows.Scan(&n, &t, &p); err != nil {
+			return "", dbError(err)
+		}
+		if p > 0 {
+			pks++
+		}
+		if strings.EqualFold(n, col) {
+			declared, pk = t, p
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return "", dbError(err)
+	}
+	rows.Close()
+	sc.noAssign = !(strings.EqualFold(strings.TrimSpace(declared), "INTEGER") && pk == 1 && pks == 1)
+	if k != kindAny {
+		return "", nil
+	}
+	qc, _ := b.d.quoteIdent(col, false)
+	var ints, texts, others bool
+	probe := func(cond string) string {
+		return "EXISTS (SELECT 1 FROM " + qt + " WHERE " + cond + ")"
+	}
+	err = b.db.QueryRowContext(ctx, "SELECT "+
+		probe("typeof("+qc+") = 'integer'")+", "+
+		probe("typeof("+qc+") = 'text'")+", "+
+		probe("typeof("+qc+") NOT IN ('integer', 'text')")).Scan(&ints, &texts, &others)
+	if err != nil {
+		return "", dbError(err)
+	}
+	o := &b.opts
+	declare := "declare its type (INTEGER PRIMARY KEY, or VARCHAR(36) for UUIDs)"
+	switch {
+	case others:
+		return fmt.Sprintf("its id column %s has no declared type and holds ids that are neither integers nor text: %s", col, declare), nil
+	case ints && texts:
+		return fmt.Sprintf("its id column %s has no declared type and holds both integers and text: %s, and give every row an id of that kind", col, declare), nil
+	case ints:
+		if o.IDType == IDText {
+			return fmt.Sprintf("id_type=text, but its id column %s has no declared type and holds integers (leave id_type out to read it from the table)", col), nil
+		}
+		sc.text = false
+	case texts:
+		if o.IDType == IDInteger {
+			return fmt.Sprintf("id_type=integer, but its id column %s has no declared type and holds text (leave id_type out to read it from the table)", col), nil
+		}
+		sc.text = true
+	case o.IDType == "":
+		return fmt.Sprintf("its id column %s has no declared type and the table is empty, so keyward cannot tell integer ids from text: %s, or pass id_type=integer or id_type=text", col, declare), nil
+	default:
+		sc.text = o.IDType == IDText
+	}
+	return "", nil
 }
 
 // tableExists asks the database's catalog whether table exists, so a
@@ -321,9 +432,18 @@ func (b *base) tableExists(ctx context.Context, table string) (bool, error) {
 	return n > 0, err
 }
 
+// column is what the store knows of a column's type.
+type column struct {
+	typ    string // the database's name for it, as ColumnType.DatabaseTypeName reports it
+	length int    // the characters a text column holds; 0 for no limit known
+}
+
 // columnTypes returns the table's columns and their database types, from
-// a query that reads no row.
-func (b *base) columnTypes(ctx context.Context, qt string) (map[string]string, error) {
+// a query that reads no row, and the length of text columns: from the
+// driver on PostgreSQL (the column's typmod), from information_schema on
+// MySQL (whose driver does not report it). SQLite keeps text of any length
+// in a VARCHAR(36).
+func (b *base) columnTypes(ctx context.Context, table, qt string) (map[string]column, error) {
 	rows, err := b.db.QueryContext(ctx, "SELECT * FROM "+qt+" WHERE 1=0")
 	if err != nil {
 		return nil, err
@@ -333,11 +453,76 @@ func (b *base) columnTypes(ctx context.Context, qt string) (map[string]string, e
 	if err != nil {
 		return nil, err
 	}
-	cols := make(map[string]string, len(types))
+	cols := make(map[string]column, len(types))
 	for _, t := range types {
-		cols[t.Name()] = t.DatabaseTypeName()
+		c := column{typ: t.DatabaseTypeName()}
+		// pgx reports text as MaxInt64, and a VARCHAR without a length as
+		// its typmod (-1) less the header, a negative number.
+		if n, ok := t.Length(); ok && b.d == Postgres && n > 0 && n <= math.MaxInt32 {
+			c.length = int(n)
+		}
+		cols[t.Name()] = c
 	}
-	return cols, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	if b.d == MySQL {
+		schemaName, name := splitTable(table)
+		lens, err := b.db.QueryContext(ctx, "SELECT column_name, character_maximum_length FROM information_schema.columns WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND character_maximum_length IS NOT NULL", schemaName, name)
+		if err != nil {
+			return nil, err
+		}
+		defer lens.Close()
+		for lens.Next() {
+			var col string
+			var n int64
+			if err := lens.Scan(&col, &n); err != nil {
+				return nil, err
+			}
+			if c, ok := cols[col]; ok && n > 0 && n <= math.MaxInt32 {
+				c.length = int(n)
+				cols[col] = c
+			}
+		}
+		return cols, lens.Err()
+	}
+	return cols, nil
+}
+
+// splitTable splits a table name into its schema (nil when it has none,
+// for the database's current one) and its name, for the catalogs.
+func splitTable(table string) (schemaName any, name string) {
+	s, n, qualified := strings.Cut(table, ".")
+	if !qualified {
+		return nil, s
+	}
+	return s, n
+}
+
+// intMax is the largest id an integer column of type typ (as the driver
+// names it) holds. SQLite's integers are all 64 bits.
+func intMax(d Dialect, typ string) int64 {
+	t := strings.ToUpper(strings.TrimSpace(typ))
+	switch d {
+	case Postgres:
+		switch t {
+		case "INT2", "SMALLINT":
+			return math.MaxInt16
+		case "INT4", "INTEGER", "INT":
+			return math.MaxInt32
+		}
+	case MySQL:
+		base, unsigned := strings.CutPrefix(t, "UNSIGNED ")
+		max := map[string]int64{"TINYINT": math.MaxInt8, "SMALLINT": math.MaxInt16, "MEDIUMINT": 1<<23 - 1, "INT": math.MaxInt32, "INTEGER": math.MaxInt32}[base]
+		if max != 0 {
+			if unsigned {
+				max = 2*max + 1
+			}
+			return max
+		}
+	}
+	return math.MaxInt64
 }
 
 // schemaOf returns the table's schema, read on first use (and again after
