@@ -113,7 +113,7 @@ or a date (2027-01-31, meaning 00:00 UTC that day).`,
 				}
 				exp = t
 			}
-			value, err := a.readSecret()
+			value, err := a.readSecret("keyward put --name N --provider P")
 			if err != nil {
 				return err
 			}
@@ -185,8 +185,9 @@ func parseExpires(s string) (time.Time, error) {
 }
 
 // readSecret reads the secret from stdin: without echo on a terminal, and
-// with one trailing newline (\n or \r\n) dropped.
-func (a *app) readSecret() (string, error) {
+// with one trailing newline (\n or \r\n) dropped. usage is the command
+// line the empty-secret message shows.
+func (a *app) readSecret(usage string) (string, error) {
 	var b []byte
 	if f, ok := a.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		fmt.Fprint(a.stderr, "secret (input hidden): ")
@@ -212,7 +213,7 @@ func (a *app) readSecret() (string, error) {
 		b = b[:len(b)-1]
 	}
 	if len(b) == 0 {
-		return "", errorf(exitUsage, "the secret is empty: pipe it on stdin, such as printf '%%s' \"$KEY\" | keyward put --name N --provider P")
+		return "", errorf(exitUsage, "the secret is empty: pipe it on stdin, such as printf '%%s' \"$KEY\" | %s", usage)
 	}
 	return string(b), nil
 }
@@ -552,7 +553,9 @@ func (a *app) walk(ctx context.Context, op string, dryRun bool, batch int, forma
 		rep, err = s.Rotate(ctx, opts)
 	}
 	prog.finish()
-	a.printReport(prose, op, rep)
+	if err == nil || rep.Scanned > 0 {
+		a.printReport(prose, op, rep) // an error before any row is the whole story
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return fail(rep, errorf(exitInterrupted, "%s interrupted after %d rows (%d rewritten): run keyward %s again to finish; rows already done are skipped",
@@ -873,7 +876,10 @@ func (a *app) check(ctx context.Context, format string) error {
 			}
 			if e.State == fernetstore.StateExpired {
 				counts[stateName(fernetstore.StateExpired)]++
-				const hint = "store a new value with keyward put and point the service at it"
+				hint := "store a new key with keyward update " + id + " --expires DATE (or --expires none)"
+				if e.Encryption == fernetstore.StateReference {
+					hint = "renew the key at " + clean(e.Ref) + ", then move the row's expires_at"
+				}
 				report(e, "expired", "expired at "+formatTime(e.ExpiresAt)+": "+hint, hint)
 			}
 		}

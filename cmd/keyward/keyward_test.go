@@ -365,7 +365,7 @@ func scenario(t *testing.T, d *database) {
 	for _, w := range []string{
 		"row " + idP1 + " (legacy-1, openai): plaintext: run keyward migrate",
 		"row " + idP2 + " (legacy-2, openai): plaintext: run keyward migrate",
-		"row " + idExp + " (old, anthropic): expired at 2020-01-02T00:00:00Z",
+		"row " + idExp + " (old, anthropic): expired at 2020-01-02T00:00:00Z: store a new key with keyward update " + idExp + " --expires DATE",
 	} {
 		if !strings.Contains(r.stdout, w) {
 			t.Errorf("check: missing %q in\n%s", w, r.stdout)

@@ -50,7 +50,7 @@ A row that does not exist is exit 1.`,
 				}
 				exp = t
 			}
-			value, err := a.readSecret()
+			value, err := a.readSecret("keyward update " + clean(id))
 			if err != nil {
 				return err
 			}

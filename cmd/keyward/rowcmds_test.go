@@ -112,7 +112,9 @@ func rowCommands(t *testing.T, p *inProcess, missingID string) {
 	reveal(value4)
 
 	// Bad input changes nothing.
-	p.run(exitUsage, nil, "", "update", id)
+	if _, stderr := p.run(exitUsage, nil, "", "update", id); !strings.Contains(stderr, "| keyward update "+id) {
+		t.Errorf("update with an empty value: the message does not show update's own command line:\n%s", stderr)
+	}
 	p.run(exitUsage, nil, "\n", "update", id)
 	p.run(exitUsage, nil, strings.Repeat("x", maxSecret+1), "update", id)
 	p.run(exitUsage, nil, value1, "update", id, "--expires", "next week")
