@@ -21,12 +21,13 @@ const (
 	hintSocketOnly   = "the server lets the user of the database URL log in only through its socket (unix_socket): use another user in DATABASE_URL (or --db), or give this one a password"
 	hintNoTable      = "the table does not exist: run keyward init to create it, or name an existing one with --table (and --column)"
 	hintNoColumn     = "a column does not exist: name the value column of an existing table with --column"
+	hintNoPrivilege  = "the user of the database URL lacks a privilege on the table or a column the command uses (SELECT; UPDATE for migrate, rotate and update; INSERT for put; DELETE for delete): GRANT it, or use another user in DATABASE_URL (or --db)"
 	hintNoSQLiteFile = "the SQLite database file does not exist: check the path in DATABASE_URL (or --db; sqlite:///app.db is relative to the working directory, sqlite:////srv/app.db absolute), or run keyward init to create it"
 )
 
 // configProblem returns a one-line hint when err says the configuration is
 // wrong rather than a server down: a database, role, table or column that
-// does not exist, a password or a grant refused, or a SQLite file that is
+// does not exist, a password, a grant or a privilege refused, or a SQLite file that is
 // not there (fernetstore.DBOptions.MustExist); "" otherwise. A retry cannot
 // fix these, so the CLI exits with exitConfig (3), not exitUnavailable (4),
 // although the store reports them as ErrUnavailable. It reads the codes
@@ -49,6 +50,8 @@ func configProblem(err error) string {
 			return hintNoTable
 		case "42703": // undefined_column
 			return hintNoColumn
+		case "42501": // insufficient_privilege
+			return hintNoPrivilege
 		}
 	}
 	var my *mysql.MySQLError
@@ -66,6 +69,8 @@ func configProblem(err error) string {
 			return hintNoTable
 		case 1054: // ER_BAD_FIELD_ERROR
 			return hintNoColumn
+		case 1142, 1143: // ER_TABLEACCESS_DENIED_ERROR, ER_COLUMNACCESS_DENIED_ERROR
+			return hintNoPrivilege
 		}
 	}
 	// fernetstore's error for a SQLite file (or its directory) that is not

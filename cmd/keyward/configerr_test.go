@@ -75,6 +75,46 @@ func TestConfigProblem(t *testing.T) {
 	}
 	t.Cleanup(func() { admin.ExecContext(context.Background(), "DROP USER IF EXISTS '"+noGrant+"'@'%'") })
 
+	// Users that may connect but lack a privilege: on MariaDB, SELECT on
+	// one table and on one column of another; on PostgreSQL, a role with
+	// no grant on a table.
+	const tabA, tabB, partial = "keyward_cfg_priv_a", "keyward_cfg_priv_b", "keyward_cfgpriv"
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS " + tabA + ", " + tabB,
+		"CREATE TABLE " + tabA + " (id INT PRIMARY KEY, api_key TEXT)",
+		"CREATE TABLE " + tabB + " (id INT PRIMARY KEY)",
+		"DROP USER IF EXISTS '" + partial + "'@'%'",
+		"CREATE USER '" + partial + "'@'%' IDENTIFIED BY '" + pw + "'",
+		"GRANT SELECT (id) ON " + myDB + "." + tabA + " TO '" + partial + "'@'%'",
+	} {
+		if _, err := admin.ExecContext(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", strings.ReplaceAll(q, pw, "***"), err)
+		}
+	}
+	t.Cleanup(func() {
+		admin.ExecContext(context.Background(), "DROP USER IF EXISTS '"+partial+"'@'%'")
+		admin.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+tabA+", "+tabB)
+	})
+	pgAdmin, err := fernetstore.OpenDB(pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pgAdmin.Close()
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS " + tabA,
+		"CREATE TABLE " + tabA + " (id INT PRIMARY KEY, api_key TEXT)",
+		"DROP ROLE IF EXISTS " + partial,
+		"CREATE ROLE " + partial + " LOGIN",
+	} {
+		if _, err := pgAdmin.ExecContext(context.Background(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	t.Cleanup(func() {
+		pgAdmin.ExecContext(context.Background(), "DROP TABLE IF EXISTS "+tabA)
+		pgAdmin.ExecContext(context.Background(), "DROP ROLE IF EXISTS "+partial)
+	})
+
 	cases := []struct {
 		name, dsn, query string
 		o                *fernetstore.DBOptions
@@ -94,6 +134,9 @@ func TestConfigProblem(t *testing.T) {
 		{"mariadb user without a grant", "mysql://" + noGrant + ":" + pw + "@" + myHost + "/" + myDB, "", nil, hintDeniedDB, "may not use its database"},
 		{"mysql unknown table", my, "SELECT id FROM keyward_nosuch_table", nil, hintNoTable, "table does not exist"},
 		{"mysql unknown column", my, "SELECT keyward_nosuch_column FROM DUAL", nil, hintNoColumn, "column does not exist"},
+		{"mariadb table not granted", "mysql://" + partial + ":" + pw + "@" + myHost + "/" + myDB, "SELECT id FROM " + tabB, nil, hintNoPrivilege, "lacks a privilege"},
+		{"mariadb column not granted", "mysql://" + partial + ":" + pw + "@" + myHost + "/" + myDB, "SELECT api_key FROM " + tabA, nil, hintNoPrivilege, "GRANT it"},
+		{"postgres table not granted", "postgres://" + partial + ":" + pw + "@" + pgHost + "/" + pgDB + "?sslmode=disable", "SELECT id FROM " + tabA, nil, hintNoPrivilege, "lacks a privilege"},
 		{"mysql unreachable", "mysql://root:" + pw + "@tcp(127.0.0.1:1)/" + myDB + "?timeout=5s", "", nil, "", ""},
 		{"sqlite unknown table", "sqlite::memory:", "SELECT id FROM keyward_nosuch_table", nil, hintNoTable, "table does not exist"},
 		{"sqlite unknown column", "sqlite::memory:", "SELECT keyward_nosuch_column FROM sqlite_master", nil, hintNoColumn, "column does not exist"},
