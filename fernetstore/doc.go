@@ -132,7 +132,9 @@
 //     PostgreSQL reads, where the id column is PostgreSQL's uuid), with an
 //     optional #field: such an id is refused without asking the database,
 //     and Insert refuses it the same way. Or the options name an invalid
-//     table or column, or one the table lacks or cannot use.
+//     table or column, or one the table lacks or cannot use. Or Put,
+//     Insert, Update or UpdateValue was given an empty value, which would
+//     make a row that holds no key.
 //   - ErrNotFound: no row with that id, a row that holds no key, or no
 //     such #field.
 //   - ErrExpired: the row is past its expires_at.

@@ -368,6 +368,9 @@ func (s *Store) Insert(ctx context.Context, row Row, value string) (string, erro
 	if !row.ExpiresAt.IsZero() && !sc.has.expires {
 		return "", errorf(op, "", secrets.CodeInvalidRef, nil, "the table has no expiry column")
 	}
+	if value == "" {
+		return "", errorf(op, "", secrets.CodeInvalidRef, nil, emptyValue)
+	}
 	id := row.ID
 	if id != "" {
 		if _, err := sc.parseID(id); err != nil {
@@ -457,25 +460,7 @@ func (s *Store) row(ctx context.Context, op, ref string) (*base, *schema, any, e
 // Update replaces the value (and the expiry, when the table has one; zero
 // means none) of row ref, encrypted under the primary key.
 func (s *Store) Update(ctx context.Context, ref, value string, expiresAt time.Time) error {
-	const op = "update"
-	b, sc, id, err := s.row(ctx, op, ref)
-	if err != nil {
-		return err
-	}
-	if err := b.needRing(); err != nil {
-		return storeError(ctx, op, ref, err)
-	}
-	tok, err := b.ring.Encrypt([]byte(value))
-	if err != nil {
-		return errorf(op, ref, secrets.CodeUnknown, err, "encrypt")
-	}
-	var res sql.Result
-	if sc.has.expires {
-		res, err = b.db.ExecContext(ctx, sc.q.update, tok, b.timeArg(expiresAt), id)
-	} else {
-		res, err = b.db.ExecContext(ctx, sc.q.updateValue, tok, id)
-	}
-	return affected(ctx, op, ref, res, err)
+	return s.update(ctx, ref, value, &expiresAt)
 }
 
 // UpdateValue replaces the value of row ref, encrypted under the primary
@@ -483,6 +468,11 @@ func (s *Store) Update(ctx context.Context, ref, value string, expiresAt time.Ti
 // UPDATE, so an expiry changed meanwhile is not overwritten with a stale
 // copy, as reading it first and calling Update would.
 func (s *Store) UpdateValue(ctx context.Context, ref, value string) error {
+	return s.update(ctx, ref, value, nil)
+}
+
+// update is Update, or UpdateValue when expiresAt is nil.
+func (s *Store) update(ctx context.Context, ref, value string, expiresAt *time.Time) error {
 	const op = "update"
 	b, sc, id, err := s.row(ctx, op, ref)
 	if err != nil {
@@ -491,13 +481,25 @@ func (s *Store) UpdateValue(ctx context.Context, ref, value string) error {
 	if err := b.needRing(); err != nil {
 		return storeError(ctx, op, ref, err)
 	}
+	if value == "" {
+		return errorf(op, ref, secrets.CodeInvalidRef, nil, emptyValue)
+	}
 	tok, err := b.ring.Encrypt([]byte(value))
 	if err != nil {
 		return errorf(op, ref, secrets.CodeUnknown, err, "encrypt")
 	}
-	res, err := b.db.ExecContext(ctx, sc.q.updateValue, tok, id)
+	var res sql.Result
+	if expiresAt != nil && sc.has.expires {
+		res, err = b.db.ExecContext(ctx, sc.q.update, tok, b.timeArg(*expiresAt), id)
+	} else {
+		res, err = b.db.ExecContext(ctx, sc.q.updateValue, tok, id)
+	}
 	return affected(ctx, op, ref, res, err)
 }
+
+// emptyValue is the error of storing "": a row whose value is empty reads
+// as one that holds no key.
+const emptyValue = "the value is empty: give the key to store (a row with an empty value holds no key)"
 
 func affected(ctx context.Context, op, ref string, res sql.Result, err error) error {
 	if err != nil {

@@ -382,3 +382,83 @@ func TestSQLiteIntegerIDNotRowid(t *testing.T) {
 		t.Fatalf("Resolve(41): %v", err)
 	}
 }
+
+// TestEmptyValueRefused (review finding 7): Put, Insert, Update and
+// UpdateValue refuse "" with a reason, and leave the row as it was; the old
+// code stored a token of nothing, which resolved to an empty key.
+func TestEmptyValueRefused(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB, d Dialect) {
+		ctx := context.Background()
+		s := newTestStore(t, db, mustRing(t, mustKey(t)), nil)
+		id, err := s.Put(ctx, "n", "p", "sk-kept", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Put(ctx, "n", "p", "", time.Time{})
+		wantInvalid(t, "Put", err, "value is empty")
+		_, err = s.Insert(ctx, Row{Name: "n"}, "")
+		wantInvalid(t, "Insert", err, "value is empty")
+		wantInvalid(t, "Update", s.Update(ctx, id, "", time.Time{}), "value is empty")
+		wantInvalid(t, "UpdateValue", s.UpdateValue(ctx, id, ""), "value is empty")
+		if sec, err := s.Resolve(ctx, id); err != nil || sec.Reveal() != "sk-kept" {
+			t.Fatalf("the row after the refusals: %v", err)
+		}
+		n := 0
+		for _, err := range s.Entries(ctx, nil) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		if n != 1 {
+			t.Fatalf("%d rows, want 1", n)
+		}
+	})
+}
+
+// TestPostgresStringTypes (review finding 8): a PostgreSQL column of an
+// extension's string type (citext), which pgx names only by its OID, or
+// of the string type name, is a text column: an id column of either
+// reads, lists and migrates, and a citext api_key holds tokens. The old
+// code refused the table: "its column id has type 17180, which keyward
+// cannot use as an id".
+func TestPostgresStringTypes(t *testing.T) {
+	db := openTestDB(t, Postgres)
+	ctx := context.Background()
+	if _, err := db.ExecContext(ctx, "CREATE EXTENSION IF NOT EXISTS citext"); err != nil {
+		t.Fatalf("citext (in postgresql-contrib) is needed: %v", err)
+	}
+	ring := mustRing(t, mustKey(t))
+	for _, idType := range []string{"CITEXT", "NAME"} {
+		t.Run(idType, func(t *testing.T) {
+			table := "kw_strtype_" + randHex(6)
+			if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" (id "+idType+" PRIMARY KEY, name TEXT NOT NULL DEFAULT '', provider TEXT NOT NULL DEFAULT '', api_key CITEXT, expires_at TIMESTAMP, created_at TIMESTAMP)"); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Exec("DROP TABLE " + table) })
+			if _, err := db.ExecContext(ctx, "INSERT INTO "+table+" (id, api_key) VALUES ('a1', $1), ('b2', 'sk-legacy-b2')", mustEncrypt(t, ring, "sk-a1")); err != nil {
+				t.Fatal(err)
+			}
+			s := New(db, ring, &Options{Table: table, AllowPlaintext: true})
+			defer s.Close()
+			if info, err := s.Describe(ctx); err != nil || info.IDType != IDText {
+				t.Fatalf("Describe: %+v %v", info, err)
+			}
+			if sec, err := s.Resolve(ctx, "a1"); err != nil || sec.Reveal() != "sk-a1" {
+				t.Fatalf("Resolve(a1): %v", err)
+			}
+			id, err := s.Put(ctx, "n", "p", "sk-new", time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep, err := s.Migrate(ctx, nil); err != nil || rep.Scanned != 3 || rep.Done != 1 {
+				t.Fatalf("Migrate: %+v %v", rep, err)
+			}
+			for ref, want := range map[string]string{"a1": "sk-a1", "b2": "sk-legacy-b2", id: "sk-new"} {
+				if sec, err := s.Resolve(ctx, ref); err != nil || sec.Reveal() != want {
+					t.Fatalf("Resolve(%s) after Migrate: %v", ref, err)
+				}
+			}
+		})
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -244,7 +245,7 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 			problems = append(problems, fmt.Sprintf("it has no column %s (%s=)", name, param))
 			return "", false
 		}
-		if ok != nil && !ok(kindOf(typ)) {
+		if ok != nil && !ok(c.kind()) {
 			problems = append(problems, fmt.Sprintf("its column %s has type %s, which keyward cannot use as %s", col, typ, want))
 			return "", false
 		}
@@ -270,7 +271,7 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 	}
 	if idOK {
 		_, c, _ := find(sc.info.Columns["id"])
-		typ, k := c.typ, kindOf(c.typ)
+		typ, k := c.typ, c.kind()
 		sc.idType, sc.idLen, sc.idMax = typ, c.length, intMax(b.d, typ)
 		sc.text = k != kindInt
 		if b.d == SQLite {
@@ -436,6 +437,14 @@ func (b *base) tableExists(ctx context.Context, table string) (bool, error) {
 type column struct {
 	typ    string // the database's name for it, as ColumnType.DatabaseTypeName reports it
 	length int    // the characters a text column holds; 0 for no limit known
+	str    bool   // PostgreSQL: a type of the string category, such as citext
+}
+
+func (c column) kind() typeKind {
+	if c.str {
+		return kindText
+	}
+	return kindOf(c.typ)
 }
 
 // columnTypes returns the table's columns and their database types, from
@@ -467,6 +476,33 @@ func (b *base) columnTypes(ctx context.Context, table, qt string) (map[string]co
 		return nil, err
 	}
 	rows.Close()
+	if b.d == Postgres {
+		// pgx names a type it does not know, such as an extension's
+		// (citext), by its OID; the catalog gives every column's type
+		// name and category, and a string-category type (citext, name)
+		// holds text.
+		cats, err := b.db.QueryContext(ctx, "SELECT a.attname, t.typname, t.typcategory FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped", qt)
+		if err != nil {
+			return nil, err
+		}
+		defer cats.Close()
+		for cats.Next() {
+			var name, typname, category string
+			if err := cats.Scan(&name, &typname, &category); err != nil {
+				return nil, err
+			}
+			c, ok := cols[name]
+			if !ok {
+				continue
+			}
+			if _, err := strconv.ParseUint(c.typ, 10, 32); err == nil {
+				c.typ = strings.ToUpper(typname)
+			}
+			c.str = category == "S"
+			cols[name] = c
+		}
+		return cols, cats.Err()
+	}
 	if b.d == MySQL {
 		schemaName, name := splitTable(table)
 		lens, err := b.db.QueryContext(ctx, "SELECT column_name, character_maximum_length FROM information_schema.columns WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND character_maximum_length IS NOT NULL", schemaName, name)
