@@ -127,13 +127,34 @@ func errorf(op, ref string, code secrets.Code, cause error, format string, args 
 // driver's error kept for errors.As. Driver errors name tables and columns,
 // not values (and a database OpenDB opened has its connection errors
 // rewritten). The core makes it the context error if the caller's ctx ended.
-func dbError(err error) error { return driver.Wrap(secrets.CodeUnavailable, err, "database error") }
+// An error of the store's own connector (a SQLite file that is not there,
+// say) keeps its code and reason: it is a configuration problem, not a
+// server down.
+func dbError(err error) error {
+	if se := connectorError(err); se != nil {
+		return driver.Wrap(se.Code, se.Err, "%s", se.Reason)
+	}
+	return driver.Wrap(secrets.CodeUnavailable, err, "database error")
+}
+
+// connectorError returns the *secrets.Error the store's connector returned
+// through database/sql, or nil.
+func connectorError(err error) *secrets.Error {
+	var se *secrets.Error
+	if errors.As(err, &se) && se.Op == "open database" {
+		return se
+	}
+	return nil
+}
 
 // opError is dbError for the Store's own operations, which the core does not
 // see, under the same context rule.
 func opError(ctx context.Context, op, ref string, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return secrets.ContextError(op, Backend, ref, cerr)
+	}
+	if se := connectorError(err); se != nil {
+		return errorf(op, ref, se.Code, se.Err, "%s", se.Reason)
 	}
 	return errorf(op, ref, secrets.CodeUnavailable, err, "database error")
 }

@@ -432,7 +432,7 @@ that ever holds a value.`,
 			defer st.Close()
 			sec, err := st.Resolve(cmd.Context(), ref)
 			if err != nil {
-				if secrets.CodeOf(err) == secrets.CodeInvalidRef {
+				if secrets.CodeOf(err) == secrets.CodeInvalidRef && configProblem(err) == "" {
 					return withCode(exitUsage, err)
 				}
 				return classify(err)

@@ -199,3 +199,30 @@ func TestConfigProblemCodes(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingSQLiteDirectory: every command on a SQLite URL whose
+// directory does not exist exits 3 with the store's reason and the hint,
+// and no message calls it unavailable or a database error (the old code
+// said "unavailable: database error: ... invalid ref: no SQLite database",
+// and resolve exited 2, as for a malformed ref).
+func TestMissingSQLiteDirectory(t *testing.T) {
+	h := newHarness(t)
+	h.env["ENCRYPTION_KEY"] = testKey(t)
+	h.env["DATABASE_URL"] = "sqlite:///nosuchdir/app.db"
+	for _, args := range [][]string{
+		{"list"}, {"check"}, {"migrate"}, {"rotate"}, {"resolve", "db:1"},
+		{"put", "--name", "n", "--provider", "p"}, {"update", "1"}, {"delete", "1"},
+	} {
+		r := h.must(exitConfig, nil, "sk-never-stored\n", args...)
+		for _, says := range []string{"no SQLite database at", "nosuchdir", hintNoSQLiteFile} {
+			if !strings.Contains(r.stderr, says) {
+				t.Errorf("%s: stderr does not say %q", r, says)
+			}
+		}
+		for _, not := range []string{"unavailable", "database error"} {
+			if strings.Contains(r.stderr, not) {
+				t.Errorf("%s: stderr says %q", r, not)
+			}
+		}
+	}
+}
