@@ -273,12 +273,19 @@ func (a *app) databaseSource() string {
 
 // openStore opens the encrypted column on --db with the keys from the
 // environment. It does no I/O: the first query connects.
-func (a *app) openStore() (*fernetstore.Store, error) {
+func (a *app) openStore() (*fernetstore.Store, error) { return a.open(true) }
+
+// open opens the invocation's store once, with the key ring when withKeys
+// (openStore), without it otherwise (openSchemaStore).
+func (a *app) open(withKeys bool) (*fernetstore.Store, error) {
 	a.storeOnce.Do(func() {
-		ring, err := a.keyRing()
-		if err != nil {
-			a.storeErr = err
-			return
+		var ring *fernetstore.KeyRing
+		if withKeys {
+			var err error
+			if ring, err = a.keyRing(); err != nil {
+				a.storeErr = err
+				return
+			}
 		}
 		opts, err := a.storeOptions()
 		if err != nil {

@@ -10,22 +10,4 @@ import (
 // to set ENCRYPTION_KEY; ENCRYPTION_KEY is not read at all, so a missing or
 // malformed one does not stop init. An invocation opens its store once,
 // through this or openStore. It does no I/O: the first query connects.
-func (a *app) openSchemaStore() (*fernetstore.Store, error) {
-	a.storeOnce.Do(func() {
-		opts, err := a.storeOptions()
-		if err != nil {
-			a.storeErr = err
-			return
-		}
-		// As in openStore: only init may create a database.
-		db, err := fernetstore.OpenDBWith(a.databaseURL(), &fernetstore.DBOptions{MustExist: a.command != "init"})
-		if err != nil {
-			// The reason never quotes the URL (it may hold a password).
-			a.storeErr = errorf(exitConfig, "%s: %s", a.databaseSource(), reason(err))
-			return
-		}
-		a.db = db
-		a.store = fernetstore.New(db, nil, opts)
-	})
-	return a.store, a.storeErr
-}
+func (a *app) openSchemaStore() (*fernetstore.Store, error) { return a.open(false) }
