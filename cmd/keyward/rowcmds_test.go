@@ -164,22 +164,13 @@ func TestRowCommandsSQLite(t *testing.T) {
 	})
 }
 
-func TestRowCommandsPostgres(t *testing.T) {
-	url := testenv.PostgresDSN(t)
-	db := openTestDB(t, url)
-	for _, idType := range []string{"integer", "text"} {
-		t.Run(idType, func(t *testing.T) {
-			table := uniqueTable(t)
-			t.Cleanup(func() { db.Exec("DROP TABLE IF EXISTS " + table) })
-			p := &inProcess{t: t, env: map[string]string{"ENCRYPTION_KEY": testKey(t), "DATABASE_URL": url,
-				"KEYWARD_CONFIG": "db = fernet://?table=" + table + "&id_type=" + idType}}
-			rowCommands(t, p, map[string]string{"integer": "999999", "text": "no-such-row"}[idType])
-		})
-	}
-}
+func TestRowCommandsPostgres(t *testing.T) { rowCommandsOn(t, testenv.PostgresDSN(t)) }
 
-func TestRowCommandsMariaDB(t *testing.T) {
-	url := "mysql://" + testenv.MySQLDSN(t)
+func TestRowCommandsMariaDB(t *testing.T) { rowCommandsOn(t, "mysql://"+testenv.MySQLDSN(t)) }
+
+// rowCommandsOn runs rowCommands on a fresh table of the database at url,
+// with integer ids and with text ids.
+func rowCommandsOn(t *testing.T, url string) {
 	db := openTestDB(t, url)
 	for _, idType := range []string{"integer", "text"} {
 		t.Run(idType, func(t *testing.T) {
