@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -251,34 +250,7 @@ func TestJSONInterrupted(t *testing.T) {
 		INSERT INTO api_keys (name, provider, api_key) SELECT 'bot-' || x, 'openai', 'sk-legacy-test-' || x FROM c`); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(keywardBinary(t), "migrate", "--batch", "1", "-o", "json", "--db", dbURL)
-	cmd.Dir = h.dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + h.dir, "ENCRYPTION_KEY=" + key}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "migrate: 10 rows scanned") {
-			break
-		}
-	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	var rest strings.Builder
-	for sc.Scan() {
-		rest.WriteString(sc.Text() + "\n")
-	}
-	err = cmd.Wait()
-	r := result{args: cmd.Args[1:], stdout: stdout.String(), stderr: rest.String()}
-	h.runs = append(h.runs, r)
+	r, err := h.interruptMigrate(key, "migrate", "--batch", "1", "-o", "json", "--db", dbURL)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
 		t.Fatalf("want exit %d after SIGINT, got %v: %s", exitInterrupted, err, r)

@@ -139,6 +139,42 @@ func (h *harness) run(env map[string]string, stdin string, args ...string) resul
 	return r
 }
 
+// interruptMigrate starts keyward args (a migrate with ENCRYPTION_KEY=key),
+// sends it SIGINT once its progress says ten batches are done, and returns
+// its output after that line and the error of its exit.
+func (h *harness) interruptMigrate(key string, args ...string) (result, error) {
+	h.t.Helper()
+	cmd := exec.Command(keywardBinary(h.t), args...)
+	cmd.Dir = h.dir
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + h.dir, "ENCRYPTION_KEY=" + key}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		h.t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "migrate: 10 rows scanned") {
+			break // ten batches done: interrupt now
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		h.t.Fatal(err)
+	}
+	var rest strings.Builder
+	for sc.Scan() {
+		rest.WriteString(sc.Text() + "\n")
+	}
+	err = cmd.Wait()
+	r := result{args: args, stdout: stdout.String(), stderr: rest.String()}
+	h.runs = append(h.runs, r)
+	return r, err
+}
+
 // must runs keyward and fails the test unless it exits with want.
 func (h *harness) must(want int, env map[string]string, stdin string, args ...string) result {
 	h.t.Helper()
@@ -638,38 +674,13 @@ func TestInterruptAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(keywardBinary(t), "migrate", "--batch", "1", "--db", dbURL)
-	cmd.Dir = h.dir
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + h.dir, "ENCRYPTION_KEY=" + key}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stdout bytes.Buffer
-	cmd.Stdout = &stdout
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stderr)
-	var rest strings.Builder
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "migrate: 10 rows scanned") {
-			break // ten batches done: interrupt now
-		}
-	}
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	for sc.Scan() {
-		rest.WriteString(sc.Text() + "\n")
-	}
-	err = cmd.Wait()
+	rest, err := h.interruptMigrate(key, "migrate", "--batch", "1", "--db", dbURL)
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
-		t.Fatalf("want exit %d after SIGINT, got %v\nstderr tail:\n%s", exitInterrupted, err, rest.String())
+		t.Fatalf("want exit %d after SIGINT, got %v\nstderr tail:\n%s", exitInterrupted, err, rest.stderr)
 	}
-	if !strings.Contains(rest.String(), "run keyward migrate again") {
-		t.Errorf("the interrupt message does not say to rerun:\n%s", rest.String())
+	if !strings.Contains(rest.stderr, "run keyward migrate again") {
+		t.Errorf("the interrupt message does not say to rerun:\n%s", rest.stderr)
 	}
 	var plain int
 	rows, err := db.Query("SELECT api_key FROM api_keys")
