@@ -478,6 +478,13 @@ func (s *Store) row(ctx context.Context, op, ref string) (*base, *schema, any, e
 	return b, sc, sc.idArg(id), nil
 }
 
+// RowRef is the ref of the row whose id is id, as Entry.ID and Insert give
+// it: the id with '%', '#' and '?' escaped, since a ref decodes %XX and
+// reads '#' and '?' as its #field and ?options. Resolve, Update,
+// UpdateValue and Delete take refs, so an id such as "x%41" must be passed
+// as RowRef("x%41") ("x%2541"), or it names the row "xA".
+func RowRef(id string) string { return refEscaper.Replace(id) }
+
 // Update replaces the value (and the expiry, when the table has one; zero
 // means none) of row ref, encrypted under the primary key.
 func (s *Store) Update(ctx context.Context, ref, value string, expiresAt time.Time) error {

@@ -135,7 +135,7 @@ or a date (2027-01-31, meaning 00:00 UTC that day).`,
 				return classify(err)
 			}
 			fmt.Fprintln(a.stdout, id)
-			fmt.Fprintf(a.stderr, "stored row %s; services resolve it as db:%s\n", id, id)
+			fmt.Fprintf(a.stderr, "stored row %s; services resolve it as db:%s\n", id, fernetstore.RowRef(id))
 			if !exp.IsZero() && !exp.After(time.Now()) {
 				fmt.Fprintf(a.stderr, "warning: --expires %s is in the past: the row is already expired\n", exp.UTC().Format(time.RFC3339))
 			}

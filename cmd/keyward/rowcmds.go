@@ -67,9 +67,9 @@ A row that does not exist is exit 1.`,
 				return errorf(exitUsage, "--expires: table %s has no expiry column (give expires_column= on the db line if it has one under another name); leave --expires out", info.Table)
 			}
 			if setExpiry {
-				err = s.Update(ctx, id, value, exp)
+				err = s.Update(ctx, fernetstore.RowRef(id), value, exp)
 			} else {
-				err = s.UpdateValue(ctx, id, value)
+				err = s.UpdateValue(ctx, fernetstore.RowRef(id), value)
 			}
 			if err != nil {
 				return rowError(err, id, info.Table, "updated")
@@ -118,10 +118,10 @@ value go. It needs no ENCRYPTION_KEY. A row that does not exist is exit 1.`,
 			if err != nil {
 				return err
 			}
-			if err := s.Delete(ctx, id); err != nil {
+			if err := s.Delete(ctx, fernetstore.RowRef(id)); err != nil {
 				return rowError(err, id, info.Table, "deleted")
 			}
-			fmt.Fprintf(a.stderr, "deleted row %s of table %s (db:%s no longer resolves)\n", id, info.Table, id)
+			fmt.Fprintf(a.stderr, "deleted row %s of table %s (db:%s no longer resolves)\n", id, info.Table, fernetstore.RowRef(id))
 			return nil
 		},
 	}

@@ -2,12 +2,14 @@ package main
 
 import (
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/keyward/secrets/fernetstore"
 	"github.com/keyward/secrets/internal/testenv"
 )
 
@@ -207,5 +209,35 @@ func TestUpdateWithoutExpiryColumn(t *testing.T) {
 	p.run(exitOK, nil, value, "update", id)
 	if out, _ := p.run(exitOK, nil, "", "resolve", "--reveal", "db:"+id); out != value+"\n" {
 		t.Errorf("update on a table without expires_at did not store the value")
+	}
+}
+
+// TestRowCommandsTakeIDsAsListed (review 2 finding 1): update and delete
+// take the id as list shows it and put --id stores it: an id with '%', '#'
+// or '?' names that row, never the row its %-decoding would name. The old
+// code decoded the id as a ref: delete x%41 deleted row xA, and update 50%
+// was refused.
+func TestRowCommandsTakeIDsAsListed(t *testing.T) {
+	dir := t.TempDir()
+	p := &inProcess{t: t, env: map[string]string{"ENCRYPTION_KEY": testKey(t), "DATABASE_URL": "sqlite:" + filepath.Join(dir, "pct.db"),
+		"KEYWARD_CONFIG": "db = fernet://?id_type=text"}}
+	p.secrets = []string{"sk-pct-value-1", "sk-pct-value-2", "sk-pct-new"}
+	p.run(exitOK, nil, "", "init")
+	ids := []string{"x%41", "xA", "50%", "a#b", "q?x"}
+	for i, id := range ids {
+		p.run(exitOK, nil, fmt.Sprint("sk-pct-value-", i%2+1), "put", "--name", "n", "--provider", "p", "--id", id)
+	}
+	p.run(exitOK, nil, "sk-pct-new", "update", "50%")
+	p.run(exitOK, nil, "sk-pct-new", "update", "a#b")
+	p.run(exitOK, nil, "", "delete", "x%41")
+	p.run(exitOK, nil, "", "delete", "q?x")
+	for id, want := range map[string]string{"xA": "sk-pct-value-2", "50%": "sk-pct-new", "a#b": "sk-pct-new"} {
+		out, _ := p.run(exitOK, nil, "", "resolve", "--reveal", "db:"+fernetstore.RowRef(id))
+		if strings.TrimSpace(out) != want {
+			t.Errorf("row %s holds the wrong value after update and delete", id)
+		}
+	}
+	for _, gone := range []string{"x%41", "q?x"} {
+		p.run(exitFindings, nil, "", "resolve", "db:"+fernetstore.RowRef(gone))
 	}
 }
