@@ -123,6 +123,18 @@ func (s *Store) Entries(ctx context.Context, opts *ListOptions) iter.Seq2[Entry,
 					fail(opError(ctx, op, "", err))
 					return
 				}
+				if !sc.text {
+					if _, ok := rowID(id); !ok {
+						rows.Close()
+						fail(errorf(op, "", secrets.CodeInvalidRef, nil, "the table holds a row whose id is not a positive integer, though its id column holds integers: give it an integer id, or read the table with text ids (id_type=text)"))
+						return
+					}
+				}
+				if !first && id == after {
+					rows.Close()
+					fail(errorf(op, "", secrets.CodeInvalidRef, nil, "the table's ids do not sort in one order (the page after row %q began with it again): check the id column's type and collation", id))
+					return
+				}
 				after, first = id, false
 				e := Entry{ID: id, Name: name.String, Provider: provider.String}
 				e.ExpiresAt, _ = parseDBTime(expRaw)

@@ -462,3 +462,53 @@ func TestPostgresStringTypes(t *testing.T) {
 		})
 	}
 }
+
+// TestSQLiteIntegerColumnHoldingText (second review, finding 2): a SQLite
+// BIGINT PRIMARY KEY (integer affinity, not the rowid) keeps an id that is
+// no number as text. The old code read the table as integer ids, and List
+// read the page ending on such an id again and again, forever (the text
+// id's argument was 0), while Migrate counted its rows as changed by
+// others. Now the table is refused with the reason, and List, Migrate and
+// Resolve say so; the same table without the text ids reads.
+func TestSQLiteIntegerColumnHoldingText(t *testing.T) {
+	db := openTestDB(t, SQLite)
+	ctx := context.Background()
+	ring := mustRing(t, mustKey(t))
+	table := "kw_bigtext_" + randHex(6)
+	if _, err := db.Exec("CREATE TABLE " + table + " (id BIGINT PRIMARY KEY, api_key TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n+1 FROM c WHERE n < 999) INSERT INTO " + table + " SELECT n, 'sk-legacy-' || n FROM c"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("INSERT INTO " + table + " VALUES ('a', 'sk-legacy-a'), ('b', 'sk-legacy-b')"); err != nil {
+		t.Fatal(err)
+	}
+	s := New(db, ring, &Options{Table: table, AllowPlaintext: true})
+	defer s.Close()
+	says := []string{"holds ids that are not integers", "VARCHAR(36)"}
+	n := 0
+	var err error
+	for _, err = range s.Entries(ctx, nil) {
+		if err != nil {
+			break
+		}
+		if n++; n > 2000 {
+			t.Fatal("List read more rows than the table holds")
+		}
+	}
+	wantInvalid(t, "List", err, says...)
+	_, err = s.Migrate(ctx, nil)
+	wantInvalid(t, "Migrate", err, says...)
+	_, err = s.Resolve(ctx, "5")
+	wantInvalid(t, "Resolve", err, says...)
+
+	if _, err := db.Exec("DELETE FROM " + table + " WHERE typeof(id) = 'text'"); err != nil {
+		t.Fatal(err)
+	}
+	s2 := New(db, ring, &Options{Table: table, AllowPlaintext: true})
+	defer s2.Close()
+	if rep, err := s2.Migrate(ctx, nil); err != nil || rep.Done != 999 {
+		t.Fatalf("Migrate of the integer ids: %+v %v", rep, err)
+	}
+}

@@ -362,10 +362,25 @@ func (b *base) sqliteID(ctx context.Context, table, qt string, sc *schema, k typ
 	}
 	rows.Close()
 	sc.noAssign = !(strings.EqualFold(strings.TrimSpace(declared), "INTEGER") && pk == 1 && pks == 1)
+	qc, _ := b.d.quoteIdent(col, false)
+	if k == kindInt && sc.noAssign {
+		// Integer affinity keeps a text that is no number as text: such a
+		// column (a BIGINT PRIMARY KEY, say) may hold ids that are not
+		// integers, which integer refs, paging and the compare-and-swap
+		// cannot name.
+		var texts bool
+		err := b.db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM "+qt+" WHERE typeof("+qc+") NOT IN ('integer', 'null'))").Scan(&texts)
+		if err != nil {
+			return "", dbError(err)
+		}
+		if texts {
+			return fmt.Sprintf("its id column %s has type %s but holds ids that are not integers (SQLite keeps such text as it was given): give those rows integer ids, or declare the column VARCHAR(36) for text ids", col, declared), nil
+		}
+		return "", nil
+	}
 	if k != kindAny {
 		return "", nil
 	}
-	qc, _ := b.d.quoteIdent(col, false)
 	var ints, texts, others bool
 	probe := func(cond string) string {
 		return "EXISTS (SELECT 1 FROM " + qt + " WHERE " + cond + ")"
