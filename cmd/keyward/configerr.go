@@ -22,6 +22,7 @@ const (
 	hintNoTable      = "the table does not exist: run keyward init to create it, or name an existing one with --table (and --column)"
 	hintNoColumn     = "a column does not exist: name the value column of an existing table with --column"
 	hintNoPrivilege  = "the user of the database URL lacks a privilege on the table or a column the command uses (SELECT; UPDATE for migrate, rotate and update; INSERT for put; DELETE for delete): GRANT it, or use another user in DATABASE_URL (or --db)"
+	hintBadParam     = "the server refused a query parameter of the database URL (a setting it does not know, or a value it does not take): check the parameters after ? in DATABASE_URL (or --db)"
 	hintNoSQLiteFile = "the SQLite database file does not exist: check the path in DATABASE_URL (or --db; sqlite:///app.db is relative to the working directory, sqlite:////srv/app.db absolute), or run keyward init to create it"
 )
 
@@ -39,6 +40,16 @@ func configProblem(err error) string {
 	}
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
+		// While connecting, an unknown setting or a bad value can only
+		// come from the URL's parameters (options=-c, runtime parameters).
+		var ce interface{ Connecting() bool } // fernetstore.OpenDB's
+		var pce *pgconn.ConnectError          // pgx's own
+		if errors.As(err, &ce) && ce.Connecting() || errors.As(err, &pce) {
+			switch pg.Code {
+			case "42704", "42602", "22023": // undefined_object, invalid_name, invalid_parameter_value
+				return hintBadParam
+			}
+		}
 		switch pg.Code {
 		case "3D000": // invalid_catalog_name
 			return hintNoDatabase
@@ -71,6 +82,10 @@ func configProblem(err error) string {
 			return hintNoColumn
 		case 1142, 1143: // ER_TABLEACCESS_DENIED_ERROR, ER_COLUMNACCESS_DENIED_ERROR
 			return hintNoPrivilege
+		// keyward sets no session variable and no character set itself:
+		// these come from the URL's parameters.
+		case 1193, 1231, 1232, 1115: // ER_UNKNOWN_SYSTEM_VARIABLE, ER_WRONG_VALUE_FOR_VAR, ER_WRONG_TYPE_FOR_VAR, ER_UNKNOWN_CHARACTER_SET
+			return hintBadParam
 		}
 	}
 	// fernetstore's error for a SQLite file (or its directory) that is not

@@ -55,6 +55,11 @@ type connectError struct {
 func (e *connectError) Error() string { return e.msg }
 func (e *connectError) Unwrap() error { return e.err }
 
+// Connecting marks a failure to connect for errors.As with the interface
+// interface{ Connecting() bool }, so a caller outside fernetstore can tell
+// a server's refusal while connecting from one of a query.
+func (e *connectError) Connecting() bool { return true }
+
 // Error is a failure to connect described by msg, which must hold
 // nothing of the DSN but what Where holds; errors.As and errors.Is reach err.
 func Error(msg string, err error) error { return &connectError{msg: msg, err: err} }
