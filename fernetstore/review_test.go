@@ -512,3 +512,43 @@ func TestSQLiteIntegerColumnHoldingText(t *testing.T) {
 		t.Fatalf("Migrate of the integer ids: %+v %v", rep, err)
 	}
 }
+
+// TestPostgresCharID (second review, finding 4): a PostgreSQL CHAR(36) id
+// comes back padded with spaces; the old multi-row compare-and-swap cast it
+// to text, which keeps the padding, so no row ever matched: Migrate and
+// Rotate wrote nothing and counted every row as changed by others. The swap
+// now casts to the column's own type.
+func TestPostgresCharID(t *testing.T) {
+	db := openTestDB(t, Postgres)
+	ctx := context.Background()
+	oldKey, newKey := mustKey(t), mustKey(t)
+	table := "kw_charid_" + randHex(6)
+	if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" (id CHAR(36) PRIMARY KEY, name TEXT NOT NULL DEFAULT '', api_key TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Exec("DROP TABLE " + table) })
+	if _, err := db.ExecContext(ctx, "INSERT INTO "+table+" (id, api_key) VALUES ('abc', 'sk-legacy-abc'), ('def', 'sk-legacy-def'), ('ghi', $1)", mustEncrypt(t, mustRing(t, oldKey), "sk-ghi")); err != nil {
+		t.Fatal(err)
+	}
+	s := New(db, mustRing(t, newKey, oldKey), &Options{Table: table, AllowPlaintext: true})
+	defer s.Close()
+	if rep, err := s.Migrate(ctx, nil); err != nil || rep.Done != 2 || rep.Skipped != 0 {
+		t.Fatalf("Migrate: %+v %v", rep, err)
+	}
+	if rep, err := s.Rotate(ctx, nil); err != nil || rep.Done != 1 || rep.Skipped != 0 {
+		t.Fatalf("Rotate: %+v %v", rep, err)
+	}
+	for id, want := range map[string]string{"abc": "sk-legacy-abc", "def": "sk-legacy-def", "ghi": "sk-ghi"} {
+		if sec, err := s.Resolve(ctx, id); err != nil || sec.Reveal() != want {
+			t.Fatalf("Resolve(%s): %v", id, err)
+		}
+	}
+	for e, err := range s.Entries(ctx, nil) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.State != StatePrimary {
+			t.Errorf("row %q is %s after Migrate and Rotate", e.ID, e.State)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
@@ -294,6 +295,10 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 			sc.uuid = b.d == Postgres // SQLite stores any text in a UUID column
 		case !sc.text:
 			sc.idCast = "bigint"
+		case b.d == Postgres && pgTypeName.MatchString(c.pgType):
+			// bpchar (CHAR(n)) above all: its ids come back padded, and
+			// only a bpchar compares them without the padding.
+			sc.idCast = c.pgType
 		}
 		switch {
 		case kindOf(typ) == kindAny:
@@ -458,11 +463,16 @@ func (b *base) tableExists(ctx context.Context, table string) (bool, error) {
 	return n > 0, err
 }
 
+// pgTypeName is a PostgreSQL type name the compare-and-swap may cast to
+// unquoted.
+var pgTypeName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
 // column is what the store knows of a column's type.
 type column struct {
 	typ    string // the database's name for it, as ColumnType.DatabaseTypeName reports it
 	length int    // the characters a text column holds; 0 for no limit known
 	str    bool   // PostgreSQL: a type of the string category, such as citext
+	pgType string // PostgreSQL: the type's name in the catalog (bpchar, varchar, citext)
 }
 
 func (c column) kind() typeKind {
@@ -523,7 +533,7 @@ func (b *base) columnTypes(ctx context.Context, table, qt string) (map[string]co
 			if _, err := strconv.ParseUint(c.typ, 10, 32); err == nil {
 				c.typ = strings.ToUpper(typname)
 			}
-			c.str = category == "S"
+			c.str, c.pgType = category == "S", typname
 			cols[name] = c
 		}
 		return cols, cats.Err()
