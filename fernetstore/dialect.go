@@ -88,8 +88,10 @@ func (d Dialect) sameValue(col, old string) string {
 		// compares with the utf8mb4 parameter by the same bytes.
 		return fmt.Sprintf("CAST(CONVERT(%s USING utf8mb4) AS BINARY) = CAST(CONVERT(%s USING utf8mb4) AS BINARY)", col, old)
 	case SQLite:
-		// An explicit COLLATE on an operand overrides the column's.
-		return fmt.Sprintf("%s = %s COLLATE BINARY", col, old)
+		// Bytes against bytes: a value stored as a BLOB (Python's
+		// fernet.encrypt returns bytes, which sqlite3 stores as one) never
+		// equals the TEXT parameter, and the column's collation is skipped.
+		return fmt.Sprintf("CAST(%s AS BLOB) = CAST(%s AS BLOB)", col, old)
 	}
 	return col + " = " + old
 }

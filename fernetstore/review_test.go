@@ -552,3 +552,45 @@ func TestPostgresCharID(t *testing.T) {
 		}
 	}
 }
+
+// TestSQLiteBlobValues (second review, finding 3): Python's
+// fernet.encrypt returns bytes, and sqlite3 stores bytes as a BLOB. The old
+// compare-and-swap compared the BLOB with a TEXT parameter, never equal,
+// so Migrate and Rotate left such rows as they were and counted them as
+// changed by others, on every run. Now they are rewritten (as TEXT, which
+// Python's Fernet reads as well).
+func TestSQLiteBlobValues(t *testing.T) {
+	db := openTestDB(t, SQLite)
+	ctx := context.Background()
+	oldKey, newKey := mustKey(t), mustKey(t)
+	s := newTestStore(t, db, mustRing(t, newKey, oldKey), &Options{AllowPlaintext: true})
+	info, err := s.Describe(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ins := func(v []byte) string {
+		res, err := db.ExecContext(ctx, "INSERT INTO "+info.Table+" (name, provider, api_key) VALUES ('n', 'p', ?)", v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := res.LastInsertId()
+		return strconv.FormatInt(n, 10)
+	}
+	plain := ins([]byte("sk-legacy-blob"))
+	old := ins([]byte(mustEncrypt(t, mustRing(t, oldKey), "sk-old-blob")))
+	var typ string
+	if err := db.QueryRow("SELECT typeof(api_key) FROM "+info.Table+" WHERE id = ?", plain).Scan(&typ); err != nil || typ != "blob" {
+		t.Fatalf("the test row is %q (%v), want a blob", typ, err)
+	}
+	if rep, err := s.Migrate(ctx, nil); err != nil || rep.Done != 1 || rep.Skipped != 0 {
+		t.Fatalf("Migrate: %+v %v", rep, err)
+	}
+	if rep, err := s.Rotate(ctx, nil); err != nil || rep.Done != 1 || rep.Skipped != 0 {
+		t.Fatalf("Rotate: %+v %v", rep, err)
+	}
+	for id, want := range map[string]string{plain: "sk-legacy-blob", old: "sk-old-blob"} {
+		if sec, err := s.Resolve(ctx, id); err != nil || sec.Reveal() != want {
+			t.Fatalf("Resolve(%s): %v", id, err)
+		}
+	}
+}
