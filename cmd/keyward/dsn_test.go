@@ -51,7 +51,7 @@ func TestDatabaseURLNeverLeaks(t *testing.T) {
 		code      int
 	}{
 		{"mixed-case scheme, unknown role", "Postgres://" + cu + ":" + pw + "@" + host + "/" + db + "?sslmode=disable", exitConfig}, // a role or password refused: configuration, not an outage
-		{"upper-case scheme, unknown parameter", "POSTGRES://postgres:" + pw + "@" + host + "/" + db + "?sslmode=disable&" + cliCanaryParam + "=1", exitUnavailable},
+		{"upper-case scheme, unknown parameter", "POSTGRES://postgres:" + pw + "@" + host + "/" + db + "?sslmode=disable&" + cliCanaryParam + "=1", exitConfig}, // a parameter the server refuses: configuration
 		{"unreachable", "postgres://" + cu + ":" + pw + "@127.0.0.1:1/" + db + "?sslmode=disable&connect_timeout=5", exitUnavailable},
 		{"malformed URL", "postgres://" + cu + ":" + pw + "@[::1", exitConfig},
 		{"bad port", "PostgreSQL://" + cu + ":" + pw + "@" + pu.Hostname() + ":" + cliCanaryParam + "/" + db, exitConfig},
@@ -60,7 +60,7 @@ func TestDatabaseURLNeverLeaks(t *testing.T) {
 		{"keyword=value", "host=127.0.0.1 user=" + cu + " password=" + pw, exitConfig},
 		{"keyword=value with a colon", "host=127.0.0.1 user=" + cu + " password=" + pw + ":x", exitConfig},
 		{"mysql access denied", "MySQL://" + cu + ":" + pw + "@" + myHost + "/test", exitConfig}, // a role or password refused: configuration, not an outage
-		{"mysql unknown parameter", "mysql://root@" + myHost + "/test?" + cliCanaryParam + "=1", exitUnavailable},
+		{"mysql unknown parameter", "mysql://root@" + myHost + "/test?" + cliCanaryParam + "=1", exitConfig},
 		{"mysql malformed URL", "mysql://" + cu + ":" + pw + "@[::1", exitConfig},
 		{"unknown scheme", "oracle://" + cu + ":" + pw + "@h/x", exitConfig},
 	}
