@@ -239,7 +239,7 @@ func (b *base) Get(ctx context.Context, ref driver.Ref) (driver.Value, error) {
 	for i := range refs {
 		dest = append(dest, &refs[i])
 	}
-	if err := st.QueryRowContext(ctx, sc.idArg(id)).Scan(dest...); err != nil {
+	if err := st.QueryRowContext(ctx, sc.idArgs(id)...).Scan(dest...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return driver.Value{}, driver.Errorf(secrets.CodeNotFound, "no row with that id")
 		}
@@ -462,7 +462,7 @@ func (s *Store) schema(ctx context.Context, op string) (*base, *schema, error) {
 
 // row reads the ref of Update and Delete, a row id without #field, and
 // returns the Store's driver and schema.
-func (s *Store) row(ctx context.Context, op, ref string) (*base, *schema, any, error) {
+func (s *Store) row(ctx context.Context, op, ref string) (*base, *schema, []any, error) {
 	r, err := s.ParseRef(ref)
 	if err != nil || r.Field != "" {
 		return nil, nil, nil, errorf(op, ref, secrets.CodeInvalidRef, nil, "the ref must be a row id, without #field")
@@ -475,7 +475,7 @@ func (s *Store) row(ctx context.Context, op, ref string) (*base, *schema, any, e
 	if err != nil {
 		return nil, nil, nil, storeError(ctx, op, ref, err)
 	}
-	return b, sc, sc.idArg(id), nil
+	return b, sc, sc.idArgs(id), nil
 }
 
 // RowRef is the ref of the row whose id is id, as Entry.ID and Insert give
@@ -518,9 +518,9 @@ func (s *Store) update(ctx context.Context, ref, value string, expiresAt *time.T
 	}
 	var res sql.Result
 	if expiresAt != nil && sc.has.expires {
-		res, err = b.db.ExecContext(ctx, sc.q.update, tok, b.timeArg(*expiresAt), id)
+		res, err = b.db.ExecContext(ctx, sc.q.update, append([]any{tok, b.timeArg(*expiresAt)}, id...)...)
 	} else {
-		res, err = b.db.ExecContext(ctx, sc.q.updateValue, tok, id)
+		res, err = b.db.ExecContext(ctx, sc.q.updateValue, append([]any{tok}, id...)...)
 	}
 	return affected(ctx, op, ref, res, err)
 }
@@ -545,7 +545,7 @@ func (s *Store) Delete(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	res, err := b.db.ExecContext(ctx, sc.q.del, id)
+	res, err := b.db.ExecContext(ctx, sc.q.del, id...)
 	return affected(ctx, "delete", ref, res, err)
 }
 

@@ -122,7 +122,21 @@ func buildQueries(d Dialect, sc *schema) {
 	for _, r := range sc.refs {
 		refCols += ", " + r.Column
 	}
-	q.resolve = fmt.Sprintf("SELECT %s, %s%s FROM %s WHERE %s = %s", q.value, expires, refCols, q.table, q.id, d.ph(1))
+	// idEq matches the id exactly where the column's comparison would
+	// not: MySQL's default collations ignore case, accents and trailing
+	// spaces, PostgreSQL's citext ignores case, so "ABC" would find, update
+	// or delete row "abc". The plain comparison comes first, for the index.
+	idEq := func(n int) string {
+		eq := q.id + " = " + d.ph(n)
+		switch {
+		case sc.exact && d == MySQL:
+			return eq + " AND " + d.sameValue(q.id, d.ph(n+1))
+		case sc.exact:
+			return eq + " AND " + q.id + "::text = " + d.ph(n) + "::text"
+		}
+		return eq
+	}
+	q.resolve = fmt.Sprintf("SELECT %s, %s%s FROM %s WHERE %s", q.value, expires, refCols, q.table, idEq(1))
 
 	// INSERT: only the columns the table has; the id when the application
 	// assigns it (text ids, or an id given to Insert).
@@ -144,11 +158,11 @@ func buildQueries(d Dialect, sc *schema) {
 		q.insert += " RETURNING " + q.id
 		q.insertReturns = true
 	}
-	q.updateValue = fmt.Sprintf("UPDATE %s SET %s = %s WHERE %s = %s", q.table, q.value, d.ph(1), q.id, d.ph(2))
+	q.updateValue = fmt.Sprintf("UPDATE %s SET %s = %s WHERE %s", q.table, q.value, d.ph(1), idEq(2))
 	if sc.has.expires {
-		q.update = fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s WHERE %s = %s", q.table, q.value, d.ph(1), q.expires, d.ph(2), q.id, d.ph(3))
+		q.update = fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s WHERE %s", q.table, q.value, d.ph(1), q.expires, d.ph(2), idEq(3))
 	}
-	q.del = fmt.Sprintf("DELETE FROM %s WHERE %s = %s", q.table, q.id, d.ph(1))
+	q.del = fmt.Sprintf("DELETE FROM %s WHERE %s", q.table, idEq(1))
 	sel := func(has bool, col string) string {
 		if has {
 			return col

@@ -594,3 +594,69 @@ func TestSQLiteBlobValues(t *testing.T) {
 		}
 	}
 }
+
+// TestIDsMatchExactly (second review, finding 5): MariaDB's default
+// collations ignore case, accents and trailing spaces, and PostgreSQL's
+// citext ignores case, so on the old code Resolve("ABC") read row "abc",
+// and Update and Delete changed it; Delete("É") deleted row "e". A row
+// query now finds only the id given, byte for byte.
+func TestIDsMatchExactly(t *testing.T) {
+	ctx := context.Background()
+	ring := mustRing(t, mustKey(t))
+	for _, c := range []struct {
+		d       Dialect
+		ddl     string
+		ids     []string
+		missing []string
+	}{
+		{MySQL, "(id VARCHAR(36) COLLATE utf8mb4_general_ci PRIMARY KEY, api_key TEXT) DEFAULT CHARSET=utf8mb4", []string{"abc", "e", "a"}, []string{"ABC", "É", "abc ", "ā"}},
+		{Postgres, "(id CITEXT PRIMARY KEY, api_key TEXT)", []string{"Abc", "e"}, []string{"aBC", "ABC", "E"}},
+	} {
+		t.Run(string(c.d), func(t *testing.T) {
+			db := openTestDB(t, c.d)
+			if c.d == Postgres {
+				if _, err := db.ExecContext(ctx, "CREATE EXTENSION IF NOT EXISTS citext"); err != nil {
+					t.Fatalf("citext (in postgresql-contrib) is needed: %v", err)
+				}
+			}
+			table := "kw_exact_" + randHex(6)
+			if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" "+c.ddl); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Exec("DROP TABLE " + table) })
+			s := New(db, ring, &Options{Table: table})
+			defer s.Close()
+			for _, id := range c.ids {
+				if _, err := s.Insert(ctx, Row{ID: id}, "sk-exact-"+id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, id := range c.missing {
+				ref := RowRef(id)
+				if _, err := s.Resolve(ctx, ref); !errors.Is(err, secrets.ErrNotFound) {
+					t.Errorf("Resolve(%q): %v, want not found", id, err)
+				}
+				if err := s.UpdateValue(ctx, ref, "sk-overwritten"); !errors.Is(err, secrets.ErrNotFound) {
+					t.Errorf("UpdateValue(%q): %v, want not found", id, err)
+				}
+				if err := s.Update(ctx, ref, "sk-overwritten", time.Time{}); !errors.Is(err, secrets.ErrNotFound) {
+					t.Errorf("Update(%q): %v, want not found", id, err)
+				}
+				if err := s.Delete(ctx, ref); !errors.Is(err, secrets.ErrNotFound) {
+					t.Errorf("Delete(%q): %v, want not found", id, err)
+				}
+			}
+			for _, id := range c.ids {
+				if sec, err := s.Resolve(ctx, RowRef(id)); err != nil || sec.Reveal() != "sk-exact-"+id {
+					t.Errorf("Resolve(%q) after the misses: %v", id, err)
+				}
+			}
+			if err := s.UpdateValue(ctx, RowRef(c.ids[0]), "sk-exact-new"); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Delete(ctx, RowRef(c.ids[1])); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -68,10 +68,24 @@ type schema struct {
 	// noAssign: SQLite integer ids that are not the rowid alias, to which
 	// SQLite assigns no id.
 	noAssign bool
-	idType   string      // the id column's type, as the driver names it
-	refs     []RefColumn // Column quoted
-	idCast   string      // PostgreSQL: the type of a multi-row compare-and-swap's id
-	info     TableInfo
+	// exact: the id column's comparison is not exact (MySQL text, citext),
+	// so the row queries compare the id's bytes as well.
+	exact   bool
+	dialect Dialect
+	idType  string      // the id column's type, as the driver names it
+	refs    []RefColumn // Column quoted
+	idCast  string      // PostgreSQL: the type of a multi-row compare-and-swap's id
+	info    TableInfo
+}
+
+// idArgs are the arguments of a query's id comparison (idEq): the id,
+// twice where MySQL compares it exactly as well.
+func (sc *schema) idArgs(id string) []any {
+	a := sc.idArg(id)
+	if sc.exact && sc.dialect == MySQL {
+		return []any{a, a}
+	}
+	return []any{a}
 }
 
 // idArg is a row id as a query argument: an int64 for integer ids (a
@@ -296,6 +310,7 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 		case !sc.text:
 			sc.idCast = "bigint"
 		case b.d == Postgres && pgTypeName.MatchString(c.pgType):
+			sc.exact = c.pgType == "citext"
 			// bpchar (CHAR(n)) above all: its ids come back padded, and
 			// only a bpchar compares them without the padding.
 			sc.idCast = c.pgType
@@ -324,6 +339,10 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 			rows.Close()
 			sc.rowid = true
 		}
+	}
+	sc.dialect = b.d
+	if b.d == MySQL && sc.text {
+		sc.exact = true
 	}
 	buildQueries(b.d, sc)
 	return sc, nil
