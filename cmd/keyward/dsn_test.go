@@ -50,7 +50,7 @@ func TestDatabaseURLNeverLeaks(t *testing.T) {
 		name, dsn string
 		code      int
 	}{
-		{"mixed-case scheme, unknown role", "Postgres://" + cu + ":" + pw + "@" + host + "/" + db + "?sslmode=disable", exitConfig}, // a role or password refused: configuration, not an outage
+		{"mixed-case scheme, unknown role", "Postgres://" + cu + ":" + pw + "@" + host + "/" + db + "?sslmode=disable", exitConfig},                             // a role or password refused: configuration, not an outage
 		{"upper-case scheme, unknown parameter", "POSTGRES://postgres:" + pw + "@" + host + "/" + db + "?sslmode=disable&" + cliCanaryParam + "=1", exitConfig}, // a parameter the server refuses: configuration
 		{"unreachable", "postgres://" + cu + ":" + pw + "@127.0.0.1:1/" + db + "?sslmode=disable&connect_timeout=5", exitUnavailable},
 		{"malformed URL", "postgres://" + cu + ":" + pw + "@[::1", exitConfig},
