@@ -48,6 +48,12 @@ type ListOptions struct {
 	Limit int
 	// After starts after this id, in id order (an Entry.ID of an earlier page).
 	After string
+	// AnyOrder lets Entries list the rows in whatever order reads the
+	// table fastest, for a caller that only counts or checks them: on
+	// SQLite, the rowid order of a table whose id is not its rowid (a text
+	// id's index costs a second search per row). It cannot be combined
+	// with After.
+	AnyOrder bool
 }
 
 // Entries streams the rows' metadata in id order, a page of rows at a time,
@@ -82,21 +88,34 @@ func (s *Store) Entries(ctx context.Context, opts *ListOptions) iter.Seq2[Entry,
 				return
 			}
 		}
+		// physical: page on the rowid instead of the id.
+		physical := o.AnyOrder && sc.rowid && (sc.text || sc.noAssign)
+		if o.AnyOrder && o.After != "" {
+			fail(errorf(op, "", secrets.CodeInvalidRef, nil, "ListOptions.AnyOrder cannot be combined with After: leave one out"))
+			return
+		}
+		listFirst, list, order := sc.q.listFirst, sc.q.list, sc.q.id
+		if physical {
+			listFirst, list, order = sc.q.listRowidFirst, sc.q.listRowid, "rowid"
+		}
 		now := b.now()
 		after, first := o.After, o.After == ""
 		emitted := 0
 		refs := make([]sql.NullString, len(sc.refs))
 		page := make([]Entry, 0, listPage)
 		for {
-			query, args := sc.q.list, []any{sc.idArg(after)}
+			query, args := list, []any{sc.idArg(after)}
+			if physical {
+				args = []any{sc.walkArg(after)}
+			}
 			if first {
-				query, args = sc.q.listFirst, nil
+				query, args = listFirst, nil
 			}
 			if o.Provider != "" && sc.has.provider {
 				query += " AND " + sc.q.provider + " = " + b.d.ph(len(args)+1)
 				args = append(args, o.Provider)
 			}
-			query += " ORDER BY " + sc.q.id + " LIMIT " + b.d.ph(len(args)+1)
+			query += " ORDER BY " + order + " LIMIT " + b.d.ph(len(args)+1)
 			args = append(args, listPage)
 			rows, err := b.db.QueryContext(ctx, query, args...)
 			if err != nil {
@@ -114,7 +133,11 @@ func (s *Store) Entries(ctx context.Context, opts *ListOptions) iter.Seq2[Entry,
 					name, provider, val sql.NullString
 					expRaw, createdRaw  any
 				)
+				var pos string
 				dest := []any{scanID{&id}, &name, &provider, &val, &expRaw, &createdRaw}
+				if physical {
+					dest = append([]any{scanID{&pos}}, dest...)
+				}
 				for i := range refs {
 					dest = append(dest, &refs[i])
 				}
@@ -130,12 +153,16 @@ func (s *Store) Entries(ctx context.Context, opts *ListOptions) iter.Seq2[Entry,
 						return
 					}
 				}
-				if !first && id == after {
+				key := id
+				if physical {
+					key = pos
+				}
+				if !first && key == after {
 					rows.Close()
 					fail(errorf(op, "", secrets.CodeInvalidRef, nil, "the table's ids do not sort in one order (the page after row %q began with it again): check the id column's type and collation", id))
 					return
 				}
-				after, first = id, false
+				after, first = key, false
 				e := Entry{ID: id, Name: name.String, Provider: provider.String}
 				e.ExpiresAt, _ = parseDBTime(expRaw)
 				e.CreatedAt, _ = parseDBTime(createdRaw)

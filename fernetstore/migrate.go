@@ -158,6 +158,7 @@ const (
 
 type pending struct {
 	id       any // the id as a query argument
+	pos      any // SQLite rowid tables: the rowid, which finds the row without an index search
 	old, new string
 }
 
@@ -244,7 +245,7 @@ func (s *Store) walk(ctx context.Context, op string, opts *WalkOptions, decide f
 					rep.UndecryptableIDs = append(rep.UndecryptableIDs, id)
 				}
 			case rewrite:
-				batch = append(batch, pending{id: sc.idArg(id), old: v.String, new: tok})
+				batch = append(batch, pending{id: sc.idArg(id), pos: sc.walkArg(pos), old: v.String, new: tok})
 			}
 		}
 		err = rows.Err()
@@ -308,13 +309,21 @@ func (s *Store) tryBatch(ctx context.Context, b *base, sc *schema, batch []pendi
 	}()
 	if b.d == SQLite {
 		// In-process: one prepared statement per row costs no round trip.
-		st, err := tx.PrepareContext(ctx, sc.q.cas)
+		query := sc.q.cas
+		if sc.rowid {
+			query = sc.q.casRowid
+		}
+		st, err := tx.PrepareContext(ctx, query)
 		if err != nil {
 			return 0, err
 		}
 		defer st.Close()
 		for _, p := range batch {
-			res, err := st.ExecContext(ctx, p.new, p.id, p.old)
+			args := []any{p.new, p.id, p.old}
+			if sc.rowid {
+				args = append(args, p.pos)
+			}
+			res, err := st.ExecContext(ctx, args...)
 			if err != nil {
 				return 0, err
 			}

@@ -37,8 +37,9 @@ type base struct {
 type queries struct {
 	table, id, name, provider, value, expires, created  string
 	resolve, insert, insertID, update, updateValue, del string
-	listFirst, list, batchFirst, batch, cas             string
-	insertReturns                                       bool // PostgreSQL: RETURNING the database's id
+	listFirst, list, batchFirst, batch, cas, casRowid   string
+	listRowidFirst, listRowid                           string // SQLite: List in rowid order (AnyOrder)
+	insertReturns                                       bool   // PostgreSQL: RETURNING the database's id
 }
 
 func def(v, d string) string {
@@ -176,6 +177,8 @@ func buildQueries(d Dialect, sc *schema) {
 		sel(sc.has.expires, q.expires), sel(sc.has.created, q.created), refCols)
 	q.listFirst = fmt.Sprintf("SELECT %s FROM %s WHERE 1=1", listCols, q.table)
 	q.list = fmt.Sprintf("SELECT %s FROM %s WHERE %s > %s", listCols, q.table, q.id, d.ph(1))
+	q.listRowidFirst = fmt.Sprintf("SELECT rowid, %s FROM %s WHERE 1=1", listCols, q.table)
+	q.listRowid = fmt.Sprintf("SELECT rowid, %s FROM %s WHERE rowid > %s", listCols, q.table, d.ph(1))
 	// Rotation walks the table in physical order: SQLite's rowid (the id
 	// itself for an INTEGER PRIMARY KEY), InnoDB's clustered primary key.
 	// PostgreSQL's ctid moves on every update, so there the id is the key.
@@ -188,6 +191,10 @@ func buildQueries(d Dialect, sc *schema) {
 	q.batch = fmt.Sprintf("SELECT %s, %s, %s%s FROM %s WHERE %s > %s ORDER BY %s LIMIT %s",
 		walk, q.id, q.value, refCols, q.table, walk, d.ph(1), walk, d.ph(2))
 	q.cas = fmt.Sprintf("UPDATE %s SET %s = %s WHERE %s = %s AND %s", q.table, q.value, d.ph(1), q.id, d.ph(2), d.sameValue(q.value, d.ph(3)))
+	// SQLite rowid tables: the row is found by the rowid the walk read (one
+	// b-tree search, where a text id's index costs a second), and must
+	// still have its id and its old value.
+	q.casRowid = q.cas + " AND rowid = " + d.ph(4)
 }
 
 // walkArg is a walk position as a query argument: rowids and integer ids

@@ -660,3 +660,59 @@ func TestIDsMatchExactly(t *testing.T) {
 		})
 	}
 }
+
+// TestEntriesAnyOrder: with AnyOrder, Entries on a SQLite table whose id
+// is not the rowid pages on the rowid, and still yields every row once,
+// honours Provider and Limit, and refuses After; on other tables it is the
+// id order.
+func TestEntriesAnyOrder(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB, d Dialect) {
+		ctx := context.Background()
+		s := newTestStore(t, db, mustRing(t, mustKey(t)), &Options{IDType: IDText})
+		n := listPage + 123
+		want := map[string]bool{}
+		openai := 0
+		for i := range n {
+			provider := "anthropic"
+			if i%3 == 0 {
+				provider = "openai"
+				openai++
+			}
+			id, err := s.Put(ctx, "n", provider, "sk-anyorder", time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[id] = true
+		}
+		count := func(o *ListOptions) map[string]int {
+			got := map[string]int{}
+			for e, err := range s.Entries(ctx, o) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[e.ID]++
+			}
+			return got
+		}
+		got := count(&ListOptions{AnyOrder: true})
+		if len(got) != n {
+			t.Fatalf("AnyOrder listed %d distinct rows of %d", len(got), n)
+		}
+		for id, c := range got {
+			if !want[id] || c != 1 {
+				t.Fatalf("row %s listed %d times (in the table: %v)", id, c, want[id])
+			}
+		}
+		if got := count(&ListOptions{AnyOrder: true, Provider: "openai"}); len(got) != openai {
+			t.Errorf("AnyOrder with Provider: %d rows, want %d", len(got), openai)
+		}
+		if got := count(&ListOptions{AnyOrder: true, Limit: 7}); len(got) != 7 {
+			t.Errorf("AnyOrder with Limit 7: %d rows", len(got))
+		}
+		var err error
+		for _, err = range s.Entries(ctx, &ListOptions{AnyOrder: true, After: "x"}) {
+			break
+		}
+		wantInvalid(t, "AnyOrder with After", err, "AnyOrder cannot be combined with After")
+	})
+}
