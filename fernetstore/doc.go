@@ -74,7 +74,10 @@
 // and the row's expires_at applies to it. Such rows are listed as
 // StateReference with their target; Migrate and Rotate count them and
 // leave them alone. A row with no key in any column is StateEmpty and
-// resolves as ErrNotFound saying so.
+// resolves as ErrNotFound saying so. A ref column that holds what looks
+// like a key pasted in, not a variable or secret name, is never quoted:
+// the row is StateBadReference, and resolves as ErrInvalidRef naming only
+// the column.
 //
 // # Databases
 //

@@ -22,6 +22,7 @@ const (
 	StateUndecryptable State = "undecryptable"     // token-shaped, no key's HMAC matches
 	StateReference     State = "reference"         // no value; a ref column names where the key lives (Entry.Ref)
 	StateEmpty         State = "empty"             // no value and no reference: the row holds no key
+	StateBadReference  State = "bad-reference"     // no value; a ref column holds what looks like a key, not a name: never shown
 	StateExpired       State = "expired"           // past expires_at
 )
 
@@ -218,7 +219,7 @@ func (b *base) rowState(sc *schema, value string, refs []sql.NullString) (State,
 		for i, r := range refs {
 			if r.String != "" {
 				if looksLikeKey(sc.refs[i].Scheme, r.String) {
-					return StateUndecryptable, "", "" // a key pasted into the ref column: never shown
+					return StateBadReference, "", "" // a key pasted into the ref column: never shown
 				}
 				return StateReference, "", refTarget(sc.refs[i].Scheme, r.String)
 			}

@@ -141,8 +141,8 @@ func TestPastedKeyInRefColumn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(e.Ref, canary[8:]) || e.Encryption == StateReference {
-			t.Errorf("row %s lists its pasted key as a reference", e.ID)
+		if strings.Contains(e.Ref, canary[8:]) || e.Encryption != StateBadReference {
+			t.Errorf("row %s with a pasted key lists as %s (ref %d bytes), want %s and no ref", e.ID, e.Encryption, len(e.Ref), StateBadReference)
 		}
 	}
 }

@@ -256,6 +256,7 @@ var stateNames = []listState{
 	{"undecryptable", fernetstore.StateUndecryptable},
 	{"reference", fernetstore.StateReference},
 	{"empty", fernetstore.StateEmpty},
+	{"bad-reference", fernetstore.StateBadReference},
 	{"expired", fernetstore.StateExpired},
 }
 
@@ -379,7 +380,7 @@ ref, expires_at and created_at.`,
 		},
 	}
 	f := c.Flags()
-	f.StringSliceVar(&stateFlags, "state", nil, "keep rows in these states: encrypted, encrypted-old-key, plaintext, undecryptable, reference, empty, expired")
+	f.StringSliceVar(&stateFlags, "state", nil, "keep rows in these states: encrypted, encrypted-old-key, plaintext, undecryptable, reference, empty, bad-reference, expired")
 	f.StringVar(&provider, "provider", "", "keep the rows of this provider")
 	f.Var(&intFlag{value: &limit, name: "limit", min: 0, max: maxLimit, unit: "rows (0 for every row)", example: 100},
 		"limit", "list at most this many rows (0: every row)")
@@ -691,8 +692,8 @@ func summarize(ctx context.Context, s *fernetstore.Store) (leftover, error) {
 			l.undecryptable++
 		case fernetstore.StateReference:
 			l.references++
-		case fernetstore.StateEmpty:
-			l.empty++
+		case fernetstore.StateEmpty, fernetstore.StateBadReference:
+			l.empty++ // no usable key: keyward check says why
 		}
 	}
 	return l, nil
@@ -875,6 +876,9 @@ func (a *app) check(ctx context.Context, format string) error {
 			case fernetstore.StateEmpty:
 				hint := noKey + "; store one with keyward update " + id
 				report(e, "empty", "holds no key: "+hint, hint)
+			case fernetstore.StateBadReference:
+				hint := "store the key with keyward update " + id + " and clear that column (it must hold a variable or secret name)"
+				report(e, "bad-reference", "a reference column holds what looks like a key, not a name, and is never shown: "+hint, hint)
 			}
 			if e.State == fernetstore.StateExpired {
 				counts[stateName(fernetstore.StateExpired)]++

@@ -241,3 +241,34 @@ func TestRowCommandsTakeIDsAsListed(t *testing.T) {
 		p.run(exitFindings, nil, "", "resolve", "db:"+fernetstore.RowRef(gone))
 	}
 }
+
+// TestCheckPastedKeyInRefColumn (second review): a key pasted into
+// key_env_var is a bad-reference finding whose hint says what to do; the
+// old check called it undecryptable and blamed ENCRYPTION_KEY_PREVIOUS. The
+// key never appears in any output.
+func TestCheckPastedKeyInRefColumn(t *testing.T) {
+	dbURL := "sqlite:" + filepath.Join(t.TempDir(), "pasted.db")
+	pasted := "sk-ant-api03-pastedINTOtheCOLUMN0123456789abcdefXYZ"
+	p := &inProcess{t: t, secrets: []string{pasted}, env: map[string]string{"ENCRYPTION_KEY": testKey(t), "DATABASE_URL": dbURL,
+		"KEYWARD_CONFIG": "db = fernet://?id_type=text&ref_columns=key_env_var:env,secret_name:awssm"}}
+	p.run(exitOK, nil, "", "init")
+	db := openTestDB(t, dbURL)
+	if _, err := db.Exec("INSERT INTO api_keys (id, name, provider, api_key, key_env_var) VALUES ('row-pasted', 'n', 'anthropic', NULL, ?)", pasted); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := p.run(exitFindings, nil, "", "check")
+	for _, w := range []string{"row row-pasted", "holds what looks like a key", "keyward update row-pasted"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("check does not say %q:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "undecryptable") {
+		t.Errorf("check calls the pasted key undecryptable:\n%s", out)
+	}
+	out, _ = p.run(exitOK, nil, "", "list", "--state", "bad-reference")
+	if !strings.Contains(out, "row-pasted") {
+		t.Errorf("list --state bad-reference does not show the row:\n%s", out)
+	}
+	p.run(exitOK, nil, "", "list", "-o", "json")
+	p.run(exitFindings, nil, "", "check", "-o", "json")
+}

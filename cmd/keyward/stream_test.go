@@ -188,7 +188,7 @@ func TestListReferencesAndFilters(t *testing.T) {
 		args []string
 		says string
 	}{
-		{[]string{"--state", "plaintxt"}, `--state "plaintxt" is not a state: give one or more of encrypted, encrypted-old-key, plaintext, undecryptable, reference, empty, expired`},
+		{[]string{"--state", "plaintxt"}, `--state "plaintxt" is not a state: give one or more of encrypted, encrypted-old-key, plaintext, undecryptable, reference, empty, bad-reference, expired`},
 		{[]string{"--state", "plaintext," + canary}, "a --state value is not a state"},
 		{[]string{"--limit", "-1"}, "--limit takes 0 to"},
 		{[]string{"--limit", "ten"}, "--limit takes 0 to"},
