@@ -208,10 +208,12 @@ func (s *Store) Describe(ctx context.Context) (TableInfo, error) {
 	return sc.info, nil
 }
 
-// rowID reads an integer row id: a positive integer, without a sign.
+// rowID reads an integer row id: a positive integer in its one decimal
+// form (no sign, no leading zero), so that db:7 and db:007 are not two refs
+// (two cache entries, two audit names) of one row.
 func rowID(name string) (int64, bool) {
 	id, err := strconv.ParseInt(name, 10, 64)
-	return id, err == nil && id > 0 && name[0] != '+'
+	return id, err == nil && id > 0 && name[0] != '+' && name[0] != '0'
 }
 
 // Get returns the value in row ref (its id; the core picks a #field).

@@ -90,7 +90,7 @@ func TestConformance(t *testing.T) {
 			},
 			Backend:     Backend,
 			MissingRef:  "999999999",
-			InvalidRefs: []string{"abc", "-1", "0", "1.5", "+3", "1?x=y", "99999999999999999999", "1#"},
+			InvalidRefs: []string{"abc", "-1", "0", "1.5", "+3", "007", "1?x=y", "99999999999999999999", "1#"},
 			Documents:   true,
 			Expiry:      true,
 		})

@@ -122,7 +122,7 @@ func (sc *schema) parseID(name string) (string, error) {
 	return name, sc.fits(name)
 }
 
-const intRefShape = "the ref must be a row id (the id column holds integers: a positive integer), optionally with #field"
+const intRefShape = "the ref must be a row id (the id column holds integers: a positive integer, without leading zeros), optionally with #field"
 
 // fits checks a text id against what the id column can hold, so that an id
 // the column cannot hold is refused as an integer column refuses "abc",
