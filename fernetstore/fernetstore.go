@@ -241,7 +241,16 @@ func (b *base) Get(ctx context.Context, ref driver.Ref) (driver.Value, error) {
 	for i := range refs {
 		dest = append(dest, &refs[i])
 	}
-	if err := st.QueryRowContext(ctx, sc.idArgs(id)...).Scan(dest...); err != nil {
+	var stored string
+	if sc.exact {
+		dest = append(dest, scanID{&stored})
+	}
+	err = st.QueryRowContext(ctx, sc.idArg(id)).Scan(dest...)
+	if err == nil && sc.exact && stored != id {
+		// The column's comparison matched another id ("abc" for "ABC").
+		err = sql.ErrNoRows
+	}
+	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return driver.Value{}, driver.Errorf(secrets.CodeNotFound, "no row with that id")
 		}

@@ -137,7 +137,13 @@ func buildQueries(d Dialect, sc *schema) {
 		}
 		return eq
 	}
-	q.resolve = fmt.Sprintf("SELECT %s, %s%s FROM %s WHERE %s", q.value, expires, refCols, q.table, idEq(1))
+	// Resolve, the hot path, checks an inexact comparison's row in Go
+	// (Get compares the id it reads back): the exact comparison in SQL cost
+	// MySQL about 12 µs a resolve.
+	q.resolve = fmt.Sprintf("SELECT %s, %s%s FROM %s WHERE %s = %s", q.value, expires, refCols, q.table, q.id, d.ph(1))
+	if sc.exact {
+		q.resolve = fmt.Sprintf("SELECT %s, %s%s, %s FROM %s WHERE %s = %s", q.value, expires, refCols, q.id, q.table, q.id, d.ph(1))
+	}
 
 	// INSERT: only the columns the table has; the id when the application
 	// assigns it (text ids, or an id given to Insert).
