@@ -716,3 +716,16 @@ func TestEntriesAnyOrder(t *testing.T) {
 		wantInvalid(t, "AnyOrder with After", err, "AnyOrder cannot be combined with After")
 	})
 }
+
+// TestSQLiteUnknownSchema (second review): a table qualified with a schema
+// this SQLite database does not have is a configuration error that says
+// so; the old code called it unavailable, a database error.
+func TestSQLiteUnknownSchema(t *testing.T) {
+	db := openTestDB(t, SQLite)
+	s := New(db, mustRing(t, mustKey(t)), &Options{Table: "nosuch.api_keys"})
+	defer s.Close()
+	_, err := s.Resolve(context.Background(), "1")
+	wantInvalid(t, "Resolve", err, "names the schema nosuch", "attach")
+	_, err = s.Describe(context.Background())
+	wantInvalid(t, "Describe", err, "names the schema nosuch")
+}

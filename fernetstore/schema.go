@@ -217,6 +217,12 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 	qt, _ := b.d.quoteIdent(table, true) // checked by buildBase
 	exists, err := b.tableExists(ctx, table)
 	if err != nil {
+		if schemaName, _ := splitTable(table); b.d == SQLite && schemaName != nil && ctx.Err() == nil {
+			// SQLite's catalog of an unknown schema is an error, not an
+			// empty answer.
+			return nil, driver.Errorf(secrets.CodeInvalidRef,
+				"the table %s names the schema %s, which this SQLite database does not have (it has main, temp and the databases attached to it): name the table without a schema, or attach the database", table, schemaName)
+		}
 		return nil, dbError(err)
 	}
 	if !exists {
