@@ -377,11 +377,18 @@ func (b *base) multiCAS(sc *schema, chunk []pending) (string, []any) {
 		fmt.Fprintf(&sb, ") AS v(id, nv, ov) WHERE t.%s = v.id AND %s", q.id, b.d.sameValue("t."+q.value, "v.ov"))
 	default: // MySQL
 		fmt.Fprintf(&sb, "UPDATE %s AS t JOIN (", q.table)
+		// An id column in another character set (latin1) is compared with
+		// its own ids, converted back: a utf8mb4 parameter with a letter
+		// outside ASCII is an illegal mix of collations (error 1267).
+		idp := "?"
+		if sc.idCharset != "" {
+			idp = "CONVERT(? USING " + sc.idCharset + ")"
+		}
 		for i, p := range chunk {
 			if i == 0 {
-				sb.WriteString("SELECT ? AS id, ? AS nv, ? AS ov")
+				sb.WriteString("SELECT " + idp + " AS id, ? AS nv, ? AS ov")
 			} else {
-				sb.WriteString(" UNION ALL SELECT ?, ?, ?")
+				sb.WriteString(" UNION ALL SELECT " + idp + ", ?, ?")
 			}
 			args = append(args, p.id, p.new, p.old)
 		}

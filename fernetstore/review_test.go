@@ -729,3 +729,38 @@ func TestSQLiteUnknownSchema(t *testing.T) {
 	_, err = s.Describe(context.Background())
 	wantInvalid(t, "Describe", err, "names the schema nosuch")
 }
+
+// TestMySQLLatin1IDs (second review, finding 6): on a MariaDB id column in
+// latin1, the old multi-row compare-and-swap compared the latin1 ids with
+// utf8mb4 parameters, which MariaDB refuses for any letter outside ASCII
+// (error 1267, an illegal mix of collations): migrate failed with exit 4 on
+// every run. And an id latin1 cannot hold was a database error too. Now the
+// swap converts its ids to the column's character set, and such an id is
+// an invalid ref.
+func TestMySQLLatin1IDs(t *testing.T) {
+	db := openTestDB(t, MySQL)
+	ctx := context.Background()
+	table := "kw_latin1_" + randHex(6)
+	if _, err := db.ExecContext(ctx, "CREATE TABLE "+table+" (id VARCHAR(36) CHARACTER SET latin1 PRIMARY KEY, api_key TEXT) DEFAULT CHARSET=latin1"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Exec("DROP TABLE " + table) })
+	if _, err := db.ExecContext(ctx, "INSERT INTO "+table+" VALUES ('a', 'sk-legacy-a'), ('ü', 'sk-legacy-u'), ('Straße', 'sk-legacy-s')"); err != nil {
+		t.Fatal(err)
+	}
+	s := New(db, mustRing(t, mustKey(t)), &Options{Table: table, AllowPlaintext: true})
+	defer s.Close()
+	if rep, err := s.Migrate(ctx, nil); err != nil || rep.Done != 3 {
+		t.Fatalf("Migrate: %+v %v", rep, err)
+	}
+	for id, want := range map[string]string{"a": "sk-legacy-a", "ü": "sk-legacy-u", "Straße": "sk-legacy-s"} {
+		if sec, err := s.Resolve(ctx, id); err != nil || sec.Reveal() != want {
+			t.Fatalf("Resolve(%s): %v", id, err)
+		}
+	}
+	for _, id := range []string{"😀", "ā"} {
+		_, err := s.Resolve(ctx, id)
+		wantInvalid(t, "Resolve("+id+")", err, "cannot hold", "latin1")
+		wantInvalid(t, "Delete("+id+")", s.Delete(ctx, id), "cannot hold")
+	}
+}

@@ -72,10 +72,14 @@ type schema struct {
 	// so the row queries compare the id's bytes as well.
 	exact   bool
 	dialect Dialect
-	idType  string      // the id column's type, as the driver names it
-	refs    []RefColumn // Column quoted
-	idCast  string      // PostgreSQL: the type of a multi-row compare-and-swap's id
-	info    TableInfo
+	// idCharset: MySQL text ids in a character set other than utf8mb4 and
+	// utf8mb3, which the compare-and-swap converts its ids to, and whose
+	// repertoire fits checks (latin1, ascii).
+	idCharset string
+	idType    string      // the id column's type, as the driver names it
+	refs      []RefColumn // Column quoted
+	idCast    string      // PostgreSQL: the type of a multi-row compare-and-swap's id
+	info      TableInfo
 }
 
 // idArgs are the arguments of a query's id comparison (idEq): the id,
@@ -137,6 +141,11 @@ func (sc *schema) fits(id string) error {
 	}
 	if sc.uuid && !isPostgresUUID(id) {
 		return driver.Errorf(secrets.CodeInvalidRef, "%s", uuidRefShape)
+	}
+	if max := charsetMax[sc.idCharset]; max > 0 && strings.ContainsFunc(id, func(r rune) bool { return r > max }) {
+		// MySQL would refuse the comparison (error 1267, an illegal mix
+		// of collations), which reads as a database error.
+		return driver.Errorf(secrets.CodeInvalidRef, "the id has characters that the id column %s cannot hold (its character set is %s)", sc.info.Columns["id"], sc.idCharset)
 	}
 	if n := utf8.RuneCountInString(id); sc.idLen > 0 && n > sc.idLen {
 		return driver.Errorf(secrets.CodeInvalidRef, "the id is %d characters long, and the id column %s holds at most %d characters", n, sc.info.Columns["id"], sc.idLen)
@@ -294,6 +303,9 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 		_, c, _ := find(sc.info.Columns["id"])
 		typ, k := c.typ, c.kind()
 		sc.idType, sc.idLen, sc.idMax = typ, c.length, intMax(b.d, typ)
+		if cs := c.charset; b.d == MySQL && cs != "" && !strings.HasPrefix(cs, "utf8") && pgTypeName.MatchString(cs) {
+			sc.idCharset = cs
+		}
 		sc.text = k != kindInt
 		if b.d == SQLite {
 			untyped, err := b.sqliteID(ctx, table, qt, sc, k)
@@ -488,6 +500,11 @@ func (b *base) tableExists(ctx context.Context, table string) (bool, error) {
 	return n > 0, err
 }
 
+// charsetMax is the largest code point of MySQL character sets with a
+// small repertoire (latin1 is cp1252, whose extra letters sit where
+// Unicode has control characters, which no id holds).
+var charsetMax = map[string]rune{"latin1": 0xFF, "ascii": 0x7F}
+
 // pgTypeName is a PostgreSQL type name the compare-and-swap may cast to
 // unquoted.
 var pgTypeName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
@@ -498,6 +515,8 @@ type column struct {
 	length int    // the characters a text column holds; 0 for no limit known
 	str    bool   // PostgreSQL: a type of the string category, such as citext
 	pgType string // PostgreSQL: the type's name in the catalog (bpchar, varchar, citext)
+	// charset: MySQL, a text column's character set (latin1, utf8mb4)
+	charset string
 }
 
 func (c column) kind() typeKind {
@@ -565,19 +584,19 @@ func (b *base) columnTypes(ctx context.Context, table, qt string) (map[string]co
 	}
 	if b.d == MySQL {
 		schemaName, name := splitTable(table)
-		lens, err := b.db.QueryContext(ctx, "SELECT column_name, character_maximum_length FROM information_schema.columns WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND character_maximum_length IS NOT NULL", schemaName, name)
+		lens, err := b.db.QueryContext(ctx, "SELECT column_name, character_maximum_length, COALESCE(character_set_name, '') FROM information_schema.columns WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND character_maximum_length IS NOT NULL", schemaName, name)
 		if err != nil {
 			return nil, err
 		}
 		defer lens.Close()
 		for lens.Next() {
-			var col string
+			var col, charset string
 			var n int64
-			if err := lens.Scan(&col, &n); err != nil {
+			if err := lens.Scan(&col, &n, &charset); err != nil {
 				return nil, err
 			}
 			if c, ok := cols[col]; ok && n > 0 && n <= math.MaxInt32 {
-				c.length = int(n)
+				c.length, c.charset = int(n), strings.ToLower(charset)
 				cols[col] = c
 			}
 		}
