@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"iter"
 	"slices"
+	"strconv"
 	"time"
 
 	secrets "github.com/keyward/secrets"
@@ -148,9 +149,11 @@ func (s *Store) Entries(ctx context.Context, opts *ListOptions) iter.Seq2[Entry,
 					return
 				}
 				if !sc.text {
-					if _, ok := rowID(id); !ok {
+					// 0 and negative ids are integers too (though no ref
+					// names them); text is not.
+					if _, err := strconv.ParseInt(id, 10, 64); err != nil {
 						rows.Close()
-						fail(errorf(op, "", secrets.CodeInvalidRef, nil, "the table holds a row whose id is not a positive integer, though its id column holds integers: give it an integer id, or read the table with text ids (id_type=text)"))
+						fail(errorf(op, "", secrets.CodeInvalidRef, nil, "the table holds a row whose id is not an integer, though its id column holds integers: give it an integer id, or read the table with text ids (id_type=text)"))
 						return
 					}
 				}

@@ -133,7 +133,9 @@ func buildQueries(d Dialect, sc *schema) {
 		case sc.exact && d == MySQL:
 			return eq + " AND " + d.sameValue(q.id, d.ph(n+1))
 		case sc.exact:
-			return eq + " AND " + q.id + "::text = " + d.ph(n) + "::text"
+			// COLLATE "C": a nondeterministic collation would survive the
+			// cast to text.
+			return eq + " AND " + q.id + "::text COLLATE \"C\" = " + d.ph(n) + "::text"
 		}
 		return eq
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -142,7 +144,7 @@ func (sc *schema) fits(id string) error {
 	if sc.uuid && !isPostgresUUID(id) {
 		return driver.Errorf(secrets.CodeInvalidRef, "%s", uuidRefShape)
 	}
-	if max := charsetMax[sc.idCharset]; max > 0 && strings.ContainsFunc(id, func(r rune) bool { return r > max }) {
+	if fit := charsetHolds[sc.idCharset]; fit != nil && strings.ContainsFunc(id, func(r rune) bool { return !fit(r) }) {
 		// MySQL would refuse the comparison (error 1267, an illegal mix
 		// of collations), which reads as a database error.
 		return driver.Errorf(secrets.CodeInvalidRef, "the id has characters that the id column %s cannot hold (its character set is %s)", sc.info.Columns["id"], sc.idCharset)
@@ -226,9 +228,9 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 	qt, _ := b.d.quoteIdent(table, true) // checked by buildBase
 	exists, err := b.tableExists(ctx, table)
 	if err != nil {
-		if schemaName, _ := splitTable(table); b.d == SQLite && schemaName != nil && ctx.Err() == nil {
-			// SQLite's catalog of an unknown schema is an error, not an
-			// empty answer.
+		if schemaName, _ := splitTable(table); b.d == SQLite && schemaName != nil && (strings.Contains(err.Error(), "unknown database") || strings.Contains(err.Error(), "no such table: "+fmt.Sprint(schemaName)+".sqlite_master")) {
+			// SQLite's catalog of an unknown schema is an error (no such
+			// table: S.sqlite_master), not an empty answer.
 			return nil, driver.Errorf(secrets.CodeInvalidRef,
 				"the table %s names the schema %s, which this SQLite database does not have (it has main, temp and the databases attached to it): name the table without a schema, or attach the database", table, schemaName)
 		}
@@ -327,12 +329,13 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 			sc.uuid = b.d == Postgres // SQLite stores any text in a UUID column
 		case !sc.text:
 			sc.idCast = "bigint"
-		case b.d == Postgres && pgTypeName.MatchString(c.pgType):
-			sc.exact = c.pgType == "citext"
-			// bpchar (CHAR(n)) above all: its ids come back padded, and
-			// only a bpchar compares them without the padding.
-			sc.idCast = c.pgType
+		case b.d == Postgres && c.pgType == "bpchar":
+			// CHAR(n): its ids come back padded, and only a bpchar
+			// compares them without the padding. (Every other text type,
+			// domains included, compares with a text.)
+			sc.idCast = "bpchar"
 		}
+		sc.exact = b.d == Postgres && sc.text && c.inexact
 		switch {
 		case kindOf(typ) == kindAny:
 			// sqliteID has compared id_type= with the stored ids.
@@ -352,10 +355,14 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 	if b.d == SQLite {
 		// A rowid table (every table but WITHOUT ROWID ones) is walked in
 		// rowid order, its physical order.
+		// A column named rowid shadows the rowid (and a WITHOUT ROWID
+		// table may have one): such a table is walked in id order.
 		rows, err := b.db.QueryContext(ctx, "SELECT rowid FROM "+qt+" WHERE 1=0")
-		if err == nil {
+		if err == nil && !slices.ContainsFunc(slices.Collect(maps.Keys(cols)), func(c string) bool { return strings.EqualFold(c, "rowid") }) {
 			rows.Close()
 			sc.rowid = true
+		} else if err == nil {
+			rows.Close()
 		}
 	}
 	sc.dialect = b.d
@@ -500,10 +507,16 @@ func (b *base) tableExists(ctx context.Context, table string) (bool, error) {
 	return n > 0, err
 }
 
-// charsetMax is the largest code point of MySQL character sets with a
-// small repertoire (latin1 is cp1252, whose extra letters sit where
-// Unicode has control characters, which no id holds).
-var charsetMax = map[string]rune{"latin1": 0xFF, "ascii": 0x7F}
+// charsetHolds says which characters the MySQL character sets with a small
+// repertoire hold. MySQL's latin1 is cp1252: Latin-1 and the 27 letters
+// and signs cp1252 puts at 0x80-0x9F (€, Š, “, ™, ...), whose Latin-1 code
+// points are control characters, which no id holds anyway.
+var charsetHolds = map[string]func(rune) bool{
+	"latin1": func(r rune) bool { return r <= 0xFF || strings.ContainsRune(cp1252Extra, r) },
+	"ascii":  func(r rune) bool { return r <= 0x7F },
+}
+
+const cp1252Extra = "€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ"
 
 // pgTypeName is a PostgreSQL type name the compare-and-swap may cast to
 // unquoted.
@@ -514,7 +527,10 @@ type column struct {
 	typ    string // the database's name for it, as ColumnType.DatabaseTypeName reports it
 	length int    // the characters a text column holds; 0 for no limit known
 	str    bool   // PostgreSQL: a type of the string category, such as citext
-	pgType string // PostgreSQL: the type's name in the catalog (bpchar, varchar, citext)
+	pgType string // PostgreSQL: the type's name in the catalog (bpchar, varchar, citext), a domain's base type's
+	// inexact: PostgreSQL, equal values may differ (citext, a
+	// nondeterministic collation)
+	inexact bool
 	// charset: MySQL, a text column's character set (latin1, utf8mb4)
 	charset string
 }
@@ -560,14 +576,22 @@ func (b *base) columnTypes(ctx context.Context, table, qt string) (map[string]co
 		// (citext), by its OID; the catalog gives every column's type
 		// name and category, and a string-category type (citext, name)
 		// holds text.
-		cats, err := b.db.QueryContext(ctx, "SELECT a.attname, t.typname, t.typcategory FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped", qt)
+		// The base type of a domain, and whether the column's collation
+		// compares exactly (an ICU collation may not).
+		cats, err := b.db.QueryContext(ctx, `SELECT a.attname, t.typname, t.typcategory, COALESCE(bt.typname, t.typname),
+			COALESCE(NOT c.collisdeterministic, false)
+			FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+			LEFT JOIN pg_catalog.pg_type bt ON bt.oid = t.typbasetype
+			LEFT JOIN pg_catalog.pg_collation c ON c.oid = a.attcollation
+			WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, qt)
 		if err != nil {
 			return nil, err
 		}
 		defer cats.Close()
 		for cats.Next() {
-			var name, typname, category string
-			if err := cats.Scan(&name, &typname, &category); err != nil {
+			var name, typname, category, base string
+			var inexact bool
+			if err := cats.Scan(&name, &typname, &category, &base, &inexact); err != nil {
 				return nil, err
 			}
 			c, ok := cols[name]
@@ -577,7 +601,8 @@ func (b *base) columnTypes(ctx context.Context, table, qt string) (map[string]co
 			if _, err := strconv.ParseUint(c.typ, 10, 32); err == nil {
 				c.typ = strings.ToUpper(typname)
 			}
-			c.str, c.pgType = category == "S", typname
+			c.str, c.pgType = category == "S", base
+			c.inexact = inexact || base == "citext"
 			cols[name] = c
 		}
 		return cols, cats.Err()
