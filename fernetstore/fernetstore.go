@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -246,7 +247,7 @@ func (b *base) Get(ctx context.Context, ref driver.Ref) (driver.Value, error) {
 		dest = append(dest, scanID{&stored})
 	}
 	err = st.QueryRowContext(ctx, sc.idArg(id)).Scan(dest...)
-	if err == nil && sc.exact && stored != id {
+	if err == nil && sc.exact && !sameID(sc, stored, id) {
 		// The column's comparison matched another id ("abc" for "ABC").
 		err = sql.ErrNoRows
 	}
@@ -274,6 +275,16 @@ func (b *base) Get(ctx context.Context, ref driver.Ref) (driver.Value, error) {
 	v, err := b.reveal(value.String)
 	v.ExpiresAt = exp
 	return v, err
+}
+
+// sameID compares the id a row query read back with the one asked for:
+// byte for byte, but for a CHAR(n) id's trailing spaces, which are not part
+// of it.
+func sameID(sc *schema, stored, id string) bool {
+	if sc.padded {
+		return strings.TrimRight(stored, " ") == strings.TrimRight(id, " ")
+	}
+	return stored == id
 }
 
 // emptyReason says that a row holds no key, naming the columns looked at.

@@ -127,8 +127,19 @@ func buildQueries(d Dialect, sc *schema) {
 	// not: MySQL's default collations ignore case, accents and trailing
 	// spaces, PostgreSQL's citext ignores case, so "ABC" would find, update
 	// or delete row "abc". The plain comparison comes first, for the index.
+	// idParam is the id's parameter, converted to the id column's
+	// character set where that is not utf8 (latin2, say): else MySQL
+	// refuses to compare a letter the set lacks (error 1267). A lossy
+	// conversion only widens what the index finds; the exact comparison
+	// (or Get's check) then narrows it to the id given.
+	idParam := func(n int) string {
+		if sc.idCharset != "" {
+			return "CONVERT(" + d.ph(n) + " USING " + sc.idCharset + ")"
+		}
+		return d.ph(n)
+	}
 	idEq := func(n int) string {
-		eq := q.id + " = " + d.ph(n)
+		eq := q.id + " = " + idParam(n)
 		switch {
 		case sc.exact && d == MySQL:
 			return eq + " AND " + d.sameValue(q.id, d.ph(n+1))
@@ -142,9 +153,9 @@ func buildQueries(d Dialect, sc *schema) {
 	// Resolve, the hot path, checks an inexact comparison's row in Go
 	// (Get compares the id it reads back): the exact comparison in SQL cost
 	// MySQL about 12 µs a resolve.
-	q.resolve = fmt.Sprintf("SELECT %s, %s%s FROM %s WHERE %s = %s", q.value, expires, refCols, q.table, q.id, d.ph(1))
+	q.resolve = fmt.Sprintf("SELECT %s, %s%s FROM %s WHERE %s = %s", q.value, expires, refCols, q.table, q.id, idParam(1))
 	if sc.exact {
-		q.resolve = fmt.Sprintf("SELECT %s, %s%s, %s FROM %s WHERE %s = %s", q.value, expires, refCols, q.id, q.table, q.id, d.ph(1))
+		q.resolve = fmt.Sprintf("SELECT %s, %s%s, %s FROM %s WHERE %s = %s", q.value, expires, refCols, q.id, q.table, q.id, idParam(1))
 	}
 
 	// INSERT: only the columns the table has; the id when the application

@@ -73,6 +73,7 @@ type schema struct {
 	// exact: the id column's comparison is not exact (MySQL text, citext),
 	// so the row queries compare the id's bytes as well.
 	exact   bool
+	padded  bool // PostgreSQL CHAR(n) ids: read back with trailing spaces
 	dialect Dialect
 	// idCharset: MySQL text ids in a character set other than utf8mb4 and
 	// utf8mb3, which the compare-and-swap converts its ids to, and whose
@@ -336,6 +337,7 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 			sc.idCast = "bpchar"
 		}
 		sc.exact = b.d == Postgres && sc.text && c.inexact
+		sc.padded = b.d == Postgres && c.pgType == "bpchar"
 		switch {
 		case kindOf(typ) == kindAny:
 			// sqliteID has compared id_type= with the stored ids.
@@ -576,12 +578,16 @@ func (b *base) columnTypes(ctx context.Context, table, qt string) (map[string]co
 		// (citext), by its OID; the catalog gives every column's type
 		// name and category, and a string-category type (citext, name)
 		// holds text.
-		// The base type of a domain, and whether the column's collation
-		// compares exactly (an ICU collation may not).
+		// The base type of a domain (of a domain...), and whether the
+		// column's collation compares exactly (an ICU collation may not).
 		cats, err := b.db.QueryContext(ctx, `SELECT a.attname, t.typname, t.typcategory, COALESCE(bt.typname, t.typname),
 			COALESCE(NOT c.collisdeterministic, false)
 			FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-			LEFT JOIN pg_catalog.pg_type bt ON bt.oid = t.typbasetype
+			LEFT JOIN LATERAL (
+				WITH RECURSIVE d(oid, base, depth) AS (
+					SELECT t.oid, t.typbasetype, 0
+					UNION ALL SELECT p.oid, p.typbasetype, d.depth + 1 FROM pg_catalog.pg_type p JOIN d ON p.oid = d.base WHERE d.depth < 32)
+				SELECT p.typname FROM d JOIN pg_catalog.pg_type p ON p.oid = d.oid WHERE d.base = 0 LIMIT 1) bt ON true
 			LEFT JOIN pg_catalog.pg_collation c ON c.oid = a.attcollation
 			WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped`, qt)
 		if err != nil {
