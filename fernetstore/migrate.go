@@ -381,8 +381,8 @@ func (b *base) multiCAS(sc *schema, chunk []pending) (string, []any) {
 		// its own ids, converted back: a utf8mb4 parameter with a letter
 		// outside ASCII is an illegal mix of collations (error 1267).
 		idp := "?"
-		if sc.idCharset != "" {
-			idp = "CONVERT(? USING " + sc.idCharset + ")"
+		if sc.idConvert != "" {
+			idp = sc.idConvert
 		}
 		for i, p := range chunk {
 			if i == 0 {

@@ -133,8 +133,8 @@ func buildQueries(d Dialect, sc *schema) {
 	// conversion only widens what the index finds; the exact comparison
 	// (or Get's check) then narrows it to the id given.
 	idParam := func(n int) string {
-		if sc.idCharset != "" {
-			return "CONVERT(" + d.ph(n) + " USING " + sc.idCharset + ")"
+		if sc.idConvert != "" {
+			return sc.idConvert // MySQL: its placeholder is "?"
 		}
 		return d.ph(n)
 	}

@@ -9,7 +9,7 @@ import (
 	secrets "github.com/keyward/secrets"
 )
 
-func attack4Exec(t *testing.T, db *sql.DB, qs ...string) {
+func execAll(t *testing.T, db *sql.DB, qs ...string) {
 	t.Helper()
 	for _, q := range qs {
 		if _, err := db.ExecContext(context.Background(), q); err != nil {
@@ -26,7 +26,7 @@ func TestReview4NestedDomainCitext(t *testing.T) {
 	ctx := context.Background()
 	sfx := randHex(4)
 	d1, d2, table := "kw_r4d1_"+sfx, "kw_r4d2_"+sfx, "kw_r4nc_"+sfx
-	attack4Exec(t, db, "CREATE EXTENSION IF NOT EXISTS citext",
+	execAll(t, db, "CREATE EXTENSION IF NOT EXISTS citext",
 		"CREATE DOMAIN "+d1+" AS citext", "CREATE DOMAIN "+d2+" AS "+d1,
 		"CREATE TABLE "+table+" (id "+d2+" PRIMARY KEY, api_key TEXT)")
 	t.Cleanup(func() { db.Exec("DROP TABLE " + table); db.Exec("DROP DOMAIN " + d2); db.Exec("DROP DOMAIN " + d1) })
@@ -51,7 +51,7 @@ func TestReview4NestedDomainBpchar(t *testing.T) {
 	ctx := context.Background()
 	sfx := randHex(4)
 	d1, d2, table := "kw_r4b1_"+sfx, "kw_r4b2_"+sfx, "kw_r4nb_"+sfx
-	attack4Exec(t, db, "CREATE DOMAIN "+d1+" AS char(8)", "CREATE DOMAIN "+d2+" AS "+d1,
+	execAll(t, db, "CREATE DOMAIN "+d1+" AS char(8)", "CREATE DOMAIN "+d2+" AS "+d1,
 		"CREATE TABLE "+table+" (id "+d2+" PRIMARY KEY, api_key TEXT)",
 		"INSERT INTO "+table+" VALUES ('a', 'sk-legacy-a'), ('b', 'sk-legacy-b')")
 	t.Cleanup(func() { db.Exec("DROP TABLE " + table); db.Exec("DROP DOMAIN " + d2); db.Exec("DROP DOMAIN " + d1) })
@@ -68,7 +68,7 @@ func TestReview4NestedDomainBpchar(t *testing.T) {
 
 func attack4Coll(t *testing.T, db *sql.DB) string {
 	coll := "kw_r4ci_" + randHex(4)
-	attack4Exec(t, db, "CREATE COLLATION "+coll+" (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
+	execAll(t, db, "CREATE COLLATION "+coll+" (provider = icu, locale = 'und-u-ks-level2', deterministic = false)")
 	return coll
 }
 
@@ -81,7 +81,7 @@ func TestReview4CharNondeterministic(t *testing.T) {
 	coll := attack4Coll(t, db)
 	table := "kw_r4cn_" + randHex(4)
 	t.Cleanup(func() { db.Exec("DROP TABLE " + table); db.Exec("DROP COLLATION " + coll) })
-	attack4Exec(t, db, "CREATE TABLE "+table+" (id CHAR(8) COLLATE "+coll+" PRIMARY KEY, api_key TEXT)")
+	execAll(t, db, "CREATE TABLE "+table+" (id CHAR(8) COLLATE "+coll+" PRIMARY KEY, api_key TEXT)")
 	s := New(db, mustRing(t, mustKey(t)), &Options{Table: table})
 	defer s.Close()
 	if _, err := s.Insert(ctx, Row{ID: "abc"}, "sk-exact-abc"); err != nil {
@@ -120,7 +120,7 @@ func TestReview4DomainCollation(t *testing.T) {
 		db.Exec("DROP DOMAIN " + dom)
 		db.Exec("DROP COLLATION " + coll)
 	})
-	attack4Exec(t, db, "CREATE DOMAIN "+dom+" AS text COLLATE "+coll,
+	execAll(t, db, "CREATE DOMAIN "+dom+" AS text COLLATE "+coll,
 		"CREATE TABLE "+table+" (id "+dom+" PRIMARY KEY, api_key TEXT)")
 	s := New(db, mustRing(t, mustKey(t)), &Options{Table: table})
 	defer s.Close()
@@ -142,7 +142,7 @@ func TestReview4MariaLatin2(t *testing.T) {
 	db := openTestDB(t, MySQL)
 	ctx := context.Background()
 	table := "kw_r4l2_" + randHex(6)
-	attack4Exec(t, db, "CREATE TABLE "+table+" (id VARCHAR(36) CHARACTER SET latin2 PRIMARY KEY, api_key TEXT) DEFAULT CHARSET=latin2",
+	execAll(t, db, "CREATE TABLE "+table+" (id VARCHAR(36) CHARACTER SET latin2 PRIMARY KEY, api_key TEXT) DEFAULT CHARSET=latin2",
 		"INSERT INTO "+table+" VALUES ('a', 'sk-legacy-a')")
 	t.Cleanup(func() { db.Exec("DROP TABLE " + table) })
 	s := New(db, mustRing(t, mustKey(t)), &Options{Table: table, AllowPlaintext: true})
@@ -168,7 +168,7 @@ func TestReview4SQLiteSchemas(t *testing.T) {
 	db.SetMaxOpenConns(1)
 	ctx := context.Background()
 	p := t.TempDir() + "/aux.db"
-	attack4Exec(t, db, "ATTACH DATABASE '"+p+"' AS aux",
+	execAll(t, db, "ATTACH DATABASE '"+p+"' AS aux",
 		"CREATE TABLE aux.api_keys (id TEXT PRIMARY KEY, api_key TEXT)",
 		"INSERT INTO aux.api_keys VALUES ('a', 'sk-legacy-a')",
 		`CREATE TABLE kw_r4wr (id TEXT PRIMARY KEY, api_key TEXT, "rowid" INTEGER) WITHOUT ROWID`,

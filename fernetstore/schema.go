@@ -79,6 +79,7 @@ type schema struct {
 	// utf8mb3, which the compare-and-swap converts its ids to, and whose
 	// repertoire fits checks (latin1, ascii).
 	idCharset string
+	idConvert string      // MySQL: the id parameter converted to idCharset, in the column's collation
 	idType    string      // the id column's type, as the driver names it
 	refs      []RefColumn // Column quoted
 	idCast    string      // PostgreSQL: the type of a multi-row compare-and-swap's id
@@ -308,6 +309,14 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 		sc.idType, sc.idLen, sc.idMax = typ, c.length, intMax(b.d, typ)
 		if cs := c.charset; b.d == MySQL && cs != "" && !strings.HasPrefix(cs, "utf8") && pgTypeName.MatchString(cs) {
 			sc.idCharset = cs
+			if pgTypeName.MatchString(c.collation) {
+				// The converted parameter takes the column's collation:
+				// in the set's default one it would be an illegal mix
+				// with a column of another (latin1_general_cs, say).
+				sc.idConvert = "CONVERT(? USING " + cs + ") COLLATE " + c.collation
+			} else {
+				sc.idConvert = "CONVERT(? USING " + cs + ")"
+			}
 		}
 		sc.text = k != kindInt
 		if b.d == SQLite {
@@ -534,7 +543,8 @@ type column struct {
 	// nondeterministic collation)
 	inexact bool
 	// charset: MySQL, a text column's character set (latin1, utf8mb4)
-	charset string
+	charset   string
+	collation string // MySQL: a text column's collation
 }
 
 func (c column) kind() typeKind {
@@ -615,19 +625,19 @@ func (b *base) columnTypes(ctx context.Context, table, qt string) (map[string]co
 	}
 	if b.d == MySQL {
 		schemaName, name := splitTable(table)
-		lens, err := b.db.QueryContext(ctx, "SELECT column_name, character_maximum_length, COALESCE(character_set_name, '') FROM information_schema.columns WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND character_maximum_length IS NOT NULL", schemaName, name)
+		lens, err := b.db.QueryContext(ctx, "SELECT column_name, character_maximum_length, COALESCE(character_set_name, ''), COALESCE(collation_name, '') FROM information_schema.columns WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ? AND character_maximum_length IS NOT NULL", schemaName, name)
 		if err != nil {
 			return nil, err
 		}
 		defer lens.Close()
 		for lens.Next() {
-			var col, charset string
+			var col, charset, collation string
 			var n int64
-			if err := lens.Scan(&col, &n, &charset); err != nil {
+			if err := lens.Scan(&col, &n, &charset, &collation); err != nil {
 				return nil, err
 			}
 			if c, ok := cols[col]; ok && n > 0 && n <= math.MaxInt32 {
-				c.length, c.charset = int(n), strings.ToLower(charset)
+				c.length, c.charset, c.collation = int(n), strings.ToLower(charset), strings.ToLower(collation)
 				cols[col] = c
 			}
 		}
