@@ -123,10 +123,6 @@ func buildQueries(d Dialect, sc *schema) {
 	for _, r := range sc.refs {
 		refCols += ", " + r.Column
 	}
-	// idEq matches the id exactly where the column's comparison would
-	// not: MySQL's default collations ignore case, accents and trailing
-	// spaces, PostgreSQL's citext ignores case, so "ABC" would find, update
-	// or delete row "abc". The plain comparison comes first, for the index.
 	// idParam is the id's parameter, converted to the id column's
 	// character set where that is not utf8 (latin2, say): else MySQL
 	// refuses to compare a letter the set lacks (error 1267). A lossy
@@ -138,6 +134,10 @@ func buildQueries(d Dialect, sc *schema) {
 		}
 		return d.ph(n)
 	}
+	// idEq matches the id exactly where the column's comparison would
+	// not: MySQL's default collations ignore case, accents and trailing
+	// spaces, PostgreSQL's citext ignores case, so "ABC" would find, update
+	// or delete row "abc". The plain comparison comes first, for the index.
 	idEq := func(n int) string {
 		eq := q.id + " = " + idParam(n)
 		switch {
