@@ -153,10 +153,11 @@ func buildQueries(d Dialect, sc *schema) {
 	// Resolve, the hot path, checks an inexact comparison's row in Go
 	// (Get compares the id it reads back): the exact comparison in SQL cost
 	// MySQL about 12 µs a resolve.
-	q.resolve = fmt.Sprintf("SELECT %s, %s%s FROM %s WHERE %s = %s", q.value, expires, refCols, q.table, q.id, idParam(1))
+	readBack := ""
 	if sc.exact {
-		q.resolve = fmt.Sprintf("SELECT %s, %s%s, %s FROM %s WHERE %s = %s", q.value, expires, refCols, q.id, q.table, q.id, idParam(1))
+		readBack = ", " + q.id
 	}
+	q.resolve = fmt.Sprintf("SELECT %s, %s%s%s FROM %s WHERE %s = %s", q.value, expires, refCols, readBack, q.table, q.id, idParam(1))
 
 	// INSERT: only the columns the table has; the id when the application
 	// assigns it (text ids, or an id given to Insert).

@@ -369,11 +369,9 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 		// A column named rowid shadows the rowid (and a WITHOUT ROWID
 		// table may have one): such a table is walked in id order.
 		rows, err := b.db.QueryContext(ctx, "SELECT rowid FROM "+qt+" WHERE 1=0")
-		if err == nil && !slices.ContainsFunc(slices.Collect(maps.Keys(cols)), func(c string) bool { return strings.EqualFold(c, "rowid") }) {
+		if err == nil {
 			rows.Close()
-			sc.rowid = true
-		} else if err == nil {
-			rows.Close()
+			sc.rowid = !slices.ContainsFunc(slices.Collect(maps.Keys(cols)), func(c string) bool { return strings.EqualFold(c, "rowid") })
 		}
 	}
 	sc.dialect = b.d
