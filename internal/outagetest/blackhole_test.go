@@ -282,7 +282,16 @@ func TestBlackholedAWSBackendServesStale(t *testing.T) {
 		}
 		t.Logf("retry %d after the network came back: %v; the next one follows the backoff", attempt, err)
 	}
-	if got, _, info := resolve(ctx); got != v2 || info.Stale {
-		t.Fatalf("after the network came back: got the new value %v, stale %v; want the new value, fresh", got == v2, info.Stale)
+	// backendReturned fires as the backend call returns, before the cache
+	// stores its value: wait (boundedly) for the store.
+	for i := 0; ; i++ {
+		got, _, info := resolve(ctx)
+		if got == v2 && !info.Stale {
+			break
+		}
+		if i == 200 {
+			t.Fatalf("after the network came back: got the new value %v, stale %v; want the new value, fresh", got == v2, info.Stale)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
