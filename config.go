@@ -2,8 +2,10 @@ package secrets
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path"
+	"regexp"
 	"strings"
 	"time"
 
@@ -20,7 +22,7 @@ const maxTimeout = time.Hour
 //	db      = fernet://?table=api_keys      # encrypted column, DATABASE_URL + ENCRYPTION_KEY
 //	env     = env://?allow=ANTHROPIC_*,OPENAI_*
 //	cache   = size=10000&ttl=5m             # the cache decorator ("on" for its defaults)
-//	audit   = on                            # log every resolve, never the value
+//	audit   = on                            # log every resolve, never the value (db: to a table)
 //	timeout = 5s                            # bound each backend call
 //	allow   = db:*, env:ANTHROPIC_*         # only refs matching these (AllowRefs)
 //
@@ -35,6 +37,12 @@ type Config struct {
 	Cache string
 	// Audit enables the audit decorator.
 	Audit bool
+	// AuditTable, when not empty, is the table of the service's own
+	// database (DATABASE_URL) that audit events are written to, one row per
+	// resolve ("audit = db" sets DefaultAuditTable, "audit = db?table=NAME"
+	// sets NAME, and both set Audit). It needs the audittable package linked
+	// (see RegisterAuditTable).
+	AuditTable string
 	// Timeout bounds each backend call; zero means no bound beyond the caller's.
 	// The timeout key accepts 0 to 1h: a secret that takes longer is not coming.
 	Timeout time.Duration
@@ -79,14 +87,11 @@ func ParseConfig(text string) (*Config, error) {
 		case "cache":
 			c.Cache = value
 		case "audit":
-			switch strings.ToLower(value) {
-			case "on", "true", "1", "yes":
-				c.Audit = true
-			case "off", "false", "0", "no":
-				c.Audit = false
-			default:
-				return nil, bad("audit must be on or off")
+			on, table, err := parseAudit(value)
+			if err != nil {
+				return nil, bad("%s", err)
 			}
+			c.Audit, c.AuditTable = on, table
 		case "allow":
 			for _, p := range strings.Split(value, ",") {
 				if p = strings.TrimSpace(p); p != "" {
@@ -117,6 +122,59 @@ func ParseConfig(text string) (*Config, error) {
 		}
 	}
 	return c, nil
+}
+
+// DefaultAuditTable is the table "audit = db" writes to: the Python
+// service's api_key_usage.
+const DefaultAuditTable = "api_key_usage"
+
+// auditForms names the accepted values of the audit key, for its errors.
+const auditForms = "audit must be on or off, or db (a row per resolve in the table " + DefaultAuditTable +
+	" of DATABASE_URL) or db?table=NAME"
+
+// auditTableRE is what an audit table's name may be: an SQL identifier,
+// optionally schema-qualified, as fernetstore takes a table name.
+var auditTableRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$`)
+
+// parseAudit reads the value of the audit key: whether to audit, and the
+// table to write to ("" for the host's Auditor or slog). The value is quoted
+// back only when it is short and plain: a configuration line should hold no
+// secret, but a mistaken one might.
+func parseAudit(value string) (on bool, table string, err error) {
+	switch strings.ToLower(value) {
+	case "on", "true", "1", "yes":
+		return true, "", nil
+	case "off", "false", "0", "no":
+		return false, "", nil
+	}
+	name, query, hasQuery := strings.Cut(value, "?")
+	if strings.ToLower(name) != "db" {
+		return false, "", fmt.Errorf("%s", auditForms)
+	}
+	if !hasQuery {
+		return true, DefaultAuditTable, nil
+	}
+	q, qerr := url.ParseQuery(query)
+	if qerr != nil {
+		return false, "", fmt.Errorf("audit = db?...: the parameters are malformed: %s", auditForms)
+	}
+	for k, v := range q {
+		if k != "table" {
+			what := "a parameter"
+			if len(k) <= 32 && auditTableRE.MatchString(k) {
+				what = fmt.Sprintf("parameter %q", k)
+			}
+			return false, "", fmt.Errorf("audit = db?...: unknown %s (known: table); %s", what, auditForms)
+		}
+		if len(v) != 1 {
+			return false, "", fmt.Errorf("audit = db?...: table given more than once; %s", auditForms)
+		}
+	}
+	table = q.Get("table")
+	if !auditTableRE.MatchString(table) {
+		return false, "", fmt.Errorf("audit = db?table=...: the table name must be letters, digits and '_' (at most 63, not starting with a digit), optionally schema.table; %s", auditForms)
+	}
+	return true, table, nil
 }
 
 // defaultBackends are the backends under their defaults, by Mux scheme.

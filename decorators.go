@@ -82,6 +82,26 @@ type AuditEvent struct {
 	CacheHit  bool // answered by a cache without a backend call
 	Stale     bool // answered by a cache with a stale value during a backend failure
 	Plaintext bool // the value was read from legacy plaintext
+	// Requester says who asked, as the host put it in the resolve's
+	// context with WithRequester ("" when it did not): a user, a bot, a
+	// client token's name. It is the host's text, never a value.
+	Requester string
+}
+
+type requesterKey struct{}
+
+// WithRequester returns a copy of ctx that names who is asking (a user id,
+// a bot, an API client), for the audit trail: the audit decorator puts it
+// in AuditEvent.Requester. Set it where the host knows the caller, such as
+// an HTTP handler's authentication; it must not hold a secret.
+func WithRequester(ctx context.Context, who string) context.Context {
+	return context.WithValue(ctx, requesterKey{}, who)
+}
+
+// RequesterFrom returns what WithRequester put in ctx, or "".
+func RequesterFrom(ctx context.Context) string {
+	who, _ := ctx.Value(requesterKey{}).(string)
+	return who
 }
 
 // Auditor receives audit events. Implementations must be safe for concurrent
@@ -111,6 +131,9 @@ func SlogAuditor(l *slog.Logger) Auditor {
 			slog.Duration("latency", ev.Latency),
 			slog.Bool("cache_hit", ev.CacheHit),
 		}
+		if ev.Requester != "" {
+			attrs = append(attrs, slog.String("requester", ev.Requester))
+		}
 		if ev.Stale {
 			attrs = append(attrs, slog.Bool("stale", true))
 		}
@@ -137,7 +160,8 @@ type audit struct {
 }
 
 // NewAudit returns a KeyResolver that reports every resolve through next to
-// to: ref, backend, outcome, latency, and whether a cache answered. Put it
+// to: ref, backend, outcome, latency, whether a cache answered, and who
+// asked (WithRequester on the resolve's context). Put it
 // outermost, so it sees cache hits as well as backend calls.
 //
 // A batch (ResolveMany) is passed to next as one batch and reported as one
@@ -154,7 +178,9 @@ func NewAudit(next KeyResolver, to Auditor, opts *AuditOptions) KeyResolver {
 func (a *audit) Resolve(ctx context.Context, ref string) (Secret, error) {
 	start := a.now()
 	s, err := a.next.Resolve(ctx, ref)
-	a.to.Audit(ctx, auditEvent(start, a.now().Sub(start), ref, s, err))
+	ev := auditEvent(start, a.now().Sub(start), ref, s, err)
+	ev.Requester = RequesterFrom(ctx)
+	a.to.Audit(ctx, ev)
 	return s, err
 }
 
@@ -179,8 +205,11 @@ func (a *audit) ResolveMany(ctx context.Context, refs []string) ([]Result, error
 	start := a.now()
 	out, err := batchAll(ctx, a.next, refs)
 	latency := a.now().Sub(start)
+	who := RequesterFrom(ctx)
 	for _, r := range out {
-		a.to.Audit(ctx, auditEvent(start, latency, r.Ref, r.Secret, r.Err))
+		ev := auditEvent(start, latency, r.Ref, r.Secret, r.Err)
+		ev.Requester = who
+		a.to.Audit(ctx, ev)
 	}
 	return out, err
 }

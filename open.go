@@ -51,10 +51,28 @@ func (r *registry[T]) names() []string {
 	return slices.Sorted(maps.Keys(r.m))
 }
 
+// AuditTableFunc opens the Auditor of "audit = db": one that writes a row
+// per event to table in the service's own database (DATABASE_URL). It must
+// do no I/O, and the Auditor must never block Audit. If the Auditor is an
+// io.Closer, the Stack closes it (flushing what it holds) on Close.
+type AuditTableFunc func(ctx context.Context, table string) (Auditor, error)
+
 var (
-	openers    registry[OpenerFunc]
-	decorators registry[DecoratorFunc]
+	openers     registry[OpenerFunc]
+	decorators  registry[DecoratorFunc]
+	auditTables registry[AuditTableFunc]
 )
+
+// RegisterAuditTable makes "audit = db" (and "audit = db?table=NAME")
+// usable in a configuration: package audittable calls it from init, so
+// that the core links no SQL driver and no table writer unless the host
+// imports them. It panics if called twice or with a nil open.
+func RegisterAuditTable(open AuditTableFunc) {
+	if open == nil {
+		panic("secrets: RegisterAuditTable of a nil opener")
+	}
+	auditTables.register("audit table", "db", open)
+}
 
 // Register makes a backend openable by Open under the URL scheme. Backend
 // packages call it from init. It panics if the scheme is already registered

@@ -16,7 +16,8 @@ import (
 // means defaults.
 type StackOptions struct {
 	// Auditor receives audit events when the configuration enables audit;
-	// nil means SlogAuditor(slog.Default()).
+	// nil means SlogAuditor(slog.Default()). With "audit = db" the events
+	// go to the table, and to Auditor as well when it is set.
 	Auditor Auditor
 	// Backends are resolvers the host built itself, by Mux scheme. They take
 	// the place of the configuration's URL for that scheme (which is still
@@ -96,6 +97,7 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (_ *Stack, e
 	}
 	mux := new(Mux)
 	var opened []KeyResolver
+	var table Auditor
 	defer func() {
 		if err != nil {
 			// What the openers made, before any I/O; the host's own
@@ -103,8 +105,17 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (_ *Stack, e
 			for _, r := range opened {
 				closeResolver(r)
 			}
+			if c, ok := table.(io.Closer); ok {
+				c.Close()
+			}
 		}
 	}()
+	if c.AuditTable != "" {
+		// First, so that a missing import fails before anything is opened.
+		if table, err = openAuditTable(ctx, c.AuditTable); err != nil {
+			return nil, err
+		}
+	}
 	for _, scheme := range slices.Sorted(maps.Keys(c.Backends)) {
 		r, err := openBackend(ctx, scheme, c.Backends[scheme])
 		if err != nil {
@@ -156,17 +167,61 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (_ *Stack, e
 		}
 	}
 	top = EnforceExpiry(top, &ExpiryOptions{Now: o.Now})
-	if c.Audit {
+	if c.Audit || table != nil {
 		a := o.Auditor
-		if a == nil {
+		switch {
+		case table != nil && a != nil:
+			a = bothAuditors{table, a}
+		case table != nil:
+			a = table
+		case a == nil:
 			a = SlogAuditor(slog.Default())
 		}
 		top = NewAudit(top, a, &AuditOptions{Now: o.Now})
+		if cl, ok := table.(io.Closer); ok {
+			// Outermost: closed first, so it flushes while the rest stands.
+			st.closers = append([]io.Closer{cl}, st.closers...)
+		}
 	}
 	st.top = top
 	// Last, so that what an entry names is resolved through every layer.
 	followThroughStack(st)
 	return st, nil
+}
+
+// openAuditTable opens the Auditor of "audit = db" through the opener
+// package audittable registered.
+func openAuditTable(ctx context.Context, table string) (Auditor, error) {
+	open, ok := auditTables.lookup("db")
+	if !ok {
+		return nil, &Error{Op: "config", Backend: "audit", Code: CodeUnknownScheme,
+			Reason: `audit = db needs the audit table writer linked in: import _ "github.com/keyward/secrets/audittable" (or github.com/keyward/secrets/all), with the package of the database (fernetstore/sqlite, fernetstore/postgres or fernetstore/mysql)`}
+	}
+	a, err := open(ctx, table)
+	if err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			c := *e
+			c.Op, c.Backend = "config", "audit"
+			c.Reason = "audit = db (table " + table + "): " + c.Reason
+			return nil, &c
+		}
+		return nil, &Error{Op: "config", Backend: "audit", Code: CodeOf(err),
+			Reason: "audit = db (table " + table + ") cannot be opened", Err: err}
+	}
+	if a == nil {
+		return nil, &Error{Op: "config", Backend: "audit", Code: CodeUnknown,
+			Reason: "the audit table opener returned neither an Auditor nor an error"}
+	}
+	return a, nil
+}
+
+// bothAuditors sends each event to the table and to the host's Auditor.
+type bothAuditors [2]Auditor
+
+func (b bothAuditors) Audit(ctx context.Context, ev AuditEvent) {
+	b[0].Audit(ctx, ev)
+	b[1].Audit(ctx, ev)
 }
 
 // openBackend opens the backend of one configuration line, scheme = raw.
