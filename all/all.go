@@ -1,7 +1,8 @@
-// Package all links every keyward backend and decorator, and the three
-// databases of the encrypted column, so that secrets.Open, secrets.OpenConfig
-// and secrets.DefaultConfig know all their URL schemes and fernetstore.OpenDB
-// (DATABASE_URL) every database scheme:
+// Package all links every keyward backend and decorator, the audit table
+// writer ("audit = db"), and the three databases of the encrypted column,
+// so that secrets.Open, secrets.OpenConfig and secrets.DefaultConfig know
+// all their URL schemes and fernetstore.OpenDB (DATABASE_URL) every
+// database scheme:
 //
 //	import _ "github.com/keyward/secrets/all"
 //
@@ -12,6 +13,7 @@
 package all
 
 import (
+	_ "github.com/keyward/secrets/audittable"           // audit = db (the audit table)
 	_ "github.com/keyward/secrets/awssm"                // awssm://
 	_ "github.com/keyward/secrets/azurekv"              // azurekv://
 	_ "github.com/keyward/secrets/cache"                // the "cache" decorator

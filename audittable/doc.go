@@ -1,0 +1,44 @@
+// Package audittable writes the audit trail of a keyward stack to a table:
+// one row per key use, on SQLite, PostgreSQL or MySQL/MariaDB, off the
+// request path. New returns a secrets.Auditor whose Audit only puts the
+// event in a bounded queue (never blocking: a full queue drops the event
+// and counts it); a goroutine writes the queue in batches, each one
+// multi-row INSERT in one transaction. No row holds a secret value: an
+// AuditEvent has none.
+//
+// The default table is the Python service's api_key_usage:
+//
+//	api_key_usage(id VARCHAR(36) PRIMARY KEY,  -- a UUID string
+//	              api_key_id VARCHAR(36) NULL, -- the fernet row id of a db ref
+//	              used_at, success BOOLEAN, error_message TEXT NULL,
+//	              ref, backend, outcome, cache_hit, requester)
+//
+// CreateTable makes it with every column. An existing table is used as it
+// is: the writer reads which of these columns it has before its first
+// write and writes only those, so the Python service's five-column table
+// works unchanged.
+//
+// # URLs
+//
+// Importing the package registers "audit = db" for secrets.OpenConfig:
+//
+//	audit = db                 # table api_key_usage of DATABASE_URL, created if missing
+//	audit = db?table=NAME      # another table (schema.table allowed)
+//
+// The database comes from DATABASE_URL (default sqlite:keyward.db), opened
+// with fernetstore.OpenDB, so the host imports the package of its database
+// too (fernetstore/sqlite, fernetstore/postgres or fernetstore/mysql), or
+// github.com/keyward/secrets/all. The Stack closes the Auditor, flushing
+// the queue, on Close.
+//
+// # Errors
+//
+// Audit never fails and never blocks. A batch that cannot be written is
+// counted in Stats().Failed and logged to Options.Logger; if it set any
+// api_key_id (a foreign key to api_keys may refuse an id whose row is gone),
+// it is first tried once more with every api_key_id NULL. New fails only
+// on bad options or a driver whose dialect it cannot tell; List and Columns
+// return *secrets.Error values: ErrInvalidRef for a missing table or a
+// filter on a column the table lacks, ErrUnavailable when the database
+// cannot be reached.
+package audittable
