@@ -14,6 +14,7 @@
 //	keyward migrate [--dry-run] [--batch N] encrypt legacy plaintext rows
 //	keyward rotate  [--dry-run] [--batch N] re-encrypt old-key rows under ENCRYPTION_KEY
 //	keyward check                           exit non-zero on anything to fix
+//	keyward audit [--ref REF] [--since 24h] [--limit N]   recent key uses, newest first
 //	keyward version                         module version, commit, Go version (also --version)
 //	keyward completion bash|zsh|fish|powershell
 //

@@ -75,9 +75,10 @@ type app struct {
 	db        *sql.DB // the store's; New leaves it open, close closes it
 	storeErr  error
 
-	cfg      *secrets.Config
-	dbOpts   *fernetstore.Options // from the configuration's db line
-	explicit bool                 // the configuration came from KEYWARD_CONFIG(_FILE)
+	cfg            *secrets.Config
+	dbOpts         *fernetstore.Options // from the configuration's db line
+	explicit       bool                 // the configuration came from KEYWARD_CONFIG(_FILE)
+	auditTableName string               // the configuration's audit = db table, for keyward audit
 }
 
 // run is the whole program, minus the process: main passes os.Args[1:], the
@@ -152,7 +153,7 @@ plaintext= of the encrypted column.
 	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(a.genkeyCommand(), a.initCommand(), a.putCommand(), a.updateCommand(), a.deleteCommand(),
 		a.listCommand(), a.resolveCommand(), a.walkCommand("migrate"), a.walkCommand("rotate"), a.checkCommand(),
-		a.versionCommand(), a.completionCommand())
+		a.auditCommand(), a.versionCommand(), a.completionCommand())
 	for _, c := range root.Commands() {
 		c.Long = strings.TrimSpace(c.Long) + "\n" + exitCodesHelp
 	}
@@ -192,6 +193,10 @@ func (a *app) loadConfig() (*secrets.Config, error) {
 	}
 	// One process, a few resolves: a cache would only add a goroutine.
 	c.Cache = ""
+	// audit = db names the table keyward audit reads. keyward's own
+	// resolves are logged to stderr instead of written there: the table
+	// is in DATABASE_URL's database, which --db may not be.
+	a.auditTableName, c.AuditTable = c.AuditTable, ""
 	opts := &fernetstore.Options{}
 	if raw, ok := c.Backends["db"]; ok {
 		if opts, err = fernetstore.ParseURL(raw); err != nil {
