@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,6 +25,7 @@ type service struct {
 	*app
 	stdout, stderr *testenv.Buffer
 	bodies         *testenv.Buffer // every response body the test received
+	token          string          // the client token post sends: the development token unless set
 }
 
 func start(t *testing.T, env map[string]string) *service {
@@ -65,7 +67,15 @@ func startWith(t *testing.T, env map[string]string, backends map[string]secrets.
 
 func (s *service) post(t *testing.T, path, body string) (int, map[string]string) {
 	t.Helper()
-	resp, err := http.Post("http://"+s.addr+path, "application/json", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, "http://"+s.addr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if tok := cmp.Or(s.token, s.devToken); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +133,7 @@ func TestZeroConfigMainJob(t *testing.T) {
 
 	// The printed curl lines name both bots and their refs.
 	out := s.stdout.String()
-	for _, want := range []string{"curl -s -X POST http://" + s.addr + "/api/chat/1", "/api/chat/2", "db:1", "env:" + demoEnvVar} {
+	for _, want := range []string{"curl -s -X POST -H \"Authorization: Bearer $CHAT_TOKEN\" http://" + s.addr + "/api/chat/1", "export CHAT_TOKEN=" + s.devToken, "/api/chat/2", "db:1", "env:" + demoEnvVar} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stdout lacks %q:\n%s", want, out)
 		}

@@ -31,8 +31,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -49,18 +51,23 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	secrets "github.com/keyward/secrets"
 	_ "github.com/keyward/secrets/all"
 	"github.com/keyward/secrets/cache"
 	"github.com/keyward/secrets/fernetstore"
-	"github.com/keyward/secrets/internal/bounds"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "token" {
+		os.Exit(runTokenCommand(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
 	if err := run(ctx, os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
-		fmt.Fprintln(os.Stderr, "chatservice:", err)
+		// One JSON line like every other line on stderr.
+		slog.New(slog.NewJSONHandler(os.Stderr, nil)).Error("chatservice did not start", "error", err)
 		os.Exit(1)
 	}
 }
@@ -73,11 +80,13 @@ const (
 
 // app is a running service, for tests: its address and its parts.
 type app struct {
-	addr    string
-	bots    *botStore
-	keys    *fernetstore.Store
-	stack   *secrets.Stack
-	standIn *standIn
+	addr     string
+	bots     *botStore
+	keys     *fernetstore.Store
+	stack    *secrets.Stack
+	standIn  *standIn
+	tokens   *tokenStore
+	devToken string // the development client token, on the zero-config start
 }
 
 // runOptions are for tests; main passes nil.
@@ -96,41 +105,25 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		opts = new(runOptions)
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	env := func(k, d string) string {
-		if v := getenv(k); v != "" {
-			return v
-		}
-		return d
-	}
-	dataDir := env("CHAT_DATA_DIR", ".")
-	// Checked first: a bad limit must stop the service before it serves,
-	// not become 0 (a limiter that refuses every chat).
-	rps, err := bounds.Float("CHAT_RATE", env("CHAT_RATE", "5"), 0, 10000, "5 (chats a second per client)")
+	// Checked first: a bad setting must stop the service before it serves,
+	// not become a default or 0 (a limiter that refuses every chat).
+	cfg, err := loadSettings(getenv)
 	if err != nil {
 		return err
 	}
-	burst, err := bounds.Int("CHAT_BURST", env("CHAT_BURST", "10"), 1, 10000, "10")
-	if err != nil {
-		return err
-	}
-	defaultProvider := getenv("CHAT_DEFAULT_PROVIDER")
-	switch defaultProvider {
-	case "", "anthropic", "openai":
-	default:
-		return errors.New("CHAT_DEFAULT_PROVIDER must be anthropic or openai (the provider of a Python bot whose model names none), or unset")
-	}
+	dataDir := cfg.dataDir
 
 	// The configuration first, read by the library: a typo in it stops the
 	// service before it touches the database.
 	dotenv := filepath.Join(dataDir, demoEnv)
-	cfg, err := stackConfig(getenv, dotenv)
+	stackCfg, err := stackConfig(getenv, dotenv)
 	if err != nil {
 		return err
 	}
 	// The "db" scheme is always this service's own encrypted column, on its
 	// own connection, with the options of the configuration's db line.
 	keyOpts := new(fernetstore.Options)
-	if raw, ok := cfg.Backends["db"]; ok {
+	if raw, ok := stackCfg.Backends["db"]; ok {
 		if keyOpts, err = fernetstore.ParseURL(raw); err != nil {
 			return fmt.Errorf("the configuration's db line (db: is this service's encrypted column): %w", err)
 		}
@@ -141,14 +134,15 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		return err
 	}
 	if devKey != "" {
-		fmt.Fprintf(stderr, "\n"+
-			"  !!! WARNING: ENCRYPTION_KEY is not set, so this run uses a DEVELOPMENT key kept in %s.\n"+
-			"  !!! Anyone who can read that file can decrypt every key in the database. For production,\n"+
-			"  !!! make a key with `go run ./cmd/keyward genkey`, keep it in your secret store, and set ENCRYPTION_KEY.\n\n",
-			devKey)
+		log.Warn("WARNING: ENCRYPTION_KEY is not set, so this run uses a DEVELOPMENT key kept in "+devKey+
+			": anyone who can read that file can decrypt every key in the database",
+			"to_move_to_a_real_key", moveOffDevKey(devKey))
+	} else if old := staleDevKey(dataDir, ring); old != "" {
+		log.Warn("the development key in "+old+" is not in ENCRYPTION_KEY or ENCRYPTION_KEY_PREVIOUS: keys it encrypted no longer decrypt",
+			"to_fix", moveOffDevKey(old))
 	}
 
-	dsn := env("DATABASE_URL", "sqlite:"+filepath.Join(dataDir, "chatservice.db"))
+	dsn := cmp.Or(getenv("DATABASE_URL"), "sqlite:"+filepath.Join(dataDir, "chatservice.db"))
 	db, err := fernetstore.OpenDB(dsn)
 	if err != nil {
 		return err
@@ -160,6 +154,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	}
 	keys := fernetstore.New(db, ring, keyOpts)
 	bots := &botStore{db: db, dialect: dialect}
+	tokens := &tokenStore{db: db, dialect: dialect}
 
 	m := newMetrics()
 	backends := map[string]secrets.KeyResolver{"db": keys}
@@ -167,7 +162,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		backends[scheme] = r
 	}
 	// OpenConfig checks every backend URL and does no I/O.
-	stack, err := secrets.OpenConfig(ctx, cfg, &secrets.StackOptions{Backends: backends,
+	stack, err := secrets.OpenConfig(ctx, stackCfg, &secrets.StackOptions{Backends: backends,
 		Auditor: secrets.AuditFunc(func(ctx context.Context, ev secrets.AuditEvent) {
 			m.Audit(ctx, ev)
 			secrets.SlogAuditor(log).Audit(ctx, ev)
@@ -180,6 +175,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err := bots.detect(ctx); err != nil {
 		return err
 	}
+	var devToken string
 	if bots.shape == pythonBots {
 		// The Python service's database is that service's: its tables are
 		// read and checked, never created, changed or seeded.
@@ -187,12 +183,21 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		if err != nil {
 			return fmt.Errorf("the Python service's key table (the db line's): %w", err)
 		}
-		advice, err := bots.usePython(ctx, info, keyOpts, legacyScheme(cfg), defaultProvider)
+		advice, err := bots.usePython(ctx, info, keyOpts, legacyScheme(stackCfg), cfg.provider)
 		if err != nil {
 			return err
 		}
 		for _, a := range advice {
-			fmt.Fprintf(stderr, "  NOTE: %s\n", a)
+			log.Info("note on the Python service's database", "note", a)
+		}
+		// Client tokens live in a table of this service's own, which the
+		// operator creates, with the first token, beside the Python tables.
+		ok, err := tokens.exists(ctx)
+		if err != nil {
+			return fmt.Errorf("the client tokens table: %w", err)
+		}
+		if !ok {
+			return fmt.Errorf("this database (the Python service's) has no %s table for the client tokens of /api/chat: make the first token with `go run ./examples/chatservice token add --name NAME --bots '*'` (same DATABASE_URL; it creates that one table and touches no other)", tokenTable)
 		}
 	} else {
 		if err := keys.CreateSchema(ctx); err != nil {
@@ -201,18 +206,34 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		if err := bots.createTable(ctx); err != nil {
 			return fmt.Errorf("create the bots table: %w", err)
 		}
-		if err := seed(ctx, bots, keys, dotenv); err != nil {
+		if err := tokens.createTable(ctx); err != nil {
+			return fmt.Errorf("create the client tokens table: %w", err)
+		}
+		if err := seed(ctx, bots, keys, dotenv, dataDir); err != nil {
 			return err
+		}
+		if devKey != "" {
+			// The zero-config start stays zero-config: a development
+			// client token, printed in the curl lines.
+			if devToken, err = tokens.ensureDevToken(ctx, dataDir); err != nil {
+				return err
+			}
 		}
 	}
 	if c, ok := secrets.Find[*cache.Cache](stack); ok {
 		m.watchCache(c)
 	}
 
-	a := &app{bots: bots, keys: keys, stack: stack}
+	a := &app{bots: bots, keys: keys, stack: stack, tokens: tokens, devToken: devToken}
 	providers := map[string]string{"anthropic": getenv("ANTHROPIC_BASE_URL"), "openai": getenv("OPENAI_BASE_URL")}
 	if providers["anthropic"] == "" || providers["openai"] == "" {
-		a.standIn = new(standIn)
+		// The stand-in knows the keys it issued (at seeding, in its own
+		// file), as a provider does: a chat it answers proves the service
+		// resolved and sent the right key.
+		a.standIn, err = loadStandIn(filepath.Join(dataDir, standInKeysFile))
+		if err != nil {
+			return err
+		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return err
@@ -225,62 +246,75 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 				providers[p] = "http://" + ln.Addr().String()
 			}
 		}
-		fmt.Fprintf(stdout, "stand-in provider on http://%s (set ANTHROPIC_BASE_URL and OPENAI_BASE_URL for real ones)\n", ln.Addr())
-		// The stand-in must know the bots' keys to check them. Resolving
-		// them now also warms the cache, so the first chat is a hit.
-		all, err := bots.all(ctx)
-		if err != nil {
-			return err
-		}
-		for _, b := range all {
-			if b.Problem != "" {
-				log.Warn("bot cannot chat", "bot", b.Name, "problem", b.Problem)
-				continue
-			}
-			k, err := stack.Resolve(ctx, b.KeyRef)
-			if err != nil {
-				log.Warn("bot key does not resolve", "bot", b.Name, "ref", b.KeyRef, "error", err)
-				continue
-			}
-			a.standIn.accept(k.Reveal())
-		}
+		log.Info("stand-in provider listening (set ANTHROPIC_BASE_URL and OPENAI_BASE_URL for real ones)", "addr", "http://"+ln.Addr().String())
 	}
-
 	for name, base := range providers {
 		if err := checkProviderURL(base); err != nil {
 			return fmt.Errorf("%s base URL: %w", name, err)
 		}
 	}
+	// Warm the cache, so the first chat is a hit, and say which bots
+	// cannot chat.
+	all, err := bots.all(ctx)
+	if err != nil {
+		return err
+	}
+	for _, b := range all {
+		if b.Problem != "" {
+			log.Warn("bot cannot chat", "bot", b.Name, "problem", b.Problem)
+			continue
+		}
+		if _, err := stack.Resolve(ctx, b.KeyRef); err != nil {
+			log.Warn("bot key does not resolve", "bot", b.Name, "ref", b.KeyRef, "error", err)
+		}
+	}
+
 	s := &server{
-		bots: bots, keys: stack, providers: providers,
+		cfg: cfg, bots: bots, tokens: tokens, keys: stack, ping: stack.Ping, providers: providers,
 		client: &http.Client{
-			Timeout: 60 * time.Second,
+			Timeout: providerTimeout,
 			// Never follow a redirect: Go drops Authorization on a
 			// cross-host redirect but would forward x-api-key.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		limits:  newClientLimits(rps, burst),
+		limits:  newClientLimits(cfg.rate, cfg.burst),
 		metrics: m, log: log,
 	}
-	ln, err := net.Listen("tcp", env("CHAT_ADDR", "127.0.0.1:8080"))
+	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
 	}
 	a.addr = ln.Addr().String()
-	hs := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 5 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-
-	all, _ := bots.all(ctx)
-	fmt.Fprintf(stdout, "chatservice listening on http://%s\ntry:\n", a.addr)
-	for _, b := range all {
-		if b.Problem != "" {
-			fmt.Fprintf(stdout, "  # bot %s (%s) cannot chat: %s\n", b.ID, b.Name, b.Problem)
-			continue
-		}
-		fmt.Fprintf(stdout, "  curl -s -X POST http://%s/api/chat/%s -d '{\"message\":\"hello\"}'   # %s (%s, key at %s)\n", a.addr, b.ID, b.Name, b.Provider, b.KeyRef)
+	hs := &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: cfg.readHeaderTimeout,
+		ReadTimeout:       cfg.readTimeout,
+		WriteTimeout:      cfg.writeTimeout,
+		IdleTimeout:       cfg.idleTimeout,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	fmt.Fprintf(stdout, "  curl -s http://%s/metrics | grep keyward_\n", a.addr)
+	scheme := "http"
+	if cfg.tlsCert != nil {
+		scheme = "https"
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cfg.tlsCert}, MinVersion: tls.VersionTLS12}
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// A cap on open connections: beyond it, new ones wait in the
+		// kernel's backlog instead of costing a descriptor each.
+		limited := netutil.LimitListener(ln, cfg.maxConns)
+		if hs.TLSConfig != nil {
+			errc <- hs.ServeTLS(limited, "", "")
+			return
+		}
+		errc <- hs.Serve(limited)
+	}()
+	log.Info("chatservice started", "addr", scheme+"://"+a.addr, "bots", len(all), "tls", cfg.tlsCert != nil,
+		"read_timeout", cfg.readTimeout.String(), "write_timeout", cfg.writeTimeout.String(), "idle_timeout", cfg.idleTimeout.String(),
+		"max_conns", cfg.maxConns, "max_body", cfg.maxBody, "cors_origins", len(cfg.corsOrigins), "trusted_proxies", len(cfg.trustedProxies))
+
+	printTry(stdout, scheme+"://"+a.addr, devToken, all)
 	if opts.ready != nil {
 		opts.ready(a)
 	}
@@ -290,9 +324,65 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	case err := <-errc:
 		return err
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	log.Info("chatservice shutting down: finishing the requests in flight", "grace", "10s")
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return hs.Shutdown(shutdown)
+	err = hs.Shutdown(shutdown)
+	log.Info("chatservice stopped", "clean", err == nil)
+	return err
+}
+
+// printTry prints the curl lines a newcomer tries, with the development
+// client token when there is one.
+func printTry(w io.Writer, base, devToken string, all []bot) {
+	auth := `-H "Authorization: Bearer $CHAT_TOKEN" `
+	fmt.Fprintf(w, "chatservice listening on %s\n", base)
+	if devToken != "" {
+		fmt.Fprintf(w, "development client token (kept in %s; make real ones with `go run ./examples/chatservice token add`):\n  export CHAT_TOKEN=%s\n", devTokenFile, devToken)
+	} else {
+		fmt.Fprintf(w, "set CHAT_TOKEN to a client token (`go run ./examples/chatservice token add --name NAME --bots '*'`)\n")
+	}
+	fmt.Fprintf(w, "try:\n")
+	for _, b := range all {
+		if b.Problem != "" {
+			fmt.Fprintf(w, "  # bot %s (%s) cannot chat: %s\n", b.ID, b.Name, b.Problem)
+			continue
+		}
+		fmt.Fprintf(w, "  curl -s -X POST %s%s/api/chat/%s -d '{\"message\":\"hello\"}'   # %s (%s, key at %s)\n", auth, base, b.ID, b.Name, b.Provider, b.KeyRef)
+	}
+	fmt.Fprintf(w, "  curl -s %s/metrics | grep keyward_\n", base)
+}
+
+// moveOffDevKey is what the warnings about the development key tell the
+// operator to do, step by step.
+func moveOffDevKey(devKey string) string {
+	return "1) make a key: go run ./cmd/keyward genkey; 2) start with ENCRYPTION_KEY=<that key> and " +
+		"ENCRYPTION_KEY_PREVIOUS=$(cat " + devKey + ") and re-encrypt every row under the new key: " +
+		"ENCRYPTION_KEY=<that key> ENCRYPTION_KEY_PREVIOUS=$(cat " + devKey + ") go run ./cmd/keyward rotate --db <DATABASE_URL, default sqlite:chatservice.db>; " +
+		"3) once keyward check says every row is under the primary key, drop ENCRYPTION_KEY_PREVIOUS and delete " + devKey
+}
+
+// staleDevKey returns the path of a development key file in dataDir whose
+// key the ring does not hold (an operator set ENCRYPTION_KEY without moving
+// the demo's rows to it), or "".
+func staleDevKey(dataDir string, ring *fernetstore.KeyRing) string {
+	path := filepath.Join(dataDir, devKeyFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	dev, err := fernetstore.ParseKeyRing(strings.TrimSpace(string(b)))
+	if err != nil {
+		return ""
+	}
+	probe, err := dev.Encrypt([]byte("probe"))
+	if err != nil {
+		return ""
+	}
+	if _, _, err := ring.Decrypt(probe); err == nil {
+		return ""
+	}
+	return path
 }
 
 // legacyScheme returns the scheme of the configuration line that reads the
@@ -370,13 +460,20 @@ func keyRing(getenv func(string) string, dataDir string) (ring *fernetstore.KeyR
 }
 
 // seed adds the two demo bots to an empty bots table: one key in the
-// encrypted column, one in an environment variable read from dotenv.
-func seed(ctx context.Context, bots *botStore, keys *fernetstore.Store, dotenv string) error {
+// encrypted column, one in an environment variable read from dotenv. The
+// stand-in provider "issues" both keys: they are added to its own file in
+// dataDir, which it reads at start, so it knows them without the resolver.
+func seed(ctx context.Context, bots *botStore, keys *fernetstore.Store, dotenv, dataDir string) error {
 	existing, err := bots.all(ctx)
 	if err != nil || len(existing) > 0 {
 		return err
 	}
-	id, err := keys.Put(ctx, "support-bot", "anthropic", "sk-ant-demo-"+randomHex(16), time.Time{})
+	issued := filepath.Join(dataDir, standInKeysFile)
+	dbKey := "sk-ant-demo-" + randomHex(16)
+	if err := issueKey(issued, dbKey); err != nil {
+		return err
+	}
+	id, err := keys.Put(ctx, "support-bot", "anthropic", dbKey, time.Time{})
 	if err != nil {
 		return err
 	}
@@ -384,8 +481,11 @@ func seed(ctx context.Context, bots *botStore, keys *fernetstore.Store, dotenv s
 		return err
 	}
 	if _, err := os.Stat(dotenv); errors.Is(err, os.ErrNotExist) {
-		line := demoEnvVar + "=sk-openai-demo-" + randomHex(16) + "\n"
-		if err := os.WriteFile(dotenv, []byte(line), 0o600); err != nil {
+		envKey := "sk-openai-demo-" + randomHex(16)
+		if err := issueKey(issued, envKey); err != nil {
+			return err
+		}
+		if err := os.WriteFile(dotenv, []byte(demoEnvVar+"="+envKey+"\n"), 0o600); err != nil {
 			return err
 		}
 	}

@@ -3,7 +3,10 @@ package main
 import (
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 )
@@ -15,6 +18,42 @@ import (
 type standIn struct {
 	mu    sync.RWMutex
 	valid []string
+}
+
+// standInKeysFile, in the data directory, holds the keys the stand-in
+// issued, one a line (mode 0600): its account database.
+const standInKeysFile = ".stand-in-keys"
+
+// loadStandIn returns a stand-in that knows the keys in path (none if the
+// file does not exist).
+func loadStandIn(path string) (*standIn, error) {
+	p := new(standIn)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return p, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the stand-in provider's keys: %w", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			p.accept(line)
+		}
+	}
+	return p, nil
+}
+
+// issueKey records key as issued by the stand-in, in its file at path.
+func issueKey(path, key string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("record the stand-in provider's key: %w", err)
+	}
+	if _, err := f.WriteString(key + "\n"); err != nil {
+		f.Close()
+		return fmt.Errorf("record the stand-in provider's key: %w", err)
+	}
+	return f.Close()
 }
 
 // accept makes key valid for the stand-in.

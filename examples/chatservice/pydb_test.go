@@ -108,7 +108,23 @@ func startOnPython(t *testing.T, f *pyservice.Fixture, config string, extra map[
 	for k, v := range extra {
 		env[k] = v
 	}
-	return start(t, env)
+	tok := clientToken(t, dbURL)
+	s := start(t, env)
+	s.token = tok
+	return s
+}
+
+// clientToken makes a client token for every bot with the service's token
+// command, as the operator does before the first start on the Python
+// service's database (the command creates the chat_tokens table).
+func clientToken(t *testing.T, dbURL string) string {
+	t.Helper()
+	var out, errOut strings.Builder
+	env := map[string]string{"DATABASE_URL": dbURL}
+	if code := runTokenCommand(context.Background(), []string{"add", "--name", "test", "--bots", "*"}, func(k string) string { return env[k] }, &out, &errOut); code != 0 {
+		t.Fatalf("token add exited %d: %s", code, errOut.String())
+	}
+	return strings.TrimSpace(out.String())
 }
 
 // withOnlyKey makes want the one key the stand-in accepts while fn runs, so
@@ -130,8 +146,8 @@ func withOnlyKey(s *service, want string, fn func()) {
 // unchanged (SQLAlchemy's tables, filled by Python: UUID ids, Fernet tokens
 // made by Python's cryptography, key_env_var and secret_name rows, legacy
 // bot keys), on SQLite, PostgreSQL and MariaDB. Every bot chats with the key
-// the Python service would pick, the stand-in learnt exactly the keys that
-// resolve, no table is created or changed, the Python service still reads
+// the Python service would pick (the stand-in knows only the key it is
+// given for each chat), no table but chat_tokens is created or changed, the Python service still reads
 // every row afterwards, and no key reaches the logs.
 func TestPythonServiceDatabase(t *testing.T) {
 	endpoint := testenv.MotoServer(t)
@@ -147,6 +163,9 @@ func TestPythonServiceDatabase(t *testing.T) {
 			addBot(t, f, "Plaintext row bot", "claude-3-5-sonnet-20241022", &plainRow, "")
 			gptKey := "sk-proj-chatpy-" + randomHex(12)
 			addBot(t, f, "GPT legacy bot", "gpt-4o-mini", nil, gptKey)
+			// The operator's first step on this database: a client token,
+			// in the one table the service adds (chat_tokens).
+			clientToken(t, keywardURL(f))
 			before := tables(t, f)
 
 			s := startOnPython(t, f, pyConfig, nil)
@@ -197,12 +216,15 @@ func TestPythonServiceDatabase(t *testing.T) {
 					t.Errorf("bot %q: error %q, want it to say %q", b.Name, body["error"], w.says)
 				}
 			}
-			// The stand-in learnt, at start, exactly the keys that resolve.
+			// The stand-in knows no key it did not issue: on this database
+			// it issued none (withOnlyKey gave it each bot's in turn).
 			s.standIn.mu.RLock()
-			got := slices.Sorted(slices.Values(s.standIn.valid))
+			if n := len(s.standIn.valid); n != 0 {
+				t.Errorf("the stand-in knows %d keys it did not issue", n)
+			}
 			s.standIn.mu.RUnlock()
-			if slices.Sort(learnt); !slices.Equal(got, learnt) {
-				t.Errorf("the stand-in learnt %d keys, want the %d of the bots that resolve", len(got), len(learnt))
+			if len(learnt) == 0 {
+				t.Error("no bot chatted")
 			}
 
 			for path, says := range map[string]string{
@@ -246,9 +268,11 @@ func TestPythonDatabaseWithoutBotsLine(t *testing.T) {
 		t.Errorf("legacy bot without the bots line: %d %v, want 500 naming the line", code, body)
 	}
 	linked := f.ByKind(t, pyservice.TableBots, pyservice.KindLinked)
-	if code, body := s.post(t, "/api/chat/"+linked.ID, `{"message":"hi"}`); code != http.StatusOK {
-		t.Errorf("linked bot: %d %v", code, body)
-	}
+	withOnlyKey(s, linked.Key, func() {
+		if code, body := s.post(t, "/api/chat/"+linked.ID, `{"message":"hi"}`); code != http.StatusOK {
+			t.Errorf("linked bot: %d %v", code, body)
+		}
+	})
 	s.assertNoKeys(t, f.Canaries()...)
 
 	// A bots table of neither shape.

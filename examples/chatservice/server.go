@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -24,9 +24,12 @@ import (
 // server is the chat service: POST /api/chat/{bot_id} resolves the bot's key
 // through the keyward stack and forwards the message to the bot's provider.
 type server struct {
+	cfg       *settings
 	bots      *botStore
+	tokens    *tokenStore
 	keys      secrets.KeyResolver
-	providers map[string]string // provider name -> base URL
+	ping      func(context.Context) error // the configured backends' Ping
+	providers map[string]string           // provider name -> base URL
 	client    *http.Client
 	limits    *clientLimits
 	metrics   *metrics
@@ -37,8 +40,20 @@ func (s *server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/chat/{bot_id}", s.chat)
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
-	return mux
+	// Every other method on these paths, and every other path, answers in
+	// JSON like the rest (ServeMux's own 404 and 405 are text/plain).
+	for path, allow := range map[string]string{"/api/chat/{bot_id}": "POST", "/healthz": "GET, HEAD", "/readyz": "GET, HEAD", "/metrics": "GET, HEAD"} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			fail(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here; use "+allow)
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, http.StatusNotFound, "not_found", "no such path: POST /api/chat/{bot_id}, GET /healthz, /readyz and /metrics are served")
+	})
+	return s.accessLog(s.trustHosts(s.cors(mux)))
 }
 
 type chatRequest struct {
@@ -57,32 +72,37 @@ func (s *server) chat(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) serveChat(w http.ResponseWriter, r *http.Request) int {
-	if !s.limits.allow(clientOf(r)) {
+	if !s.limits.allow(rateKey(s.clientIP(r))) {
 		w.Header().Set("Retry-After", "1")
-		return fail(w, http.StatusTooManyRequests, "rate limit exceeded: slow down")
+		return fail(w, http.StatusTooManyRequests, "rate_limited", "rate limit exceeded: slow down")
 	}
 	id := r.PathValue("bot_id")
+	// The token first: a client without one learns nothing, not even
+	// which bot ids exist.
+	if code := s.authorize(w, r, id); code != 0 {
+		return code
+	}
 	arg, why := s.bots.parseID(id)
 	if why != "" {
-		return fail(w, http.StatusNotFound, "no such bot: "+why)
+		return fail(w, http.StatusNotFound, "bot_not_found", "no such bot: "+why)
 	}
-	var req chatRequest
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil || req.Message == "" {
-		return fail(w, http.StatusBadRequest, `send a JSON body such as {"message": "hello"}`)
+	req, code, msg := readChat(w, r, s.cfg.maxBody)
+	if code != 0 {
+		return fail(w, code, codeOf(code), msg)
 	}
 	bot, err := s.bots.get(r.Context(), arg)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fail(w, http.StatusNotFound, fmt.Sprintf("no bot with id %s", id))
+		return fail(w, http.StatusNotFound, "bot_not_found", fmt.Sprintf("no bot with id %s", id))
 	}
 	if err != nil {
 		s.log.Error("bot lookup", "bot_id", id, "error", err)
-		return fail(w, http.StatusServiceUnavailable, "the bot database is unavailable, try again")
+		return fail(w, http.StatusServiceUnavailable, "database_unavailable", "the bot database is unavailable, try again")
 	}
 	if bot.Problem != "" {
 		// A configuration problem (no line for the bots' own keys, no
 		// provider): it names lines and variables, never a key.
 		s.log.Warn("bot cannot chat", "bot", bot.Name, "problem", bot.Problem)
-		return fail(w, http.StatusInternalServerError, bot.Problem)
+		return fail(w, http.StatusInternalServerError, "bot_misconfigured", bot.Problem)
 	}
 	key, err := s.keys.Resolve(r.Context(), bot.KeyRef)
 	if err != nil {
@@ -93,31 +113,108 @@ func (s *server) serveChat(w http.ResponseWriter, r *http.Request) int {
 	}
 	base, ok := s.providers[bot.Provider]
 	if !ok {
-		return fail(w, http.StatusInternalServerError, fmt.Sprintf("bot %q uses provider %q, which this service does not know", bot.Name, bot.Provider))
+		return fail(w, http.StatusInternalServerError, "bot_misconfigured", fmt.Sprintf("bot %q uses provider %q, which this service does not know", bot.Name, bot.Provider))
 	}
 	reply, status, err := s.forward(r.Context(), bot.Provider, base, key, req.Message)
 	if err != nil {
 		s.log.Warn("provider call", "bot", bot.Name, "provider", bot.Provider, "status", status, "error", err)
 		if status == http.StatusUnauthorized || status == http.StatusForbidden {
-			return fail(w, http.StatusBadGateway, fmt.Sprintf("provider %s rejected the API key of bot %q: update it", bot.Provider, bot.Name))
+			return fail(w, http.StatusBadGateway, "provider_rejected_key", fmt.Sprintf("provider %s rejected the API key of bot %q: update it", bot.Provider, bot.Name))
 		}
-		return fail(w, http.StatusBadGateway, fmt.Sprintf("provider %s failed: try again", bot.Provider))
+		return fail(w, http.StatusBadGateway, "provider_failed", fmt.Sprintf("provider %s failed: try again", bot.Provider))
 	}
 	writeJSON(w, http.StatusOK, chatResponse{Bot: bot.Name, Reply: reply})
 	return http.StatusOK
 }
 
+// authorize checks the request's client token for bot id; it answers and
+// returns the status when the request may not go on, else 0.
+func (s *server) authorize(w http.ResponseWriter, r *http.Request, id string) int {
+	tok := bearerToken(r)
+	tokenID, err := s.tokens.check(r.Context(), tok, id)
+	if rec, ok := w.(*recorder); ok {
+		rec.token = tokenID
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errTokenMissing):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="chatservice"`)
+		return fail(w, http.StatusUnauthorized, "token_missing", "send a client token: Authorization: Bearer <token> (make one with: go run ./examples/chatservice token add)")
+	case errors.Is(err, errTokenUnknown):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="chatservice", error="invalid_token"`)
+		return fail(w, http.StatusUnauthorized, "token_invalid", "the client token is not valid")
+	case errors.Is(err, errTokenRevoked):
+		w.Header().Set("WWW-Authenticate", `Bearer realm="chatservice", error="invalid_token"`)
+		return fail(w, http.StatusUnauthorized, "token_revoked", "the client token has been revoked")
+	case errors.Is(err, errTokenScope):
+		return fail(w, http.StatusForbidden, "token_scope", "the client token may not chat with this bot")
+	case errors.Is(err, context.Canceled):
+		return statusClientGone
+	}
+	s.log.Error("token check", "error", err)
+	w.Header().Set("Retry-After", "5")
+	return fail(w, http.StatusServiceUnavailable, "database_unavailable", "the token database is unavailable, try again")
+}
+
+// readChat reads a chat request strictly: one JSON object of known fields,
+// nothing after it, at most limit bytes. It returns the status and message
+// of a refusal, or 0.
+func readChat(w http.ResponseWriter, r *http.Request, limit int64) (chatRequest, int, string) {
+	var req chatRequest
+	const want = `send one JSON object such as {"message": "hello"}`
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(&req)
+	if err == nil {
+		// Anything after the object, even a second object, is refused:
+		// a proxy and this service must not read different requests.
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errTrailing
+			if terr != nil {
+				err = terr
+			}
+		}
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return req, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is over %d bytes", limit)
+	case errors.Is(err, errTrailing):
+		return req, http.StatusBadRequest, want + ", with nothing after it"
+	case err != nil && strings.HasPrefix(err.Error(), "json: unknown field"):
+		return req, http.StatusBadRequest, want + `: "message" is the only field`
+	case err != nil:
+		return req, http.StatusBadRequest, want
+	case req.Message == "":
+		return req, http.StatusBadRequest, want + `: "message" must not be empty`
+	}
+	return req, 0, ""
+}
+
+var errTrailing = errors.New("data after the JSON object")
+
+// codeOf is the stable code of a request refusal by status.
+func codeOf(status int) string {
+	if status == http.StatusRequestEntityTooLarge {
+		return "body_too_large"
+	}
+	return "bad_request"
+}
+
 func (s *server) keyError(w http.ResponseWriter, bot bot, err error) int {
 	switch {
 	case errors.Is(err, secrets.ErrExpired):
-		return fail(w, http.StatusForbidden, fmt.Sprintf("the API key of bot %q has expired: put a new one (keyward put) and update the bot", bot.Name))
+		return fail(w, http.StatusForbidden, "key_expired", fmt.Sprintf("the API key of bot %q has expired: put a new one (keyward put) and update the bot", bot.Name))
 	case errors.Is(err, secrets.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		w.Header().Set("Retry-After", "5")
-		return fail(w, http.StatusServiceUnavailable, fmt.Sprintf("the key store for bot %q is unavailable: try again shortly", bot.Name))
+		return fail(w, http.StatusServiceUnavailable, "key_store_unavailable", fmt.Sprintf("the key store for bot %q is unavailable: try again shortly", bot.Name))
 	case errors.Is(err, context.Canceled):
-		return 499 // the client went away; nothing to write
+		return statusClientGone // the client went away; nothing to write
 	}
-	return fail(w, http.StatusInternalServerError, fmt.Sprintf("the API key of bot %q cannot be used (%s): see the service log", bot.Name, secrets.Outcome(err)))
+	// not_found, undecryptable, permission, invalid_ref, denied: the
+	// operator's to fix, so a 500 with the outcome as its code.
+	return fail(w, http.StatusInternalServerError, "key_"+secrets.Outcome(err), fmt.Sprintf("the API key of bot %q cannot be used (%s): see the service log", bot.Name, secrets.Outcome(err)))
 }
 
 // forward sends message to the provider with key, in the provider's own API shape.
@@ -176,33 +273,47 @@ func (s *server) forward(ctx context.Context, provider, base string, key secrets
 	return "", resp.StatusCode, errors.New("provider answered without a message")
 }
 
+// healthz answers that the process is alive and serving; it checks nothing
+// else, so a backend outage never gets the service restarted.
 func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.bots.db.PingContext(ctx); err != nil {
-		fail(w, http.StatusServiceUnavailable, "database unavailable")
-		return
-	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func fail(w http.ResponseWriter, code int, msg string) int {
-	writeJSON(w, code, map[string]string{"error": msg})
-	return code
+// readyz answers whether the service can serve chats: its database and
+// every configured backend answer Ping. The answer names the parts that do
+// not, never their error's detail (the log has it).
+func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	var down []string
+	if err := s.bots.db.PingContext(ctx); err != nil {
+		s.log.Warn("readyz: the database does not answer", "error", err)
+		down = append(down, "database")
+	}
+	if s.ping != nil {
+		if err := s.ping(ctx); err != nil {
+			s.log.Warn("readyz: a key backend does not answer", "error", err)
+			down = append(down, "key backends")
+		}
+	}
+	if len(down) > 0 {
+		fail(w, http.StatusServiceUnavailable, "not_ready", "not ready: "+strings.Join(down, " and ")+" unavailable (see the service log)")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// fail answers with a JSON error: a stable code for programs and a message
+// for people, which never holds a key or a token.
+func fail(w http.ResponseWriter, status int, code, msg string) int {
+	writeJSON(w, status, map[string]string{"error": msg, "code": code})
+	return status
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
-}
-
-func clientOf(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // clientLimits holds a token bucket per client address, in a bounded LRU so
