@@ -39,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"log/slog"
 	"net"
 	"net/http"
@@ -270,7 +271,7 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	}
 
 	s := &server{
-		cfg: cfg, bots: bots, tokens: tokens, keys: stack, ping: stack.Ping, providers: providers,
+		cfg: cfg, bots: bots, tokens: tokens, keys: stack, ping: pingConfigured(stack, configuredSchemes(getenv, stackCfg, opts.backends)), providers: providers,
 		client: &http.Client{
 			Timeout: providerTimeout,
 			// Never follow a redirect: Go drops Authorization on a
@@ -330,6 +331,41 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	err = hs.Shutdown(shutdown)
 	log.Info("chatservice stopped", "clean", err == nil)
 	return err
+}
+
+// configuredSchemes are the backends /readyz checks: the configuration's
+// lines (and the db line, always this service's column), or on the
+// zero-config start the two the demo uses, db and env, rather than every
+// linked backend's default (which the demo never calls).
+func configuredSchemes(getenv func(string) string, cfg *secrets.Config, extra map[string]secrets.KeyResolver) []string {
+	set := map[string]bool{"db": true}
+	if getenv(secrets.ConfigEnv) == "" && getenv(secrets.ConfigFileEnv) == "" {
+		set["env"] = true
+	} else {
+		for scheme := range cfg.Backends {
+			set[scheme] = true
+		}
+	}
+	for scheme := range extra {
+		set[scheme] = true
+	}
+	return slices.Sorted(maps.Keys(set))
+}
+
+// pingConfigured pings the stack's backends for schemes that can be pinged.
+func pingConfigured(stack *secrets.Stack, schemes []string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		var errs []error
+		for _, scheme := range schemes {
+			r, ok := stack.Mux.Resolver(scheme)
+			if p, isPinger := r.(secrets.Pinger); ok && isPinger {
+				if err := p.Ping(ctx); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", scheme, err))
+				}
+			}
+		}
+		return errors.Join(errs...)
+	}
 }
 
 // printTry prints the curl lines a newcomer tries, with the development

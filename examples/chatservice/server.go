@@ -171,9 +171,6 @@ func readChat(w http.ResponseWriter, r *http.Request, limit int64) (chatRequest,
 		// a proxy and this service must not read different requests.
 		if _, terr := dec.Token(); terr != io.EOF {
 			err = errTrailing
-			if terr != nil {
-				err = terr
-			}
 		}
 	}
 	var tooBig *http.MaxBytesError
