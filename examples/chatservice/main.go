@@ -37,10 +37,11 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -52,10 +53,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/joho/godotenv"
 	"golang.org/x/net/netutil"
 
 	secrets "github.com/keyward/secrets"
 	_ "github.com/keyward/secrets/all"
+	"github.com/keyward/secrets/audittable"
 	"github.com/keyward/secrets/cache"
 	"github.com/keyward/secrets/fernetstore"
 )
@@ -65,6 +68,21 @@ func main() {
 	defer stop()
 	if len(os.Args) > 1 && os.Args[1] == "token" {
 		os.Exit(runTokenCommand(ctx, os.Args[2:], os.Getenv, os.Stdout, os.Stderr))
+	}
+	flags := flag.NewFlagSet("chatservice", flag.ExitOnError)
+	envFile := flags.String("env-file", "", "a .env file of settings (examples/deployments/*.env); variables already set win")
+	flags.Parse(os.Args[1:])
+	if flags.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "usage: chatservice [--env-file FILE] | chatservice token add|list|revoke ...")
+		os.Exit(2)
+	}
+	if *envFile != "" {
+		// godotenv.Load sets only the variables not already set. The
+		// error names the file, never a value.
+		if err := godotenv.Load(*envFile); err != nil {
+			fmt.Fprintf(os.Stderr, "chatservice: --env-file %s: %v\n", *envFile, err)
+			os.Exit(2)
+		}
 	}
 	if err := run(ctx, os.Getenv, os.Stdout, os.Stderr, nil); err != nil {
 		// One JSON line like every other line on stderr.
@@ -162,11 +180,26 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	for scheme, r := range opts.backends {
 		backends[scheme] = r
 	}
+	auditTo := []secrets.Auditor{m, secrets.SlogAuditor(log)}
+	if stackCfg.AuditTable != "" {
+		// audit = db: the audit table is in this service's own database
+		// (the library would open DATABASE_URL, whose default is not this
+		// service's). It is flushed when run returns.
+		table, err := audittable.New(db, &audittable.Options{Table: stackCfg.AuditTable, Dialect: dialect, CreateTable: true, Logger: log})
+		if err != nil {
+			return fmt.Errorf("the audit table (audit = db): %w", err)
+		}
+		defer table.Close()
+		m.watchAudit(table)
+		auditTo = append(auditTo, table)
+		stackCfg.AuditTable = ""
+	}
 	// OpenConfig checks every backend URL and does no I/O.
 	stack, err := secrets.OpenConfig(ctx, stackCfg, &secrets.StackOptions{Backends: backends,
 		Auditor: secrets.AuditFunc(func(ctx context.Context, ev secrets.AuditEvent) {
-			m.Audit(ctx, ev)
-			secrets.SlogAuditor(log).Audit(ctx, ev)
+			for _, a := range auditTo {
+				a.Audit(ctx, ev)
+			}
 		})})
 	if err != nil {
 		return err
@@ -260,14 +293,29 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	// One batch: a backend that can fetch many secrets in one call (AWS
+	// BatchGetSecretValue) does, through the same allow list, cache and
+	// audit as a single resolve.
+	var refs []string
+	var named []bot
 	for _, b := range all {
 		if b.Problem != "" {
 			log.Warn("bot cannot chat", "bot", b.Name, "problem", b.Problem)
 			continue
 		}
-		if _, err := stack.Resolve(ctx, b.KeyRef); err != nil {
-			log.Warn("bot key does not resolve", "bot", b.Name, "ref", b.KeyRef, "error", err)
+		refs, named = append(refs, b.KeyRef), append(named, b)
+	}
+	if len(refs) > 0 {
+		results, err := stack.ResolveMany(ctx, refs)
+		if err != nil && len(results) != len(refs) {
+			log.Warn("warm-up: the key backends did not answer", "error", err)
 		}
+		for i, r := range results {
+			if r.Err != nil {
+				log.Warn("bot key does not resolve", "bot", named[i].Name, "ref", named[i].KeyRef, "error", r.Err)
+			}
+		}
+		log.Info("cache warmed", "keys", len(refs))
 	}
 
 	s := &server{
@@ -537,7 +585,7 @@ func randomHex(n int) string {
 // stackConfig returns the keyward configuration from KEYWARD_CONFIG or
 // KEYWARD_CONFIG_FILE, read by the library (which refuses both), or with
 // neither the library's defaults with the env backend also reading the
-// demo's .env file and a 5 s timeout.
+// demo's .env file, a 5 s timeout and the audit table.
 func stackConfig(getenv func(string) string, dotenv string) (*secrets.Config, error) {
 	cfg, err := secrets.ConfigFromLookup(getenv)
 	if err != nil {
@@ -546,6 +594,9 @@ func stackConfig(getenv func(string) string, dotenv string) (*secrets.Config, er
 	if getenv(secrets.ConfigEnv) == "" && getenv(secrets.ConfigFileEnv) == "" {
 		cfg.Backends["env"] = "env://?dotenv=" + url.QueryEscape(dotenv)
 		cfg.Timeout = 5 * time.Second
+		// The demo keeps its audit trail in its own database, in the
+		// Python service's api_key_usage shape: keyward audit lists it.
+		cfg.Audit, cfg.AuditTable = true, secrets.DefaultAuditTable
 	}
 	return cfg, nil
 }

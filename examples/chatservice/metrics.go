@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/audittable"
 	"github.com/keyward/secrets/cache"
 )
 
@@ -54,6 +55,21 @@ func (m *metrics) Audit(_ context.Context, ev secrets.AuditEvent) {
 	}
 	m.resolves.WithLabelValues(backend, ev.Outcome, source).Inc()
 	m.latency.WithLabelValues(backend, ev.Outcome).Observe(ev.Latency.Seconds())
+}
+
+// watchAudit exports the audit table's counts: rows written, events dropped
+// because the queue was full (a request never waits for the audit table),
+// and events whose batch failed to write.
+func (m *metrics) watchAudit(a *audittable.Auditor) {
+	stat := func(name, help string, get func(audittable.Stats) uint64) {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "keyward_audit_" + name, Help: help},
+			func() float64 { return float64(get(a.Stats())) }))
+	}
+	stat("rows_written_total", "Audit rows written to the audit table.", func(s audittable.Stats) uint64 { return s.Written })
+	stat("dropped_total", "Audit events dropped because the audit queue was full.", func(s audittable.Stats) uint64 { return s.Dropped })
+	stat("failed_total", "Audit events whose batch could not be written.", func(s audittable.Stats) uint64 { return s.Failed })
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyward_audit_queued", Help: "Audit events waiting to be written."},
+		func() float64 { return float64(a.Stats().Queued) }))
 }
 
 // watchCache exports c's stats. They are read at scrape time, so the hit

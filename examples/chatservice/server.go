@@ -104,7 +104,12 @@ func (s *server) serveChat(w http.ResponseWriter, r *http.Request) int {
 		s.log.Warn("bot cannot chat", "bot", bot.Name, "problem", bot.Problem)
 		return fail(w, http.StatusInternalServerError, "bot_misconfigured", bot.Problem)
 	}
-	key, err := s.keys.Resolve(r.Context(), bot.KeyRef)
+	// The audit trail says who asked: the client token's id.
+	ctx := r.Context()
+	if rec, ok := w.(*recorder); ok && rec.token != 0 {
+		ctx = secrets.WithRequester(ctx, "token:"+strconv.FormatInt(rec.token, 10))
+	}
+	key, err := s.keys.Resolve(ctx, bot.KeyRef)
 	if err != nil {
 		// The error names the ref and the reason, never the value, so it can
 		// be logged whole; the client gets a summary.
