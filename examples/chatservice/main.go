@@ -185,11 +185,16 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		// audit = db: the audit table is in this service's own database
 		// (the library would open DATABASE_URL, whose default is not this
 		// service's). It is flushed when run returns.
-		table, err := audittable.New(db, &audittable.Options{Table: stackCfg.AuditTable, Dialect: dialect, CreateTable: true, Logger: log})
+		table, err := audittable.New(db, &audittable.Options{Table: stackCfg.AuditTable, Dialect: dialect, Logger: log})
 		if err != nil {
 			return fmt.Errorf("the audit table (audit = db): %w", err)
 		}
 		defer table.Close()
+		// Made now, if missing, so that a table the service cannot create
+		// stops the start instead of dropping every row.
+		if err := table.CreateTable(ctx); err != nil {
+			return fmt.Errorf("the audit table (audit = db): %w", err)
+		}
 		m.watchAudit(table)
 		auditTo = append(auditTo, table)
 		stackCfg.AuditTable = ""
@@ -443,7 +448,7 @@ func moveOffDevKey(devKey string) string {
 	return "1) make a key: go run ./cmd/keyward genkey; 2) start with ENCRYPTION_KEY=<that key> and " +
 		"ENCRYPTION_KEY_PREVIOUS=$(cat " + devKey + ") and re-encrypt every row under the new key: " +
 		"ENCRYPTION_KEY=<that key> ENCRYPTION_KEY_PREVIOUS=$(cat " + devKey + ") go run ./cmd/keyward rotate --db <DATABASE_URL, default sqlite:chatservice.db>; " +
-		"3) once keyward check says every row is under the primary key, drop ENCRYPTION_KEY_PREVIOUS and delete " + devKey
+		"3) once keyward check says every row is under the primary key, drop ENCRYPTION_KEY_PREVIOUS and delete " + devKey + "; 4) make client tokens (go run ./examples/chatservice token add) and revoke the development one (token list, token revoke ID)"
 }
 
 // staleDevKey returns the path of a development key file in dataDir whose
