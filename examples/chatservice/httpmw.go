@@ -51,7 +51,7 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 		}
 		attrs := []slog.Attr{
 			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
+			slog.String("path", loggedPath(r.URL.Path)),
 			slog.Int("status", rec.status),
 			slog.Int64("bytes", rec.bytes),
 			slog.Duration("duration", time.Since(start)),
@@ -62,6 +62,15 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	})
+}
+
+// loggedPath is the request's path for the access log, with a client token
+// a client put in it by mistake cut to its public prefix.
+func loggedPath(p string) string {
+	if i := strings.Index(p, tokenPrefix); i >= 0 {
+		return p[:i+len(tokenPrefix)] + "[redacted]"
+	}
+	return p
 }
 
 // statusClientGone is logged for a request whose client left before an

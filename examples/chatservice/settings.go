@@ -149,7 +149,11 @@ func parseHosts(v, listenHost string) (hostList, error) {
 	if len(items) == 0 {
 		ip, err := netip.ParseAddr(listenHost)
 		if listenHost != "localhost" && (err != nil || !ip.IsLoopback()) {
-			return h, fmt.Errorf("CHAT_TRUSTED_HOSTS must be set when CHAT_ADDR listens beyond loopback (%s): the host names clients reach this service by, such as chat.example.com (* for any, behind a proxy that checks them)", listenHost)
+			where := listenHost
+			if where == "" {
+				where = "every interface"
+			}
+			return h, fmt.Errorf("CHAT_TRUSTED_HOSTS must be set when CHAT_ADDR listens beyond loopback (%s): the host names clients reach this service by, such as chat.example.com (* for any, behind a proxy that checks them)", where)
 		}
 		for _, n := range []string{"localhost", "127.0.0.1", "::1"} {
 			h.exact[n] = true
