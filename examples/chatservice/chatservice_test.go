@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -239,8 +240,9 @@ func TestRateLimitPerClient(t *testing.T) {
 		t.Errorf("codes = %v, want %v", codes, want)
 	}
 	// Another client has its own bucket.
-	l := newClientLimits(0.001, 1)
-	if !l.allow("10.0.0.1") || l.allow("10.0.0.1") || !l.allow("10.0.0.2") {
+	l := newClientLimits(0.001, 1).chats
+	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
+	if !l.allow(a) || l.allow(a) || !l.allow(b) {
 		t.Error("buckets are not per client")
 	}
 }

@@ -380,9 +380,10 @@ dribble:
 }
 
 // CHAT_MAX_CONNS caps the connections served at once: beyond it a new
-// connection waits until one closes.
+// connection waits until a busy one ends (an idle one gives way at once:
+// TestReviewOneClientTakesEveryConnectionAndHealthz).
 func TestConnectionCap(t *testing.T) {
-	s := start(t, map[string]string{"CHAT_MAX_CONNS": "2", "CHAT_IDLE_TIMEOUT": "5m"})
+	s := start(t, map[string]string{"CHAT_MAX_CONNS": "2", "CHAT_IDLE_TIMEOUT": "5m", "CHAT_READ_TIMEOUT": "5m", "CHAT_READ_HEADER_TIMEOUT": "5m"})
 	var held []net.Conn
 	for i := 0; i < 2; i++ {
 		c, err := net.Dial("tcp", s.addr)
@@ -390,12 +391,15 @@ func TestConnectionCap(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("connection %d: %v", i, err)
-		}
+		// Busy: a request whose headers have not ended.
+		fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
 		held = append(held, c)
+	}
+	// Let the server read both (they are then active, not new).
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if s.conns.activeForTest() == 2 {
+			break
+		}
 	}
 	third, err := net.Dial("tcp", s.addr)
 	if err != nil {
@@ -414,7 +418,7 @@ func TestConnectionCap(t *testing.T) {
 	}()
 	select {
 	case err := <-answered:
-		t.Fatalf("a third connection was served while two were open under CHAT_MAX_CONNS=2 (%v)", err)
+		t.Fatalf("a third connection was served while two were busy under CHAT_MAX_CONNS=2 (%v)", err)
 	case <-time.After(300 * time.Millisecond):
 	}
 	held[0].Close()
@@ -425,6 +429,33 @@ func TestConnectionCap(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Error("the third connection was not served after one of the two closed")
+	}
+}
+
+// CHAT_MAX_CONNS_PER_CLIENT: one address cannot hold more; its next
+// connection is closed at once.
+func TestConnectionCapPerClient(t *testing.T) {
+	s := start(t, map[string]string{"CHAT_MAX_CONNS_PER_CLIENT": "2", "CHAT_IDLE_TIMEOUT": "5m"})
+	for i := 0; i < 2; i++ {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	c, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprint(c, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if _, err := http.ReadResponse(bufio.NewReader(c), nil); err == nil {
+		t.Error("a third connection from one client was served under CHAT_MAX_CONNS_PER_CLIENT=2")
 	}
 }
 

@@ -45,7 +45,13 @@ func (s *server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &recorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
+		if r.Method == http.MethodConnect {
+			// ServeMux answers CONNECT before any route, in text/plain.
+			rec.Header().Set("Allow", "GET, HEAD, POST, OPTIONS")
+			fail(rec, http.StatusMethodNotAllowed, "method_not_allowed", "CONNECT is not served here: this is not a proxy")
+		} else {
+			next.ServeHTTP(rec, r)
+		}
 		if rec.status == 0 {
 			rec.status = statusClientGone
 		}
@@ -97,7 +103,9 @@ func (s *server) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
 		allowed := origin != "" && s.cfg.corsOrigins[strings.ToLower(origin)]
-		if origin != "" {
+		if origin != "" || len(s.cfg.corsOrigins) > 0 {
+			// Every answer may differ by Origin: a shared cache must not
+			// serve one origin's answer to another.
 			w.Header().Add("Vary", "Origin")
 		}
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {

@@ -54,7 +54,6 @@ import (
 	"time"
 
 	"github.com/joho/godotenv"
-	"golang.org/x/net/netutil"
 
 	secrets "github.com/keyward/secrets"
 	_ "github.com/keyward/secrets/all"
@@ -106,6 +105,7 @@ type app struct {
 	standIn  *standIn
 	tokens   *tokenStore
 	devToken string // the development client token, on the zero-config start
+	conns    *connLimiter
 }
 
 // runOptions are for tests; main passes nil.
@@ -262,6 +262,14 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	if c, ok := secrets.Find[*cache.Cache](stack); ok {
 		m.watchCache(c)
 	}
+	// The files that hold secrets must be the owner's alone: a copy, an
+	// unpack or a volume mount may have widened them.
+	for _, f := range []string{devKeyFile, devTokenFile, standInKeysFile, demoEnv} {
+		path := filepath.Join(dataDir, f)
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("a file holding secrets is readable beyond its owner: run chmod 600 "+path, "file", path, "mode", fi.Mode().Perm().String())
+		}
+	}
 
 	a := &app{bots: bots, keys: keys, stack: stack, tokens: tokens, devToken: devToken}
 	providers := map[string]string{"anthropic": getenv("ANTHROPIC_BASE_URL"), "openai": getenv("OPENAI_BASE_URL")}
@@ -311,6 +319,13 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		refs, named = append(refs, b.KeyRef), append(named, b)
 	}
 	if len(refs) > 0 {
+		if c, ok := secrets.Find[*cache.Cache](stack); ok {
+			// The cache's Warm fetches its misses in one batch call
+			// where the backend has one (AWS BatchGetSecretValue).
+			if err := c.Warm(ctx, refs); err != nil {
+				log.Warn("warm-up: some keys did not load", "error", err)
+			}
+		}
 		results, err := stack.ResolveMany(ctx, refs)
 		if err != nil && len(results) != len(refs) {
 			log.Warn("warm-up: the key backends did not answer", "error", err)
@@ -351,19 +366,20 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	scheme := "http"
 	if cfg.tlsCert != nil {
 		scheme = "https"
-		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cfg.tlsCert}, MinVersion: tls.VersionTLS12}
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cfg.tlsCert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	}
 	errc := make(chan error, 1)
-	go func() {
-		// A cap on open connections: beyond it, new ones wait in the
-		// kernel's backlog instead of costing a descriptor each.
-		limited := netutil.LimitListener(ln, cfg.maxConns)
-		if hs.TLSConfig != nil {
-			errc <- hs.ServeTLS(limited, "", "")
-			return
-		}
-		errc <- hs.Serve(limited)
-	}()
+	// A cap on open connections (idle ones give way to newcomers), and on
+	// those of one client; beyond it, new ones wait in the kernel's backlog
+	// instead of costing a descriptor each.
+	var inner net.Listener = ln
+	if hs.TLSConfig != nil {
+		inner = tls.NewListener(ln, hs.TLSConfig)
+	}
+	limited := newConnLimiter(inner, cfg.maxConns, cfg.maxConnsPerClient, func(a net.Addr) bool { return s.trusted(addrOf(a.String())) })
+	hs.ConnState = limited.ConnState
+	a.conns = limited
+	go func() { errc <- hs.Serve(limited) }()
 	log.Info("chatservice started", "addr", scheme+"://"+a.addr, "bots", len(all), "tls", cfg.tlsCert != nil,
 		"read_timeout", cfg.readTimeout.String(), "write_timeout", cfg.writeTimeout.String(), "idle_timeout", cfg.idleTimeout.String(),
 		"max_conns", cfg.maxConns, "max_body", cfg.maxBody, "cors_origins", len(cfg.corsOrigins), "trusted_proxies", len(cfg.trustedProxies))

@@ -10,9 +10,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -29,7 +32,8 @@ type server struct {
 	tokens    *tokenStore
 	keys      secrets.KeyResolver
 	ping      func(context.Context) error // the configured backends' Ping
-	providers map[string]string           // provider name -> base URL
+	readiness readiness
+	providers map[string]string // provider name -> base URL
 	client    *http.Client
 	limits    *clientLimits
 	metrics   *metrics
@@ -72,15 +76,24 @@ func (s *server) chat(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) serveChat(w http.ResponseWriter, r *http.Request) int {
-	if !s.limits.allow(rateKey(s.clientIP(r))) {
-		w.Header().Set("Retry-After", "1")
-		return fail(w, http.StatusTooManyRequests, "rate_limited", "rate limit exceeded: slow down")
-	}
 	id := r.PathValue("bot_id")
+	client := s.clientIP(r)
 	// The token first: a client without one learns nothing, not even
-	// which bot ids exist.
-	if code := s.authorize(w, r, id); code != 0 {
-		return code
+	// which bot ids exist. Refused requests spend a bucket of their own,
+	// so anonymous ones never spend the chats of the token holders behind
+	// the same address.
+	tokenID, err := s.tokens.check(r.Context(), bearerToken(r), id)
+	if rec, ok := w.(*recorder); ok {
+		rec.token = tokenID
+	}
+	if err != nil {
+		if isTokenRefusal(err) && !s.limits.refusals.allow(client) {
+			return s.tooMany(w)
+		}
+		return s.refuseToken(w, err)
+	}
+	if !s.limits.chats.allow(client) {
+		return s.tooMany(w)
 	}
 	arg, why := s.bots.parseID(id)
 	if why != "" {
@@ -132,17 +145,18 @@ func (s *server) serveChat(w http.ResponseWriter, r *http.Request) int {
 	return http.StatusOK
 }
 
-// authorize checks the request's client token for bot id; it answers and
-// returns the status when the request may not go on, else 0.
-func (s *server) authorize(w http.ResponseWriter, r *http.Request, id string) int {
-	tok := bearerToken(r)
-	tokenID, err := s.tokens.check(r.Context(), tok, id)
-	if rec, ok := w.(*recorder); ok {
-		rec.token = tokenID
-	}
+func (s *server) tooMany(w http.ResponseWriter) int {
+	w.Header().Set("Retry-After", "1")
+	return fail(w, http.StatusTooManyRequests, "rate_limited", "rate limit exceeded: slow down")
+}
+
+func isTokenRefusal(err error) bool {
+	return errors.Is(err, errTokenMissing) || errors.Is(err, errTokenUnknown) || errors.Is(err, errTokenRevoked) || errors.Is(err, errTokenScope)
+}
+
+// refuseToken answers a request whose client token check failed with err.
+func (s *server) refuseToken(w http.ResponseWriter, err error) int {
 	switch {
-	case err == nil:
-		return 0
 	case errors.Is(err, errTokenMissing):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="chatservice"`)
 		return fail(w, http.StatusUnauthorized, "token_missing", "send a client token: Authorization: Bearer <token> (make one with: go run ./examples/chatservice token add)")
@@ -162,39 +176,63 @@ func (s *server) authorize(w http.ResponseWriter, r *http.Request, id string) in
 	return fail(w, http.StatusServiceUnavailable, "database_unavailable", "the token database is unavailable, try again")
 }
 
-// readChat reads a chat request strictly: one JSON object of known fields,
-// nothing after it, at most limit bytes. It returns the status and message
-// of a refusal, or 0.
+// readChat reads a chat request strictly: at most limit bytes of valid
+// UTF-8 holding one JSON object whose one member is "message" (exactly that
+// name, once), a non-empty string, and nothing after it. A proxy or a WAF
+// in front must not read a different request than this service (duplicate
+// names, case-folded names and replaced bytes are where parsers differ).
+// It returns the status and message of a refusal, or 0.
 func readChat(w http.ResponseWriter, r *http.Request, limit int64) (chatRequest, int, string) {
 	var req chatRequest
 	const want = `send one JSON object such as {"message": "hello"}`
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&req)
-	if err == nil {
-		// Anything after the object, even a second object, is refused:
-		// a proxy and this service must not read different requests.
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errTrailing
-		}
-	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
 		return req, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is over %d bytes", limit)
-	case errors.Is(err, errTrailing):
-		return req, http.StatusBadRequest, want + ", with nothing after it"
-	case err != nil && strings.HasPrefix(err.Error(), "json: unknown field"):
-		return req, http.StatusBadRequest, want + `: "message" is the only field`
 	case err != nil:
+		return req, http.StatusBadRequest, "the request body could not be read"
+	case !utf8.Valid(body):
+		return req, http.StatusBadRequest, want + ", in UTF-8"
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok := func() json.Token {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		return t
+	}
+	if d, ok := tok().(json.Delim); !ok || d != '{' {
 		return req, http.StatusBadRequest, want
-	case req.Message == "":
+	}
+	seen := false
+	for dec.More() {
+		name, _ := tok().(string)
+		if name != "message" {
+			return req, http.StatusBadRequest, want + `: "message" is the only field`
+		}
+		if seen {
+			return req, http.StatusBadRequest, want + `: "message" given twice`
+		}
+		seen = true
+		msg, ok := tok().(string)
+		if !ok {
+			return req, http.StatusBadRequest, want + `: "message" must be a string`
+		}
+		req.Message = msg
+	}
+	if d, ok := tok().(json.Delim); !ok || d != '}' {
+		return req, http.StatusBadRequest, want
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return req, http.StatusBadRequest, want + ", with nothing after it"
+	}
+	if req.Message == "" {
 		return req, http.StatusBadRequest, want + `: "message" must not be empty`
 	}
 	return req, 0, ""
 }
-
-var errTrailing = errors.New("data after the JSON object")
 
 // codeOf is the stable code of a request refusal by status.
 func codeOf(status int) string {
@@ -285,7 +323,40 @@ func (s *server) healthz(w http.ResponseWriter, r *http.Request) {
 // every configured backend answer Ping. The answer names the parts that do
 // not, never their error's detail (the log has it).
 func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	down := s.readiness.check(func() []string { return s.probe() })
+	if len(down) > 0 {
+		fail(w, http.StatusServiceUnavailable, "not_ready", "not ready: "+strings.Join(down, " and ")+" unavailable (see the service log)")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// readiness remembers the last readiness probe for a second, and callers
+// that come while a probe runs wait for it: /readyz answers anyone, so it
+// must not multiply anonymous requests into backend calls (which cost money
+// and quota).
+type readiness struct {
+	mu   sync.Mutex
+	at   time.Time
+	down []string
+}
+
+const readinessTTL = time.Second
+
+func (rd *readiness) check(probe func() []string) []string {
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	if !rd.at.IsZero() && time.Since(rd.at) < readinessTTL {
+		return rd.down
+	}
+	rd.down, rd.at = probe(), time.Now()
+	return rd.down
+}
+
+// probe pings the database and the configured backends; it returns the
+// parts that do not answer.
+func (s *server) probe() []string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var down []string
 	if err := s.bots.db.PingContext(ctx); err != nil {
@@ -298,11 +369,7 @@ func (s *server) readyz(w http.ResponseWriter, r *http.Request) {
 			down = append(down, "key backends")
 		}
 	}
-	if len(down) > 0 {
-		fail(w, http.StatusServiceUnavailable, "not_ready", "not ready: "+strings.Join(down, " and ")+" unavailable (see the service log)")
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	return down
 }
 
 // fail answers with a JSON error: a stable code for programs and a message
@@ -318,26 +385,53 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// clientLimits holds a token bucket per client address, in a bounded LRU so
-// that many clients cannot grow it without end.
+// clientLimits holds the rate limit's token buckets: one set for chats,
+// one for refused requests (no, a wrong or a revoked token), each keyed by
+// the client's address (IPv4) or /64 (IPv6).
 type clientLimits struct {
+	chats, refusals *buckets
+}
+
+func newClientLimits(perSecond float64, burst int) *clientLimits {
+	return &clientLimits{chats: newBuckets(perSecond, burst), refusals: newBuckets(perSecond, burst)}
+}
+
+// site6Factor is how many /64s' worth of rate an IPv6 /48 (one site, or one
+// customer's allocation) gets: a client cycling through the 65536 /64s of
+// its /48 meets the /48's bucket, which its own traffic keeps in the LRU.
+const site6Factor = 16
+
+// buckets is a bounded LRU of token buckets, so that many clients cannot
+// grow it without end.
+type buckets struct {
 	every rate.Limit
 	burst int
 	l     *lru.Cache[string, *rate.Limiter]
 }
 
-func newClientLimits(perSecond float64, burst int) *clientLimits {
+func newBuckets(perSecond float64, burst int) *buckets {
 	l, _ := lru.New[string, *rate.Limiter](10000)
-	return &clientLimits{every: rate.Limit(perSecond), burst: burst, l: l}
+	return &buckets{every: rate.Limit(perSecond), burst: burst, l: l}
 }
 
-func (c *clientLimits) allow(client string) bool {
-	lim, ok := c.l.Get(client)
+func (b *buckets) get(key string, factor int) *rate.Limiter {
+	lim, ok := b.l.Get(key)
 	if !ok {
-		lim = rate.NewLimiter(c.every, c.burst)
-		if prev, found, _ := c.l.PeekOrAdd(client, lim); found {
+		lim = rate.NewLimiter(b.every*rate.Limit(factor), b.burst*factor)
+		if prev, found, _ := b.l.PeekOrAdd(key, lim); found {
 			lim = prev
 		}
 	}
-	return lim.Allow()
+	return lim
+}
+
+// allow takes a token for client: from its own bucket and, for IPv6, from
+// its /48's.
+func (b *buckets) allow(client netip.Addr) bool {
+	ok := b.get(rateKey(client), 1).Allow()
+	if client.Is6() {
+		site, _ := client.Prefix(48)
+		ok = b.get(site.String(), site6Factor).Allow() && ok
+	}
+	return ok
 }

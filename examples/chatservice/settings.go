@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -26,7 +27,7 @@ type settings struct {
 	burst int
 
 	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
-	maxConns                                                  int
+	maxConns, maxConnsPerClient                               int
 	maxBody                                                   int64
 
 	trustedHosts   hostList
@@ -58,6 +59,7 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 		}
 	}
 	var err error
+	check(checkDataDir(s.dataDir))
 	s.rate, err = bounds.Float("CHAT_RATE", env("CHAT_RATE", "5"), 0, 10000, "5 (chats a second per client)")
 	check(err)
 	s.burst, err = bounds.Int("CHAT_BURST", env("CHAT_BURST", "10"), 1, 10000, "10")
@@ -69,9 +71,11 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 	}
 	s.readHeaderTimeout = duration("CHAT_READ_HEADER_TIMEOUT", "5s", 100*time.Millisecond, 5*time.Minute)
 	s.readTimeout = duration("CHAT_READ_TIMEOUT", "15s", 100*time.Millisecond, 10*time.Minute)
-	s.writeTimeout = duration("CHAT_WRITE_TIMEOUT", "90s", 100*time.Millisecond, 10*time.Minute)
+	s.writeTimeout = duration("CHAT_WRITE_TIMEOUT", "90s", providerTimeout+5*time.Second, 10*time.Minute)
 	s.idleTimeout = duration("CHAT_IDLE_TIMEOUT", "30s", 100*time.Millisecond, 10*time.Minute)
 	s.maxConns, err = bounds.Int("CHAT_MAX_CONNS", env("CHAT_MAX_CONNS", "512"), 1, 1_000_000, "512 (connections open at once)")
+	check(err)
+	s.maxConnsPerClient, err = bounds.Int("CHAT_MAX_CONNS_PER_CLIENT", env("CHAT_MAX_CONNS_PER_CLIENT", "64"), 1, 1_000_000, "64 (connections of one address, or IPv6 /64, at once; trusted proxies are exempt)")
 	check(err)
 	body, err := bounds.Int("CHAT_MAX_BODY", env("CHAT_MAX_BODY", "65536"), 64, 64<<20, "65536 (bytes of a chat request body)")
 	check(err)
@@ -103,6 +107,8 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 			// The error of crypto/tls names the files and the problem,
 			// never the key's bytes.
 			check(fmt.Errorf("CHAT_TLS_CERT and CHAT_TLS_KEY must name a PEM certificate and its private key: %w", err))
+		} else if now := time.Now(); now.After(c.Leaf.NotAfter) || now.Before(c.Leaf.NotBefore) {
+			check(fmt.Errorf("CHAT_TLS_CERT is not valid now: the certificate is valid from %s to %s (UTC); renew it", c.Leaf.NotBefore.UTC().Format(time.RFC3339), c.Leaf.NotAfter.UTC().Format(time.RFC3339)))
 		} else {
 			s.tlsCert = &c
 		}
@@ -111,6 +117,22 @@ func loadSettings(getenv func(string) string) (*settings, error) {
 		return nil, errors.Join(errs...)
 	}
 	return s, nil
+}
+
+// checkDataDir refuses a CHAT_DATA_DIR that is not an existing, writable
+// directory (the development key, token and demo files live there).
+func checkDataDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil || !fi.IsDir() {
+		return fmt.Errorf("CHAT_DATA_DIR must be an existing, writable directory (where the development key and the demo's files are kept); %s is not a directory", strconv.Quote(cut(dir)))
+	}
+	f, err := os.CreateTemp(dir, ".chatservice-write-check-*")
+	if err != nil {
+		return fmt.Errorf("CHAT_DATA_DIR must be an existing, writable directory; %s cannot be written: %v", strconv.Quote(cut(dir)), errors.Unwrap(err))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
 }
 
 func cut(s string) string {
@@ -214,6 +236,9 @@ func (h hostList) allows(hostHeader string) bool {
 	if h.exact[name] {
 		return true
 	}
+	if !validHostName(name) {
+		return false
+	}
 	for _, s := range h.suffixes {
 		if strings.HasSuffix(name, s) && len(name) > len(s) {
 			return true
@@ -232,7 +257,17 @@ func parseOrigins(v string) (map[string]bool, error) {
 			u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
 			return nil, fmt.Errorf("CHAT_CORS_ORIGINS must be a comma-separated list of origins such as https://app.example.com,http://localhost:3000 (scheme, host and port only; * is not accepted); got %s", strconv.Quote(cut(it)))
 		}
-		out[strings.ToLower(u.Scheme+"://"+u.Host)] = true
+		host := strings.ToLower(u.Host)
+		if strings.ContainsAny(host, "*?%") || u.Port() != "" && (u.Port() == "0" || strings.TrimLeft(u.Port(), "0123456789") != "") {
+			return nil, fmt.Errorf("CHAT_CORS_ORIGINS must name each origin exactly (no wildcard: list every origin, such as https://app.example.com,https://admin.example.com); got %s", strconv.Quote(cut(it)))
+		}
+		// A browser's Origin omits the default port.
+		if u.Scheme == "https" {
+			host = strings.TrimSuffix(host, ":443")
+		} else {
+			host = strings.TrimSuffix(host, ":80")
+		}
+		out[strings.ToLower(u.Scheme)+"://"+host] = true
 	}
 	return out, nil
 }
@@ -249,6 +284,13 @@ func parseProxies(v string) ([]netip.Prefix, error) {
 				return nil, fmt.Errorf("CHAT_TRUSTED_PROXIES must be a comma-separated list of IP addresses or CIDR prefixes, such as 10.0.0.0/8,192.168.1.10,fd00::/8; got %s", strconv.Quote(cut(it)))
 			}
 			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			// Clients are compared unmapped: ::ffff:10.0.0.0/104 is 10.0.0.0/8.
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
+		if p.Bits() == 0 {
+			return nil, fmt.Errorf("CHAT_TRUSTED_PROXIES must not hold %s: trusting every address lets any client forge X-Forwarded-For (and get a fresh rate bucket per request); list your proxies' addresses or networks, such as 10.0.0.0/8", p)
 		}
 		out = append(out, p.Masked())
 	}
