@@ -19,7 +19,7 @@ import (
 // freshDatabase returns a DATABASE_URL of an empty database for the
 // service: a SQLite file, a PostgreSQL schema or a MariaDB database of its
 // own, dropped after the test.
-func freshDatabase(t *testing.T, dialect string) string {
+func freshDatabase(t testing.TB, dialect string) string {
 	t.Helper()
 	name := fmt.Sprintf("chat_audit_%d", time.Now().UnixNano())
 	switch dialect {

@@ -167,6 +167,9 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		return err
 	}
 	defer db.Close()
+	// Every request reads the token and the bot: keep connections for
+	// them rather than database/sql's 2 idle ones (the rest churned).
+	db.SetMaxIdleConns(16)
 	dialect, err := fernetstore.DetectDialect(db)
 	if err != nil {
 		return err
@@ -341,7 +344,8 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	s := &server{
 		cfg: cfg, bots: bots, tokens: tokens, keys: stack, ping: pingConfigured(stack, configuredSchemes(getenv, stackCfg, opts.backends)), providers: providers,
 		client: &http.Client{
-			Timeout: providerTimeout,
+			Timeout:   providerTimeout,
+			Transport: providerTransport(),
 			// Never follow a redirect: Go drops Authorization on a
 			// cross-host redirect but would forward x-api-key.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -400,6 +404,14 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 	err = hs.Shutdown(shutdown)
 	log.Info("chatservice stopped", "clean", err == nil)
 	return err
+}
+
+// providerTransport keeps enough idle connections to each provider for the
+// chats in flight (http.DefaultTransport keeps 2 a host: the rest reconnect).
+func providerTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	return t
 }
 
 // configuredSchemes are the backends /readyz checks: the configuration's
