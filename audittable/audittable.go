@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -52,13 +53,17 @@ type Options struct {
 	// queue to be written; 0 means DefaultWriteTimeout.
 	WriteTimeout time.Duration
 	// CreateTable makes the writer create the table (CreateTable) before
-	// its first write if it does not exist. "audit = db" sets it.
+	// its first write if reading it finds it missing (so a database user
+	// without the CREATE privilege writes a table that exists). "audit =
+	// db" sets it.
 	CreateTable bool
 	// Logger receives a line for each batch that cannot be written (never
 	// a value: events hold none); nil means no log.
 	Logger *slog.Logger
 	// KeyID returns the api_key_id of an event, "" for NULL; nil means
-	// DefaultKeyID.
+	// DefaultKeyID. It runs on the writer, on the event as Audit queued it
+	// (its text cut, its Err only the error's text); a panic in it fails
+	// the batch's rows and is logged.
 	KeyID func(ev secrets.AuditEvent) string
 	// Now returns the current time, for an event without one; nil means
 	// time.Now.
@@ -90,14 +95,23 @@ type Auditor struct {
 	ctx      context.Context // the writer's; canceled when Close gives up
 	cancel   context.CancelFunc
 
-	closed    atomic.Bool
+	// mu orders Audit's send against Close: Audit holds it shared while it
+	// checks closed and sends, Close takes it to set closed, so no event
+	// reaches the queue after the writer's last drain.
+	mu        sync.RWMutex
+	closed    bool
 	closeOnce sync.Once
 	closeErr  error
 
 	written, dropped, failed atomic.Uint64
 
 	createMu sync.Mutex
-	cols     []string // the writer's: the table's columns among columns, nil until read
+	// The writer's, read with the columns before the first write:
+	cols    []string        // the table's columns among Columns, nil until read
+	intCols map[string]bool // success and cache_hit columns of an integer type (1/0, not true/false)
+	bmpOnly bool            // a MySQL table of 3-byte utf8: characters above U+FFFF become U+FFFD
+
+	failLog, retryLog logLimit
 }
 
 var _ secrets.Auditor = (*Auditor)(nil)
@@ -163,9 +177,16 @@ func invalid(reason string) error {
 }
 
 // Audit queues ev for the writer, or drops and counts it if the queue is
-// full or the Auditor is closed. It never blocks and never does I/O.
+// full or the Auditor is closed. It never blocks and never does I/O. What
+// it queues is bounded: Ref, Backend, Outcome and Requester are cut to
+// what their columns keep, and Err is replaced by its text, cut likewise
+// (the error itself is not kept), so a full queue holds at most about
+// QueueSize x 24 KB whatever the events' size.
 func (a *Auditor) Audit(_ context.Context, ev secrets.AuditEvent) {
-	if a.closed.Load() {
+	ev = bound(ev)
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	if a.closed {
 		a.dropped.Add(1)
 		return
 	}
@@ -174,6 +195,42 @@ func (a *Auditor) Audit(_ context.Context, ev secrets.AuditEvent) {
 	default:
 		a.dropped.Add(1)
 	}
+}
+
+// The column limits of the text columns, as CreateTable makes them.
+const (
+	maxBackend   = 64
+	maxOutcome   = 32
+	maxRequester = 255
+)
+
+// bound cuts ev's text to what the writer writes, so that a queued event
+// holds no more than that; Err becomes its cut text.
+func bound(ev secrets.AuditEvent) secrets.AuditEvent {
+	ev.Ref = text(ev.Ref, maxText)
+	ev.Backend = text(ev.Backend, maxBackend)
+	ev.Outcome = text(ev.Outcome, maxOutcome)
+	ev.Requester = text(ev.Requester, maxRequester)
+	if ev.Err != nil {
+		ev.Err = errorText(text(errString(ev.Err), maxText))
+	}
+	return ev
+}
+
+// errorText is the text of an event's error, all Audit keeps of it.
+type errorText string
+
+func (e errorText) Error() string { return string(e) }
+
+// errString is err.Error(), or a placeholder if that panics (a nil
+// pointer in a non-nil error): the host's request must not fail for it.
+func errString(err error) (s string) {
+	defer func() {
+		if recover() != nil {
+			s = "an error whose text could not be read"
+		}
+	}()
+	return err.Error()
 }
 
 // Stats returns the counts so far.
@@ -207,7 +264,9 @@ func (a *Auditor) Flush(ctx context.Context) error {
 // Close are dropped. It is idempotent.
 func (a *Auditor) Close() error {
 	a.closeOnce.Do(func() {
-		a.closed.Store(true)
+		a.mu.Lock() // waits for the Audits sending now; later ones see closed
+		a.closed = true
+		a.mu.Unlock()
 		close(a.stop)
 		t := time.NewTimer(a.o.WriteTimeout)
 		select {
@@ -218,6 +277,12 @@ func (a *Auditor) Close() error {
 		}
 		t.Stop()
 		a.cancel()
+		// The writer drained the queue after closed was set, so it is
+		// empty; count anything left as dropped all the same.
+		for len(a.q) > 0 {
+			<-a.q
+			a.dropped.Add(1)
+		}
 		if a.ownDB {
 			a.closeErr = a.db.Close()
 		}
@@ -281,41 +346,119 @@ func (a *Auditor) run() {
 	}
 }
 
-// write writes one batch and counts it. If it fails with an api_key_id
-// set, it is tried once more with every api_key_id NULL: a foreign key to
-// api_keys refuses an id whose row is gone (deleted since, or never there),
-// and that must not lose the batch's other rows.
-func (a *Auditor) write(batch []secrets.AuditEvent) error {
+// maxTries bounds the INSERTs one batch may take when rows are refused
+// (the api_key_id retries and the halving), so that a table that refuses
+// every row costs a bounded amount of work per batch.
+const maxTries = 64
+
+// write writes one batch and counts it. A batch the database refuses is
+// not lost as a whole while the database answers: if it set any
+// api_key_id, it is tried once more with every api_key_id NULL (a foreign
+// key to api_keys refuses an id whose row is gone, deleted since or never
+// there); if that fails too, it is written in halves, down to single rows,
+// so only the rows the database refuses (a character a utf8mb3 column
+// cannot hold, say) count as failed. A panic (in Options.KeyID, the
+// host's) fails the rows not yet written, and is logged.
+func (a *Auditor) write(batch []secrets.AuditEvent) (err error) {
 	ctx, cancel := context.WithTimeout(a.ctx, a.o.WriteTimeout)
 	defer cancel()
-	ids, err := a.writeBatch(ctx, batch, true)
-	if err != nil && ids > 0 && ctx.Err() == nil {
-		a.log("an audit batch with api_key_id set could not be written; writing it again with api_key_id NULL", len(batch), err)
-		_, err = a.writeBatch(ctx, batch, false)
-	}
+	w := &batchWrite{a: a, ctx: ctx}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("audit writer panic: %s", text(fmt.Sprint(p), 200))
+		}
+		if failed := len(batch) - w.written; failed > 0 {
+			a.failed.Add(uint64(failed))
+			a.failLog.log(a, "audit rows could not be written", failed, len(batch), err)
+		}
+	}()
+	w.cols, err = a.columns(ctx)
 	if err != nil {
-		a.failed.Add(uint64(len(batch)))
-		a.log("an audit batch could not be written", len(batch), err)
 		return err
 	}
-	a.written.Add(uint64(len(batch)))
-	return nil
+	return w.rows(batch)
 }
 
-func (a *Auditor) log(msg string, rows int, err error) {
-	if a.o.Logger != nil {
-		a.o.Logger.LogAttrs(context.Background(), slog.LevelWarn, "keyward audit table: "+msg,
-			slog.String("table", a.name), slog.Int("rows", rows), slog.String("error", err.Error()))
+// batchWrite is one write's state: its columns, rows written, INSERTs
+// tried.
+type batchWrite struct {
+	a       *Auditor
+	ctx     context.Context
+	cols    []string
+	written int
+	tries   int
+}
+
+// rows writes batch, retrying as write says, and returns the first
+// error of the rows not written.
+func (w *batchWrite) rows(batch []secrets.AuditEvent) error {
+	a := w.a
+	w.tries++
+	ids, err := a.writeBatch(w.ctx, w.cols, batch, true)
+	if err != nil && ids > 0 && w.ctx.Err() == nil && w.tries < maxTries {
+		a.retryLog.log(a, "an audit batch with api_key_id set could not be written; writing it again with api_key_id NULL", len(batch), len(batch), err)
+		w.tries++
+		_, err = a.writeBatch(w.ctx, w.cols, batch, false)
 	}
+	if err == nil {
+		w.written += len(batch)
+		a.written.Add(uint64(len(batch)))
+		return nil
+	}
+	// Halve only while the database answers: a database that is down
+	// fails every half too.
+	if len(batch) == 1 || w.tries >= maxTries || w.ctx.Err() != nil || a.db.PingContext(w.ctx) != nil {
+		return err
+	}
+	mid := len(batch) / 2
+	err1 := w.rows(batch[:mid])
+	err2 := w.rows(batch[mid:])
+	if err1 != nil {
+		return err1
+	}
+	return err2
+}
+
+// logEvery is how often each kind of warning is logged at most; the
+// warnings between are counted in the next one.
+const logEvery = 10 * time.Second
+
+// logLimit rate-limits one kind of warning.
+type logLimit struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+// log logs msg for rows of a batch of n rows, unless the same warning was
+// logged less than logEvery ago (then it is counted for the next one).
+func (l *logLimit) log(a *Auditor, msg string, rows, n int, err error) {
+	if a.o.Logger == nil {
+		return
+	}
+	l.mu.Lock()
+	now := time.Now()
+	if !l.last.IsZero() && now.Sub(l.last) < logEvery {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	suppressed := l.suppressed
+	l.last, l.suppressed = now, 0
+	l.mu.Unlock()
+	attrs := []slog.Attr{slog.String("table", a.name), slog.Int("rows", rows), slog.Int("batch", n)}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", text(err.Error(), maxText)))
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Int("warnings_suppressed", suppressed))
+	}
+	a.o.Logger.LogAttrs(context.Background(), slog.LevelWarn, "keyward audit table: "+msg, attrs...)
 }
 
 // writeBatch inserts batch in one transaction, with api_key_id when
 // withIDs, and reports how many rows had one.
-func (a *Auditor) writeBatch(ctx context.Context, batch []secrets.AuditEvent, withIDs bool) (ids int, err error) {
-	cols, err := a.columns(ctx)
-	if err != nil {
-		return 0, err
-	}
+func (a *Auditor) writeBatch(ctx context.Context, cols []string, batch []secrets.AuditEvent, withIDs bool) (ids int, err error) {
 	var q strings.Builder
 	args := make([]any, 0, len(batch)*len(cols))
 	q.WriteString("INSERT INTO " + a.table + " (")
@@ -375,24 +518,51 @@ func (a *Auditor) value(c string, ev secrets.AuditEvent, withIDs bool) any {
 		}
 		return timeArg(a.d, t)
 	case "success":
-		return ev.Err == nil
+		return a.boolean(c, ev.Err == nil)
 	case "error_message":
 		if ev.Err == nil {
 			return nil
 		}
-		return text(ev.Err.Error(), maxText)
+		return a.text(errString(ev.Err), maxText)
 	case "ref":
-		return text(ev.Ref, maxText)
+		return a.text(ev.Ref, maxText)
 	case "backend":
-		return text(ev.Backend, 64)
+		return a.text(ev.Backend, maxBackend)
 	case "outcome":
-		return text(ev.Outcome, 32)
+		return a.text(ev.Outcome, maxOutcome)
 	case "cache_hit":
-		return ev.CacheHit
+		return a.boolean(c, ev.CacheHit)
 	case "requester":
-		return text(ev.Requester, 255)
+		return a.text(ev.Requester, maxRequester)
 	}
 	return nil
+}
+
+// boolean is a flag as column c takes it: 1 or 0 for an integer column
+// (pgx encodes no bool into an integer), else a bool.
+func (a *Auditor) boolean(c string, v bool) any {
+	if !a.intCols[c] {
+		return v
+	}
+	if v {
+		return int64(1)
+	}
+	return int64(0)
+}
+
+// text is text(s, n), with the characters above U+FFFF replaced on a
+// table that cannot hold them (MySQL's 3-byte utf8 refuses the row).
+func (a *Auditor) text(s string, n int) string {
+	s = text(s, n)
+	if a.bmpOnly {
+		s = strings.Map(func(r rune) rune {
+			if r > 0xFFFF {
+				return utf8.RuneError
+			}
+			return r
+		}, s)
+	}
+	return s
 }
 
 // maxText bounds the TEXT columns: MySQL's TEXT holds 64 KiB, and no ref
@@ -402,11 +572,29 @@ const maxText = 4096
 // text makes s storable in every database: valid UTF-8 without NUL (which
 // PostgreSQL refuses in text, failing the whole batch: a ref a tenant
 // wrote could otherwise stop the audit trail), at most n characters.
+//
+// The result never shares s's memory when it is shorter, so that a cut
+// event does not keep a long ref alive; the work is bounded by n, not by
+// len(s).
 func text(s string, n int) string {
+	long := len(s) > utf8.UTFMax*n
+	if long {
+		s = s[:utf8.UTFMax*n] // n characters are at most this many bytes
+	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	s = strings.ReplaceAll(s, "\x00", "\uFFFD")
-	if r := []rune(s); len(r) > n {
-		s = string(r[:n])
+	if utf8.RuneCountInString(s) > n {
+		i, k := 0, 0
+		for i = range s {
+			if k == n {
+				break
+			}
+			k++
+		}
+		s, long = s[:i], true
+	}
+	if long {
+		s = strings.Clone(s)
 	}
 	return s
 }

@@ -14,9 +14,14 @@
 //	              ref, backend, outcome, cache_hit, requester)
 //
 // CreateTable makes it with every column. An existing table is used as it
-// is: the writer reads which of these columns it has before its first
-// write and writes only those, so the Python service's five-column table
-// works unchanged.
+// is: the writer reads which of these columns it has (and their types)
+// before its first write and writes only those, so the Python service's
+// five-column table works unchanged, as does a success column of an
+// integer type (written 1 or 0). With Options.CreateTable the writer
+// creates the table only if that read finds it missing, so a database
+// user that may INSERT into the table but not CREATE in its schema writes
+// it. On a MySQL table of 3-byte utf8 (utf8mb3), characters above U+FFFF
+// are written as U+FFFD.
 //
 // # URLs
 //
@@ -33,12 +38,28 @@
 //
 // # Errors
 //
-// Audit never fails and never blocks. A batch that cannot be written is
-// counted in Stats().Failed and logged to Options.Logger; if it set any
+// Audit never fails and never blocks. What it queues is bounded: the text
+// of an event is cut to what its column keeps (4096 characters for ref and
+// the error's text) and the error itself is not kept. A batch the database
+// refuses is tried again while the database answers: if it set any
 // api_key_id (a foreign key to api_keys may refuse an id whose row is gone),
-// it is first tried once more with every api_key_id NULL. New fails only
+// once more with every api_key_id NULL; then in halves, down to single
+// rows, so that one row the database refuses does not lose the others
+// (at most 64 INSERTs a batch). The rows that still cannot be written are
+// counted in Stats().Failed and logged to Options.Logger, at most one line
+// every 10 seconds for each kind of warning (the next line counts those
+// left out). A panic in Options.KeyID fails its batch's rows, and is
+// logged; it does not stop the writer. New fails only
 // on bad options or a driver whose dialect it cannot tell; List and Columns
 // return *secrets.Error values: ErrInvalidRef for a missing table or a
 // filter on a column the table lacks, ErrUnavailable when the database
 // cannot be reached.
+//
+// # Loss
+//
+// The queue lives in memory. Close writes it (within Options.WriteTimeout);
+// a process killed without Close (kill -9, an OOM kill, a crash) loses
+// what was queued, up to Options.QueueSize events, plus the batch being
+// written. Stats counts every event the Auditor was given as written,
+// dropped or failed, except those lost that way.
 package audittable

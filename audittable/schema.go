@@ -3,6 +3,7 @@ package audittable
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -127,51 +128,106 @@ func createStatements(d fernetstore.Dialect, table string) []string {
 		fmt.Sprintf("CREATE INDEX IF NOT EXISTS %s ON %s (%s)", q(index), qt, q("used_at"))}
 }
 
-// columns returns the table's columns among Columns, read once (creating
-// the table first with Options.CreateTable); a failure is tried again by
-// the next batch, so a table created meanwhile is found.
+// columns returns the table's columns among Columns, read once. The
+// table is read first, and created (Options.CreateTable) only if that
+// read finds it missing: CREATE TABLE IF NOT EXISTS is not harmless, as
+// PostgreSQL and MySQL check the CREATE privilege before they look for the
+// table, and the service's database user may only INSERT into a table a
+// migration made. A failure is tried again by the next batch, so a table
+// created meanwhile is found.
 func (a *Auditor) columns(ctx context.Context) ([]string, error) {
 	if a.cols != nil {
 		return a.cols, nil
 	}
-	if a.o.CreateTable {
+	t, err := readTable(ctx, a.db, a.d, a.table, a.name)
+	if t.missing && a.o.CreateTable {
 		if err := a.CreateTable(ctx); err != nil {
 			return nil, err
 		}
+		t, err = readTable(ctx, a.db, a.d, a.table, a.name)
 	}
-	cols, err := readColumns(ctx, a.db, a.d, a.table, a.name)
 	if err != nil {
 		return nil, err
 	}
-	a.cols = cols
-	return cols, nil
+	a.intCols = t.ints
+	if a.d == fernetstore.MySQL {
+		a.bmpOnly = narrowCharset(ctx, a.db, a.name)
+	}
+	a.cols = t.cols
+	return t.cols, nil
 }
 
-// readColumns reads which of Columns the table has, from an empty result's
-// column names: the same query on every dialect, and no catalog.
+// readColumns reads which of Columns the table has.
 func readColumns(ctx context.Context, db *sql.DB, d fernetstore.Dialect, quoted, name string) ([]string, error) {
+	t, err := readTable(ctx, db, d, quoted, name)
+	return t.cols, err
+}
+
+// tableInfo is what readTable learns of a table.
+type tableInfo struct {
+	cols    []string        // which of Columns it has
+	ints    map[string]bool // those of success and cache_hit of an integer type
+	missing bool            // the read failed with the database up: no such table, or no right to read it
+}
+
+// readTable reads which of Columns the table has, and their types, from
+// an empty result: the same query on every dialect, and no catalog.
+func readTable(ctx context.Context, db *sql.DB, d fernetstore.Dialect, quoted, name string) (tableInfo, error) {
 	rows, err := db.QueryContext(ctx, "SELECT * FROM "+quoted+" WHERE 1 = 0")
 	if err != nil {
-		return nil, missingTable(ctx, db, name, err)
+		err = missingTable(ctx, db, name, err)
+		var se *secrets.Error
+		missing := errors.As(err, &se) && se.Code == secrets.CodeInvalidRef
+		return tableInfo{missing: missing}, err
 	}
 	defer rows.Close()
 	names, err := rows.Columns()
 	if err != nil {
-		return nil, dbError(ctx, err)
+		return tableInfo{}, dbError(ctx, err)
 	}
+	types, _ := rows.ColumnTypes() // without them, flags are written as bools
+	var t tableInfo
 	for i, n := range names {
-		names[i] = strings.ToLower(n)
-	}
-	var cols []string
-	for _, c := range Columns {
-		if slices.Contains(names, c) {
-			cols = append(cols, c)
+		n = strings.ToLower(n)
+		names[i] = n
+		if (n == "success" || n == "cache_hit") && i < len(types) && integerType(types[i].DatabaseTypeName()) {
+			if t.ints == nil {
+				t.ints = map[string]bool{}
+			}
+			t.ints[n] = true
 		}
 	}
-	if len(cols) == 0 {
-		return nil, invalid(fmt.Sprintf("table %s has none of the audit columns (%s)", name, strings.Join(Columns, ", ")))
+	for _, c := range Columns {
+		if slices.Contains(names, c) {
+			t.cols = append(t.cols, c)
+		}
 	}
-	return cols, rows.Close()
+	if len(t.cols) == 0 {
+		return tableInfo{}, invalid(fmt.Sprintf("table %s has none of the audit columns (%s)", name, strings.Join(Columns, ", ")))
+	}
+	return t, rows.Close()
+}
+
+// integerType tells a column type that holds a flag as a number
+// (SMALLINT, INTEGER, INT2, TINYINT, NUMERIC, ...) from BOOLEAN.
+func integerType(name string) bool {
+	name = strings.ToUpper(name)
+	return strings.Contains(name, "INT") || strings.Contains(name, "NUMERIC") || strings.Contains(name, "DECIMAL")
+}
+
+// narrowCharset tells a MySQL table with a text column of 3-byte utf8
+// (utf8mb3, "utf8" before MySQL 8), which refuses characters above
+// U+FFFF in strict mode. If the catalog cannot be read, the answer is no:
+// a refused row then fails alone.
+func narrowCharset(ctx context.Context, db *sql.DB, table string) bool {
+	var schema any
+	if s, t, ok := strings.Cut(table, "."); ok {
+		schema, table = s, t
+	}
+	var n int
+	err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE())"+
+		" AND TABLE_NAME = ? AND CHARACTER_SET_NAME IN ('utf8', 'utf8mb3')", schema, table).Scan(&n)
+	return err == nil && n > 0
 }
 
 // missingTable tells a table that is not there (the database answers a

@@ -31,6 +31,11 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 		return now.Add(-d), nil
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		// Year 0 parses, but PostgreSQL and MariaDB refuse it (and
+		// MariaDB a DATETIME past 9999) as if the query failed.
+		if y := t.UTC().Year(); y < 1 || y > 9999 {
+			return time.Time{}, fmt.Errorf("--since takes an RFC 3339 time from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z, or a duration such as 24h")
+		}
 		return t, nil
 	}
 	return time.Time{}, fmt.Errorf("--since takes a duration (such as 24h or 90m) or an RFC 3339 time (such as 2026-01-31T00:00:00Z)")

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -400,10 +401,16 @@ func (a *app) listJSON(ctx context.Context, s *fernetstore.Store, opts *fernetst
 	return doc.end(nil)
 }
 
-// clean keeps a name printable in one table cell.
+// clean keeps a name printable in one table cell: the C0 and C1 controls
+// and DEL (a terminal acts on them: ESC and CSI), the format characters
+// (Unicode Cf: the bidi overrides and isolates that reorder what the
+// operator reads, zero-width characters) and the line and paragraph
+// separators become '?'.
 func clean(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		switch {
+		case r < 0x20, r >= 0x7f && r <= 0x9f,
+			r == '\u2028', r == '\u2029', unicode.Is(unicode.Cf, r):
 			return '?'
 		}
 		return r
