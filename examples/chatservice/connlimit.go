@@ -1,6 +1,7 @@
 package main
 
 import (
+	clist "container/list"
 	"net"
 	"net/http"
 	"sync"
@@ -23,14 +24,15 @@ type connLimiter struct {
 	mu       sync.Mutex
 	freed    *sync.Cond
 	open     map[net.Conn]string // conn -> its client's key
-	idle     []net.Conn          // oldest first
+	idle     *clist.List         // of net.Conn, oldest first
+	idleAt   map[net.Conn]*clist.Element
 	byClient map[string]int
 	closed   bool
 }
 
 func newConnLimiter(ln net.Listener, max, perClient int, exempt func(net.Addr) bool) *connLimiter {
 	l := &connLimiter{Listener: ln, max: max, perClient: perClient, exempt: exempt,
-		open: map[net.Conn]string{}, byClient: map[string]int{}}
+		open: map[net.Conn]string{}, byClient: map[string]int{}, idle: clist.New(), idleAt: map[net.Conn]*clist.Element{}}
 	l.freed = sync.NewCond(&l.mu)
 	return l
 }
@@ -55,9 +57,9 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			continue
 		}
 		for len(l.open) >= l.max && !l.closed {
-			if len(l.idle) > 0 {
-				oldest := l.idle[0]
-				l.idle = l.idle[1:]
+			if front := l.idle.Front(); front != nil {
+				oldest := front.Value.(net.Conn)
+				l.dropIdle(oldest)
 				// Its StateClosed frees the slot.
 				oldest.Close()
 			}
@@ -86,7 +88,7 @@ func (l *connLimiter) ConnState(c net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateIdle:
 		if _, ok := l.open[c]; ok {
-			l.idle = append(l.idle, c)
+			l.idleAt[c] = l.idle.PushBack(c)
 		}
 	case http.StateClosed, http.StateHijacked:
 		if key, ok := l.open[c]; ok {
@@ -102,11 +104,9 @@ func (l *connLimiter) ConnState(c net.Conn, state http.ConnState) {
 }
 
 func (l *connLimiter) dropIdle(c net.Conn) {
-	for i, ic := range l.idle {
-		if ic == c {
-			l.idle = append(l.idle[:i], l.idle[i+1:]...)
-			return
-		}
+	if e, ok := l.idleAt[c]; ok {
+		l.idle.Remove(e)
+		delete(l.idleAt, c)
 	}
 }
 
@@ -123,5 +123,5 @@ func (l *connLimiter) Close() error {
 func (l *connLimiter) activeForTest() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.open) - len(l.idle)
+	return len(l.open) - l.idle.Len()
 }
