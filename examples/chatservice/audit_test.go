@@ -176,35 +176,9 @@ func countRequested(rows []audittable.Row) int {
 // dumpTable returns every column of every row of table as text.
 func dumpTable(t *testing.T, db *sql.DB, table string) string {
 	t.Helper()
-	rows, err := db.Query("SELECT * FROM " + table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var b strings.Builder
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		for _, v := range vals {
-			if bs, ok := v.([]byte); ok {
-				v = string(bs)
-			}
-			fmt.Fprintf(&b, "%v|", v)
-		}
-		b.WriteString("\n")
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if b.Len() == 0 {
+	rows := dumpRows(t, db, table)
+	if len(rows) == 0 {
 		t.Fatal("the audit table is empty")
 	}
-	return b.String()
+	return strings.Join(rows, "|")
 }

@@ -1,10 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -108,29 +108,12 @@ func freshSchema(t *testing.T) (dsn string, db *sql.DB) {
 // otherwise) and the service's client token.
 func (s *service) chatAs(t *testing.T, host, id string) (int, map[string]string) {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+s.addr+"/api/chat/"+id, strings.NewReader(`{"message":"hello"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := map[string]string{"Content-Type": "application/json", "Authorization": "Bearer " + cmp.Or(s.token, s.devToken)}
 	if host != "" {
-		req.Host = host
+		h["Host"] = host
 	}
-	req.Header.Set("Content-Type", "application/json")
-	tok := s.token
-	if tok == "" {
-		tok = s.devToken
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	s.bodies.Write(b)
-	var m map[string]string
-	json.Unmarshal(b, &m)
-	return resp.StatusCode, m
+	code, m, _ := s.do(t, http.MethodPost, "/api/chat/"+id, `{"message":"hello"}`, h)
+	return code, m
 }
 
 // chatWithEveryBot chats as each bot the service has and wants the

@@ -78,7 +78,14 @@ func red(text string) string {
 // tableDump is every column of every row of s's table, as text.
 func tableDump(t *testing.T, s *tokenStore) []string {
 	t.Helper()
-	rows, err := s.db.Query("SELECT * FROM " + s.tbl())
+	return dumpRows(t, s.db, s.tbl())
+}
+
+// dumpRows is every column of every row of table (quoted as the database
+// needs), as column=value.
+func dumpRows(t *testing.T, db *sql.DB, table string) []string {
+	t.Helper()
+	rows, err := db.Query("SELECT * FROM " + table)
 	if err != nil {
 		t.Fatal(err)
 	}
