@@ -153,6 +153,11 @@ type Cache struct {
 	// does a caller's fetch join them (under the mark, an entry naming yet
 	// another ref is refused, which the caller's own resolve would follow).
 	followed map[string]*call
+	// variants indexes all by base ref (the text before the first '#' or
+	// '?'): for each base, the keys that extend it, so that Invalidate of
+	// a base drops its variants in O(variants). inflightVariants and
+	// followedVariants do the same for inflight and followed.
+	variants, inflightVariants, followedVariants variantIndex
 	// The refresh sweep: wheel holds, per bucket of refreshAt times, the
 	// entries whose value becomes due then; buckets up to swept are done.
 	wheel map[int64][]*entry
@@ -239,7 +244,8 @@ func New(next secrets.KeyResolver, opts *Options) *Cache {
 	}
 	o = normalise(o)
 	c := &Cache{next: next, o: o, now: o.Now, all: map[string]*entry{}, inflight: map[string]*call{}, followed: map[string]*call{}, wg: new(sync.WaitGroup),
-		wheel: map[int64][]*entry{}, batches: map[*batch]struct{}{}}
+		wheel: map[int64][]*entry{}, batches: map[*batch]struct{}{},
+		variants: variantIndex{}, inflightVariants: variantIndex{}, followedVariants: variantIndex{}}
 	// Buckets narrow enough that an entry is refreshed well inside its
 	// refresh window (the last 1-RefreshAhead of its lifetime).
 	c.width = int64(max(time.Millisecond, min(o.TTL/64, time.Duration(float64(o.TTL)*(1-o.RefreshAhead)/8))))
@@ -542,28 +548,6 @@ func (c *Cache) rebuildLocked() {
 	c.readMisses = 0
 }
 
-// Invalidate drops ref from the cache, so the next resolve fetches it. A
-// fetch already in flight for ref still answers its waiting callers but is
-// not stored. It never waits for the backend.
-func (c *Cache) Invalidate(ref string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, m := range []map[string]*call{c.inflight, c.followed} {
-		if cl := m[ref]; cl != nil {
-			cl.invalidated = true
-			delete(m, ref)
-		}
-	}
-	for b := range c.batches {
-		if _, ok := b.refs[ref]; ok {
-			b.refs[ref] = true
-		}
-	}
-	if e := c.all[ref]; e != nil {
-		c.removeLocked(e)
-	}
-}
-
 // Purge drops every entry, like Invalidate of every ref. It never waits for
 // the backend.
 func (c *Cache) Purge() {
@@ -593,6 +577,9 @@ func (c *Cache) purgeLocked() {
 		e.val.Store(nil)
 	}
 	c.all = map[string]*entry{}
+	clear(c.variants)
+	clear(c.inflightVariants)
+	clear(c.followedVariants)
 	c.lru.Purge()
 	empty := map[string]*entry{}
 	c.read.Store(&empty)

@@ -24,8 +24,10 @@
 //     until shortly before its own context's deadline, then gets the stale
 //     value while the fetch goes on and stores its result.
 //   - Negative caching of ErrNotFound for NegativeTTL.
-//   - Invalidate, Purge (neither waits for the backend), Warm (one ResolveMany
-//     when the backend has secrets.BatchResolver), Stats, Close.
+//   - Invalidate (of an entry's ref, every #field and ?option variant of it
+//     too), InvalidatePrefix (every ref of a scheme), Purge: none waits for
+//     the backend. Warm (one ResolveMany when the backend has
+//     secrets.BatchResolver), Stats, Close.
 //
 // A hit takes no lock, makes no allocation and (on the real clock) does not
 // call time.Now: the index is an

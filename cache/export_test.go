@@ -53,3 +53,28 @@ func (c *Cache) WheelLen() int {
 	}
 	return n
 }
+
+// InFlight reports whether a fetch for ref is in flight, among the callers'
+// fetches and among the follows' (followmark).
+func (c *Cache) InFlight(ref string) (inflight, followed bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inflight[ref] != nil, c.followed[ref] != nil
+}
+
+// IndexLen returns how many refs the variant indexes hold (entries, and
+// fetches in flight), so a test can check that they follow the maps they
+// index and leak nothing.
+func (c *Cache) IndexLen() (entries, flights int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, s := range c.variants {
+		entries += len(s)
+	}
+	for _, x := range []variantIndex{c.inflightVariants, c.followedVariants} {
+		for _, s := range x {
+			flights += len(s)
+		}
+	}
+	return entries, flights
+}

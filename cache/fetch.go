@@ -34,10 +34,7 @@ func (c *Cache) fetch(ctx context.Context, ref string) (cl *call, started bool) 
 
 func (c *Cache) fetchLocked(ctx context.Context, ref string) (cl *call, started bool) {
 	follow := followmark.Marked(ctx)
-	flights := c.inflight
-	if follow {
-		flights = c.followed
-	}
+	flights, index := c.flights(follow)
 	if cl := flights[ref]; cl != nil {
 		cl.waiters++
 		return cl, false
@@ -49,6 +46,7 @@ func (c *Cache) fetchLocked(ctx context.Context, ref string) (cl *call, started 
 	}
 	cl = &call{done: make(chan struct{}), waiters: 1, start: time.Now(), follow: follow}
 	flights[ref] = cl
+	index.add(ref)
 	c.wg.Add(1)
 	c.backendCalls.Add(1)
 	go c.run(context.WithoutCancel(ctx), ref, cl)
@@ -79,12 +77,9 @@ func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err erro
 	defer c.mu.Unlock()
 	now := c.now().UnixNano()
 	if cl != nil {
-		flights := c.inflight
-		if cl.follow {
-			flights = c.followed
-		}
-		if flights[ref] == cl {
+		if flights, index := c.flights(cl.follow); flights[ref] == cl {
 			delete(flights, ref)
+			index.remove(ref)
 		}
 	}
 	e := c.all[ref]
@@ -210,6 +205,7 @@ func (c *Cache) insertLocked(ref string) *entry {
 	if c.lru.Len() >= c.o.Size {
 		if k, old, ok := c.lru.RemoveOldest(); ok {
 			delete(c.all, k)
+			c.variants.remove(k)
 			c.unwheelLocked(old)
 			old.val.Store(nil)
 			c.evictions.Add(1)
@@ -219,12 +215,14 @@ func (c *Cache) insertLocked(ref string) *entry {
 	e := &entry{key: strings.Clone(ref)}
 	c.lru.Add(e.key, e)
 	c.all[e.key] = e
+	c.variants.add(e.key)
 	return e
 }
 
 func (c *Cache) removeLocked(e *entry) {
 	if c.all[e.key] == e {
 		delete(c.all, e.key)
+		c.variants.remove(e.key)
 		c.lru.Remove(e.key)
 	}
 	c.unwheelLocked(e)

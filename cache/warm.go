@@ -86,10 +86,13 @@ func (c *Cache) Warm(ctx context.Context, refs []string) error {
 
 // batch is one Warm ResolveMany in progress. refs maps each ref asked for to
 // whether an Invalidate or Purge of it ran since the batch began; seq is
-// c.seq then. Both are guarded by c.mu.
+// c.seq then. Both are guarded by c.mu. variants indexes refs by base ref,
+// for Invalidate of a base; it is built before the batch is registered and
+// never changes.
 type batch struct {
-	refs map[string]bool
-	seq  uint64
+	refs     map[string]bool
+	variants variantIndex
+	seq      uint64
 }
 
 // mayStore reports whether the batch's result for ref may be stored over e
@@ -101,9 +104,10 @@ func (b *batch) mayStore(ref string, e *entry) bool {
 }
 
 func (c *Cache) warmBatch(ctx context.Context, br secrets.BatchResolver, need []string) error {
-	b := &batch{refs: make(map[string]bool, len(need))}
+	b := &batch{refs: make(map[string]bool, len(need)), variants: variantIndex{}}
 	for _, ref := range need {
 		b.refs[ref] = false
+		b.variants.add(ref)
 	}
 	c.mu.Lock()
 	b.seq = c.seq
