@@ -14,9 +14,21 @@ import (
 // a service that keeps its environment in its own map. An empty
 // ENCRYPTION_KEY is "not set". Errors name the variable and the expected
 // shape, never the value.
+//
+// When ENCRYPTION_KEY_REF is set, the ring is instead the one
+// KeyRingFromRef makes for it, refreshed every ENCRYPTION_KEY_REFRESH
+// (default 1m, "off" for never on a timer): not loaded yet, since reading
+// it needs the stack the store is served in (NewFromEnv loads it on the
+// store's first use; a host that builds the store itself calls
+// KeyRing.Load). ENCRYPTION_KEY or ENCRYPTION_KEY_PREVIOUS set with it, a
+// ref through env:, and a ref that is not one are errors matching
+// secrets.ErrInvalidRef that say how to fix the configuration.
 func KeyRingFromLookup(getenv func(string) string) (*KeyRing, error) {
 	if getenv == nil {
 		getenv = os.Getenv
+	}
+	if strings.TrimSpace(getenv(EnvKeyRef)) != "" {
+		return keyRefFromLookup(getenv, nil)
 	}
 	primary := getenv(EnvKey)
 	if strings.TrimSpace(primary) == "" {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fernet/fernet-go"
@@ -47,11 +48,22 @@ func KeyName(i int) string {
 // KeyRing holds the primary Fernet key, which encrypts, and any previous keys,
 // which only decrypt. Decryption tries the primary first, so a token under
 // the primary costs the same however many previous keys the ring holds.
-// A KeyRing is immutable and safe for concurrent use.
+// A KeyRing is safe for concurrent use. A ring of fixed keys
+// (ParseKeyRing, ENCRYPTION_KEY) never changes; a ring read from a secret
+// manager (KeyRingFromRef, ENCRYPTION_KEY_REF) replaces its keys in place
+// when it is reloaded, so every holder of the *KeyRing sees the new
+// primary at once. Each call uses one set of keys from start to end.
 type KeyRing struct {
-	keys   []*fernet.Key
-	single [][]*fernet.Key // single[i] = {keys[i]}, for fernet.VerifyAndDecrypt
-	macs   []sync.Pool     // per key: reusable HMAC-SHA256 states for KeyOf
+	state atomic.Pointer[ringKeys] // nil until a ring from a ref is loaded
+	src   *keySource               // nil for fixed keys
+}
+
+// ringKeys is one set of keys of a ring.
+type ringKeys struct {
+	keys     []*fernet.Key
+	single   [][]*fernet.Key // single[i] = {keys[i]}, for fernet.VerifyAndDecrypt
+	macs     []sync.Pool     // per key: reusable HMAC-SHA256 states for KeyOf
+	versions []string        // for a ring from a ref: the manager's version of each key
 }
 
 // ParseKeyRing builds a ring from a primary key and previous keys, each in the
@@ -67,21 +79,11 @@ func ParseKeyRing(primary string, previous ...string) (*KeyRing, error) {
 }
 
 // KeyRingFromEnv builds a ring from ENCRYPTION_KEY (required) and
-// ENCRYPTION_KEY_PREVIOUS (optional, comma-separated). Errors name the
-// variable and the expected shape, never the value.
-func KeyRingFromEnv() (*KeyRing, error) {
-	primary, ok := os.LookupEnv(EnvKey)
-	if !ok || strings.TrimSpace(primary) == "" {
-		return nil, keyError(EnvKey + " is not set; " + keyShape)
-	}
-	var prev []string
-	if p := os.Getenv(EnvPreviousKeys); p != "" {
-		prev = strings.Split(p, ",")
-	}
-	return parseRing(primary, prev, EnvKey, func(n int) string {
-		return fmt.Sprintf("%s entry %d (comma-separated)", EnvPreviousKeys, n)
-	})
-}
+// ENCRYPTION_KEY_PREVIOUS (optional, comma-separated), or, when
+// ENCRYPTION_KEY_REF is set instead, from the secret manager it names (see
+// KeyRingFromLookup). Errors name the variable and the expected shape,
+// never the value.
+func KeyRingFromEnv() (*KeyRing, error) { return KeyRingFromLookup(os.Getenv) }
 
 func keyError(reason string) error {
 	return &secrets.Error{Op: "load keys", Backend: Backend, Code: secrets.CodeUnknown, Reason: reason}
@@ -117,13 +119,19 @@ func parseRing(primary string, previous []string, primaryName string, prevName f
 }
 
 func newRing(keys []*fernet.Key) *KeyRing {
-	r := &KeyRing{keys: keys, single: make([][]*fernet.Key, len(keys)), macs: make([]sync.Pool, len(keys))}
-	for i, k := range keys {
-		r.single[i] = []*fernet.Key{k}
-		sign := append([]byte(nil), k[:16]...)
-		r.macs[i].New = func() any { return hmac.New(sha256.New, sign) }
-	}
+	r := &KeyRing{}
+	r.state.Store(newRingKeys(keys, nil))
 	return r
+}
+
+func newRingKeys(keys []*fernet.Key, versions []string) *ringKeys {
+	k := &ringKeys{keys: keys, single: make([][]*fernet.Key, len(keys)), macs: make([]sync.Pool, len(keys)), versions: versions}
+	for i, key := range keys {
+		k.single[i] = []*fernet.Key{key}
+		sign := append([]byte(nil), key[:16]...)
+		k.macs[i].New = func() any { return hmac.New(sha256.New, sign) }
+	}
+	return k
 }
 
 // decodeKey checks the shape of a key and decodes it. Its errors say what is
@@ -159,8 +167,29 @@ func GenerateKey() (string, error) {
 	return k.Encode(), nil
 }
 
-// Len returns the number of keys in the ring, the primary included.
-func (r *KeyRing) Len() int { return len(r.keys) }
+// Len returns the number of keys in the ring, the primary included: 0 for
+// a ring from a ref that has not been loaded yet.
+func (r *KeyRing) Len() int {
+	if k := r.state.Load(); k != nil {
+		return len(k.keys)
+	}
+	return 0
+}
+
+// keys returns the ring's current keys, for one call, and starts a reload
+// in the background when a ring from a ref is due for one. A ring from a
+// ref that has not been loaded yet is an error saying how to load it.
+func (r *KeyRing) keys() (*ringKeys, error) {
+	k := r.state.Load()
+	if r.src == nil {
+		return k, nil
+	}
+	if k == nil {
+		return nil, r.src.notLoaded()
+	}
+	r.refreshIfDue()
+	return k, nil
+}
 
 // Encrypt returns a Fernet token of plaintext under the primary key, which
 // Python's Fernet(key).decrypt accepts.
@@ -169,7 +198,15 @@ func (r *KeyRing) Encrypt(plaintext []byte) (string, error) {
 }
 
 func (r *KeyRing) encryptAt(plaintext []byte, ts time.Time) (string, error) {
-	tok, err := fernet.EncryptAndSignAtTime(plaintext, r.keys[0], ts)
+	k, err := r.keys()
+	if err != nil {
+		return "", err
+	}
+	return k.encryptAt(plaintext, ts)
+}
+
+func (k *ringKeys) encryptAt(plaintext []byte, ts time.Time) (string, error) {
+	tok, err := fernet.EncryptAndSignAtTime(plaintext, k.keys[0], ts)
 	if err != nil {
 		return "", fmt.Errorf("fernetstore: encrypt: %w", err)
 	}
@@ -183,37 +220,68 @@ func (r *KeyRing) encryptAt(plaintext []byte, ts time.Time) (string, error) {
 // Python's Fernet decrypts with a stray quote, space or other character
 // outside the base64 alphabet in it decrypts here too. A value that holds no
 // well-formed token, or whose HMAC fails under every key, is an error
-// matching secrets.ErrUndecryptable.
+// matching secrets.ErrUndecryptable. A ring from a ref reads its keys again
+// before it gives up on a well-formed token no key opens (at most once per
+// KeyRefOptions.MissInterval, waiting at most KeyRefOptions.Timeout): it
+// may have been made under a primary another replica already has.
 func (r *KeyRing) Decrypt(token string) ([]byte, int, error) {
-	msg, i, _, err := r.open(token)
+	msg, i, _, _, err := r.open(token)
 	return msg, i, err
 }
 
-// open decrypts token and also returns the canonical token that opened.
-func (r *KeyRing) open(token string) ([]byte, int, []byte, error) {
+// open decrypts token and also returns the canonical token that opened and
+// the keys it was opened with.
+func (r *KeyRing) open(token string) ([]byte, int, []byte, *ringKeys, error) {
 	forms, kind := tokenForms(token)
 	switch kind {
 	case KindMalformedToken:
-		return nil, -1, nil, undecryptable("", malformedReason)
+		return nil, -1, nil, nil, undecryptable("", malformedReason)
 	case KindPlaintext:
-		return nil, -1, nil, undecryptable("", notTokenReason)
+		return nil, -1, nil, nil, undecryptable("", notTokenReason)
 	}
+	k, err := r.keys()
+	if err != nil {
+		return nil, -1, nil, nil, err
+	}
+	if msg, i, tok := k.open(forms); msg != nil {
+		return msg, i, tok, k, nil
+	}
+	if r.src != nil && r.reloadForMiss() {
+		if k2 := r.state.Load(); k2 != k {
+			if msg, i, tok := k2.open(forms); msg != nil {
+				return msg, i, tok, k2, nil
+			}
+		}
+	}
+	return nil, -1, nil, nil, undecryptable("", r.noKeyReason())
+}
+
+func (k *ringKeys) open(forms [2][]byte) ([]byte, int, []byte) {
 	for _, tok := range forms {
 		if tok == nil {
 			continue
 		}
-		for i, one := range r.single {
+		for i, one := range k.single {
 			if msg := fernet.VerifyAndDecrypt(tok, 0, one); msg != nil {
-				return msg, i, tok, nil
+				return msg, i, tok
 			}
 		}
 	}
-	return nil, -1, nil, undecryptable("", noKeyReason)
+	return nil, -1, nil
 }
 
 const notTokenReason = "the value is not a well-formed Fernet token"
 
 const noKeyReason = "the value is shaped like a Fernet token but its HMAC fails under every key in the ring (wrong ENCRYPTION_KEY, a missing ENCRYPTION_KEY_PREVIOUS entry, or a tampered value)"
+
+const noRefKeyReason = "the value is shaped like a Fernet token but its HMAC fails under every key read from ENCRYPTION_KEY_REF (a key version no longer read, a wrong ENCRYPTION_KEY_REF, or a tampered value)"
+
+func (r *KeyRing) noKeyReason() string {
+	if r.src != nil {
+		return noRefKeyReason
+	}
+	return noKeyReason
+}
 
 func undecryptable(ref, reason string) error {
 	return &secrets.Error{Op: "decrypt", Backend: Backend, Ref: ref, Code: secrets.CodeUndecryptable, Reason: reason}
@@ -223,12 +291,28 @@ func undecryptable(ref, reason string) error {
 // HMAC only: no decryption, so no plaintext is ever produced. It is what
 // listings and rotation use to tell current rows from old ones. It returns
 // -1 and an error matching secrets.ErrUndecryptable when no key matches or
-// the value is not a well-formed token.
+// the value is not a well-formed token. A ring from a ref that no key
+// matches starts a reload in the background (at most once per
+// KeyRefOptions.MissInterval) and does not wait for it.
 func (r *KeyRing) KeyOf(token string) (int, error) {
 	forms, kind := tokenForms(token)
 	if kind != KindToken {
 		return -1, undecryptable("", notTokenReason)
 	}
+	k, err := r.keys()
+	if err != nil {
+		return -1, err
+	}
+	if i := k.keyOf(forms); i >= 0 {
+		return i, nil
+	}
+	if r.src != nil {
+		r.reloadForMissLater()
+	}
+	return -1, undecryptable("", r.noKeyReason())
+}
+
+func (k *ringKeys) keyOf(forms [2][]byte) int {
 	var stack [512]byte
 	var mac [sha256.Size]byte
 	for _, tok := range forms {
@@ -246,26 +330,27 @@ func (r *KeyRing) KeyOf(token string) (int, error) {
 		}
 		b = b[:n]
 		body, sum := b[:n-sha256.Size], b[n-sha256.Size:]
-		for i := range r.keys {
-			h := r.macs[i].Get().(hash.Hash)
+		for i := range k.keys {
+			h := k.macs[i].Get().(hash.Hash)
 			h.Reset()
 			h.Write(body)
 			got := h.Sum(mac[:0])
-			r.macs[i].Put(h)
+			k.macs[i].Put(h)
 			if subtle.ConstantTimeCompare(got, sum) == 1 {
-				return i, nil
+				return i
 			}
 		}
 	}
-	return -1, undecryptable("", noKeyReason)
+	return -1
 }
 
 // reencrypt decrypts token and encrypts its plaintext under the primary,
 // keeping the token's timestamp as Python's MultiFernet.rotate does (so a
 // reader that checks a ttl sees the original age). It returns the key index
-// the token was under.
+// the token was under. Both steps use the same keys, also while the ring
+// is reloaded.
 func (r *KeyRing) reencrypt(token string) (string, int, error) {
-	msg, i, tok, err := r.open(token)
+	msg, i, tok, k, err := r.open(token)
 	if err != nil {
 		return "", -1, err
 	}
@@ -273,7 +358,7 @@ func (r *KeyRing) reencrypt(token string) (string, int, error) {
 		return token, 0, nil
 	}
 	ts := tokenTime(tok)
-	out, err := r.encryptAt(msg, ts)
+	out, err := k.encryptAt(msg, ts)
 	clear(msg)
 	return out, i, err
 }

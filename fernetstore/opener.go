@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"net/url"
 	"os"
+	"strings"
+	"time"
 
 	secrets "github.com/keyward/secrets"
 )
@@ -27,7 +29,8 @@ func init() { secrets.Register(Backend, OpenURL) }
 // keys from ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS, read and opened on
 // the first Resolve: opening does no I/O. A DATABASE_URL whose scheme no
 // imported database package opens (fernetstore/sqlite, fernetstore/postgres,
-// fernetstore/mysql) fails here, naming the package to import. The returned
+// fernetstore/mysql) fails here, naming the package to import, and so does
+// an ENCRYPTION_KEY_REF that KeyRingFromLookup refuses. The returned
 // Store closes the database it opened when closed.
 func OpenURL(_ context.Context, u *url.URL) (secrets.KeyResolver, error) {
 	opts, err := optionsFromURL(u)
@@ -36,6 +39,13 @@ func OpenURL(_ context.Context, u *url.URL) (secrets.KeyResolver, error) {
 	}
 	if _, _, err := database(databaseURL()); err != nil {
 		return nil, err
+	}
+	if strings.TrimSpace(os.Getenv(EnvKeyRef)) != "" {
+		// Its shape and its company are checked now, as a URL's are: a
+		// configuration error, not something the first resolve finds.
+		if _, err := keyRefFromLookup(os.Getenv, nil); err != nil {
+			return nil, err
+		}
 	}
 	return NewFromEnv(opts), nil
 }
@@ -52,11 +62,33 @@ func databaseURL() string {
 // ENCRYPTION_KEY_PREVIOUS, all read on first use, not here; a failure is
 // tried again by the next call. The store owns the database it opens: Close
 // closes it. It is what the fernet:// opener and the keyward CLI use.
+//
+// With ENCRYPTION_KEY_REF set instead (see KeyRingFromLookup), the keys are
+// read on first use from that secret's versions, through the Mux of the
+// stack the store is served in (the resolver OpenConfig gives it, see
+// secrets.Follower), and read again every ENCRYPTION_KEY_REFRESH and when
+// a token no key opens. The ring's clock is opts.Now.
 func NewFromEnv(opts *Options) *Store {
-	return newStore(opts, func(context.Context) (*sql.DB, *KeyRing, bool, error) {
-		ring, err := KeyRingFromEnv()
+	var now func() time.Time
+	if opts != nil {
+		now = opts.Now
+	}
+	var s *Store
+	s = newStore(opts, func(ctx context.Context) (*sql.DB, *KeyRing, bool, error) {
+		var ring *KeyRing
+		var err error
+		if strings.TrimSpace(os.Getenv(EnvKeyRef)) != "" {
+			ring, err = keyRefFromLookup(os.Getenv, now)
+		} else {
+			ring, err = KeyRingFromEnv()
+		}
 		if err != nil {
 			return nil, nil, false, err
+		}
+		if ring.Ref() != "" {
+			if err := ring.Load(ctx, s.FollowedThrough()); err != nil {
+				return nil, nil, false, err
+			}
 		}
 		db, err := OpenDB(databaseURL())
 		if err != nil {
@@ -64,4 +96,5 @@ func NewFromEnv(opts *Options) *Store {
 		}
 		return db, ring, true, nil
 	})
+	return s
 }
