@@ -16,6 +16,21 @@
 // before ..."), because for the caller there is no usable secret yet and
 // retrying later can succeed. Secret.Version is the version from the secret's id.
 //
+// # Version checks
+//
+// Key Vault has no read of a secret's current version id that is cheaper
+// than GetSecret: every secrets operation is billed alike ($0.03 per 10,000
+// on the Standard tier at list price), GetSecret returns the value with the
+// id, and the reads that carry ids without values are listings
+// (secrets/list), paged, one operation a page, that do not say which
+// version is current. A check would cost what the refresh it is meant to
+// spare costs, and a noticed change two operations, so CurrentVersion
+// (secrets.VersionChecker, which a cache with check= uses) answers
+// errors.ErrUnsupported for a ref naming the current version, and a cache
+// notices a change on Azure by reading the secret again: one operation,
+// $0.000003. A ref pinning a version ("name/version") answers that version
+// with no request.
+//
 // # URLs
 //
 // secrets.Open("azurekv://myvault.vault.azure.net") opens the vault at
