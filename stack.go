@@ -45,6 +45,8 @@ type Stack struct {
 	top KeyResolver
 	// closers are the decorators to close, outermost first; the Mux is closed last.
 	closers []io.Closer
+	// watches is the cache the backends' change watches invalidate.
+	watches cacheInvalidator
 }
 
 var _ KeyResolver = (*Stack)(nil)
@@ -165,6 +167,10 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (_ *Stack, e
 		if cl, ok := top.(io.Closer); ok {
 			st.closers = append(st.closers, cl)
 		}
+		if inv, ok := top.(cacheInvalidator); ok {
+			// Before the cache in closers: the watches stop first.
+			st.watches = inv
+		}
 	}
 	top = EnforceExpiry(top, &ExpiryOptions{Now: o.Now})
 	if c.Audit || table != nil {
@@ -186,6 +192,10 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (_ *Stack, e
 	st.top = top
 	// Last, so that what an entry names is resolved through every layer.
 	followThroughStack(st)
+	if st.watches != nil {
+		w := startWatches(mux, st.watches)
+		st.closers = append([]io.Closer{w}, st.closers...)
+	}
 	return st, nil
 }
 

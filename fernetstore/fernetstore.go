@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -52,6 +53,9 @@ type Options struct {
 	// Now returns the current time, for expiry, created_at and List; nil
 	// means time.Now.
 	Now func() time.Time
+	// PollInterval is how often Watch polls the change log on MariaDB and
+	// SQLite; zero means DefaultPollInterval. PostgreSQL needs no polling.
+	PollInterval time.Duration
 }
 
 // Store is a secrets.KeyResolver over a table of Fernet-encrypted values in
@@ -63,6 +67,18 @@ type Options struct {
 type Store struct {
 	*driver.Resolver
 	opts Options
+
+	wmu     sync.Mutex
+	wclosed bool                 // Close ran: Watch returns at once
+	wstops  []context.CancelFunc // of the Watch calls running
+	wwarned time.Time            // the last watch failure logged
+}
+
+// Close ends the store's watches and closes its driver (and the database
+// the store opened).
+func (s *Store) Close() error {
+	s.stopWatches()
+	return s.Resolver.Close()
 }
 
 var (
@@ -448,7 +464,13 @@ func (s *Store) Insert(ctx context.Context, row Row, value string) (string, erro
 	}
 	switch {
 	case id != "":
-		_, err = b.db.ExecContext(ctx, sc.q.insertID, append(args, sc.idArg(id))...)
+		_, _, err = b.execAnnounced(ctx, b.db, sc, sc.q.insertID, sc.q.insertIDN, append(args, sc.idArg(id))...)
+	case sc.q.insertN != "":
+		var n int64
+		n, id, err = b.execAnnounced(ctx, b.db, sc, "", sc.q.insertN, args...)
+		if err == nil && n != 1 {
+			err = fmt.Errorf("the insert made %d rows", n)
+		}
 	case sc.q.insertReturns:
 		var n int64
 		err = b.db.QueryRowContext(ctx, sc.q.insert, args...).Scan(&n)
@@ -538,24 +560,24 @@ func (s *Store) update(ctx context.Context, ref, value string, expiresAt *time.T
 	if err != nil {
 		return errorf(op, ref, secrets.CodeUnknown, err, "encrypt")
 	}
-	var res sql.Result
+	var n int64
 	if expiresAt != nil && sc.has.expires {
-		res, err = b.db.ExecContext(ctx, sc.q.update, append([]any{tok, b.timeArg(*expiresAt)}, id...)...)
+		n, _, err = b.execAnnounced(ctx, b.db, sc, sc.q.update, sc.q.updateN, append([]any{tok, b.timeArg(*expiresAt)}, id...)...)
 	} else {
-		res, err = b.db.ExecContext(ctx, sc.q.updateValue, append([]any{tok}, id...)...)
+		n, _, err = b.execAnnounced(ctx, b.db, sc, sc.q.updateValue, sc.q.updateValueN, append([]any{tok}, id...)...)
 	}
-	return affected(ctx, op, ref, res, err)
+	return affected(ctx, op, ref, n, err)
 }
 
 // emptyValue is the error of storing "": a row whose value is empty reads
 // as one that holds no key.
 const emptyValue = "the value is empty: give the key to store (a row with an empty value holds no key)"
 
-func affected(ctx context.Context, op, ref string, res sql.Result, err error) error {
+func affected(ctx context.Context, op, ref string, n int64, err error) error {
 	if err != nil {
 		return opError(ctx, op, ref, err)
 	}
-	if n, err := res.RowsAffected(); err == nil && n == 0 {
+	if n == 0 {
 		return errorf(op, ref, secrets.CodeNotFound, nil, "no row with that id")
 	}
 	return nil
@@ -567,8 +589,8 @@ func (s *Store) Delete(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	res, err := b.db.ExecContext(ctx, sc.q.del, id...)
-	return affected(ctx, "delete", ref, res, err)
+	n, _, err := b.execAnnounced(ctx, b.db, sc, sc.q.del, sc.q.delN, id...)
+	return affected(ctx, "delete", ref, n, err)
 }
 
 // DB returns the store's database, opening it first for a store made by

@@ -339,11 +339,11 @@ func (s *Store) tryBatch(ctx context.Context, b *base, sc *schema, batch []pendi
 		chunk := batch[:min(len(batch), casChunk)]
 		batch = batch[len(chunk):]
 		query, args := b.multiCAS(sc, chunk)
-		res, err := tx.ExecContext(ctx, query, args...)
-		if err != nil {
-			return 0, err
+		announced := ""
+		if b.d == Postgres {
+			announced = sc.announce(query, "t."+sc.q.id, len(args)+1)
 		}
-		n, err := res.RowsAffected()
+		n, _, err := b.execAnnounced(ctx, tx, sc, query, announced, args...)
 		if err != nil {
 			return 0, err
 		}

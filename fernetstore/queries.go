@@ -40,6 +40,9 @@ type queries struct {
 	listFirst, list, batchFirst, batch, cas, casRowid   string
 	listRowidFirst, listRowid                           string // SQLite: List in rowid order (AnyOrder)
 	insertReturns                                       bool   // PostgreSQL: RETURNING the database's id
+	// The writes' announcing forms (see schema.announce), "" where the
+	// write is made as it is.
+	insertN, insertIDN, updateN, updateValueN, delN string
 }
 
 func def(v, d string) string {
@@ -175,6 +178,7 @@ func buildQueries(d Dialect, sc *schema) {
 	q.insert = fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", q.table, strings.Join(cols, ", "), strings.Join(args, ", "))
 	add(true, q.id)
 	q.insertID = fmt.Sprintf("INSERT INTO %s (%s) VALUES (%s)", q.table, strings.Join(cols, ", "), strings.Join(args, ", "))
+	insertBare := q.insert
 	if d == Postgres && !sc.text {
 		q.insert += " RETURNING " + q.id
 		q.insertReturns = true
@@ -184,6 +188,18 @@ func buildQueries(d Dialect, sc *schema) {
 		q.update = fmt.Sprintf("UPDATE %s SET %s = %s, %s = %s WHERE %s", q.table, q.value, d.ph(1), q.expires, d.ph(2), idEq(3))
 	}
 	q.del = fmt.Sprintf("DELETE FROM %s WHERE %s", q.table, idEq(1))
+	if sc.pgNotify {
+		params := func(query string) int { return maxParam(query) + 1 }
+		if q.insertReturns {
+			q.insertN = sc.announce(insertBare, q.id, params(insertBare))
+		}
+		q.insertIDN = sc.announce(q.insertID, q.id, params(q.insertID))
+		if q.update != "" {
+			q.updateN = sc.announce(q.update, q.id, params(q.update))
+		}
+		q.updateValueN = sc.announce(q.updateValue, q.id, params(q.updateValue))
+		q.delN = sc.announce(q.del, q.id, params(q.del))
+	}
 	sel := func(has bool, col string) string {
 		if has {
 			return col

@@ -75,6 +75,10 @@ type schema struct {
 	exact   bool
 	padded  bool // PostgreSQL CHAR(n) ids: read back with trailing spaces
 	dialect Dialect
+	// PostgreSQL: the notification channel, and whether keyward's writes
+	// send the NOTIFY themselves (the table has no trigger that does).
+	channel  string
+	pgNotify bool
 	// idCharset: MySQL text ids in a character set other than utf8mb4 and
 	// utf8mb3, which the compare-and-swap converts its ids to, and whose
 	// repertoire fits checks (latin1, ascii).
@@ -377,6 +381,16 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 	sc.dialect = b.d
 	if b.d == MySQL && sc.text {
 		sc.exact = true
+	}
+	if b.d == Postgres {
+		// keyward's writes NOTIFY their changes themselves unless the
+		// table's trigger does (InstallTriggers).
+		sc.channel = Channel(table)
+		trig, err := b.triggersInstalled(ctx, table)
+		if err != nil {
+			return nil, dbError(err)
+		}
+		sc.pgNotify = !trig
 	}
 	buildQueries(b.d, sc)
 	return sc, nil

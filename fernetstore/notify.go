@@ -1,0 +1,564 @@
+package fernetstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	secrets "github.com/keyward/secrets"
+)
+
+// Change notification: every write to a key table announces the ids it
+// changed, in the write's own transaction, and Store.Watch reports them to a
+// cache (see secrets.Watcher).
+//
+//   - PostgreSQL: NOTIFY on the channel "keyward:TABLE" with a JSON array of
+//     the changed ids as payload (or "*": everything may have changed),
+//     delivered when the write commits. keyward's own writes send it
+//     themselves (the statement and its pg_notify are one statement); the
+//     trigger InstallTriggers adds sends it for every other writer's
+//     (the Python service's) too, and keyward's writes then leave it to it.
+//   - MariaDB and SQLite: a row per changed id in the change log table
+//     keyward_changes, written by the triggers InstallTriggers adds (for
+//     keyward's writes and everyone else's alike), read by a cheap indexed
+//     poll of what is newer than the last change seen.
+
+// ChangeLogTable is the change log of MariaDB and SQLite.
+const ChangeLogTable = "keyward_changes"
+
+// DefaultPollInterval is how often Watch polls the change log on MariaDB and
+// SQLite when Options.PollInterval is zero.
+const DefaultPollInterval = time.Second
+
+// changeLogKeep is how long the change log keeps a change; a watcher that
+// has not polled for half of it starts over (it cannot know what it missed).
+const changeLogKeep = time.Hour
+
+// gapWait is how long a poller goes on looking for a change-log sequence
+// number it has not seen below one it has: a transaction that took its
+// number earlier but committed later (MariaDB's auto-increment is taken at
+// insert, not at commit). A transaction open longer than this between its
+// write and its commit is missed.
+const gapWait = 30 * time.Second
+
+// notifyPayloadMax is the largest payload sent; PostgreSQL refuses 8000
+// bytes or more, and a larger change is announced as "*".
+const notifyPayloadMax = 7900
+
+// Channel is the PostgreSQL notification channel of table: "keyward:" and
+// the table as configured, or a hash of it when that would be longer than
+// an identifier.
+func Channel(table string) string {
+	c := "keyward:" + table
+	if len(c) > 63 {
+		h := sha256.Sum256([]byte(table))
+		c = "keyward:" + hex.EncodeToString(h[:12])
+	}
+	return c
+}
+
+// triggerBase is the prefix of the names of the triggers of table.
+func triggerBase(table string) string {
+	n := strings.NewReplacer(".", "_", `"`, "", "`", "").Replace(table)
+	if len(n) > 40 {
+		h := sha256.Sum256([]byte(table))
+		n = hex.EncodeToString(h[:8])
+	}
+	return "keyward_" + n
+}
+
+// Listener is how a database package listens on a PostgreSQL channel over a
+// connection of db: it calls ready once it listens, then note with each
+// payload, until ctx ends or the connection fails, and returns why.
+type Listener func(ctx context.Context, db *sql.DB, channel string, ready func(), note func(payload string)) error
+
+var (
+	listenerMu sync.Mutex
+	listener   Listener
+)
+
+// RegisterListener is called by fernetstore/postgres, which links pgx.
+func RegisterListener(l Listener) {
+	listenerMu.Lock()
+	defer listenerMu.Unlock()
+	listener = l
+}
+
+func registeredListener() Listener {
+	listenerMu.Lock()
+	defer listenerMu.Unlock()
+	return listener
+}
+
+// InstallTriggers makes the table's changes reach every replica, whoever
+// writes them: on PostgreSQL a trigger that NOTIFYs the changed ids (keyward
+// does so itself, but the Python service does not); on MariaDB and SQLite
+// the change log table and triggers that write every inserted, updated and
+// deleted id to it, which Watch polls. It is idempotent, changes no column
+// of the table, and needs the privilege to create triggers (and, on
+// MariaDB and SQLite, a table). It is what `keyward init --notify` runs.
+func (s *Store) InstallTriggers(ctx context.Context) error {
+	const op = "install triggers"
+	b, sc, err := s.schema(ctx, op)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(sc.info.Table, ".") && b.d != Postgres {
+		return errorf(op, "", secrets.CodeInvalidRef, nil,
+			"the table %s is schema-qualified: change triggers are installed on a table of the current database only; connect to that database and name the table without its schema", sc.info.Table)
+	}
+	stmts := b.triggerDDL(sc)
+	if err := b.execAll(ctx, stmts); err != nil {
+		return opError(ctx, op, "", err)
+	}
+	// On PostgreSQL, a store that read the table before keeps sending its
+	// own NOTIFY as well until it is opened again: twice the same news.
+	return nil
+}
+
+func (b *base) execAll(ctx context.Context, stmts []string) error {
+	tx, err := b.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	for _, st := range stmts {
+		if _, err := tx.ExecContext(ctx, st); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// sqlString is s as an SQL string literal.
+func sqlString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func (b *base) triggerDDL(sc *schema) []string {
+	table := sc.info.Table
+	qt, id := sc.q.table, sc.q.id
+	tb := triggerBase(table)
+	switch b.d {
+	case Postgres:
+		fn, _ := b.d.quoteIdent(tb+"_notify", false)
+		if schemaName, _ := splitTable(table); schemaName != nil {
+			fn, _ = b.d.quoteIdent(fmt.Sprint(schemaName)+"."+tb+"_notify", true)
+		}
+		// One NOTIFY per statement, of up to 100 ids each (the transition
+		// table holds the statement's rows), "*" if that is too long.
+		body := fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $keyward$
+DECLARE ids text;
+BEGIN
+  FOR ids IN SELECT json_agg(c.%s)::text FROM (SELECT %s, (row_number() OVER () - 1) / 100 AS g FROM keyward_changed) AS c GROUP BY c.g LOOP
+    IF octet_length(ids) > %d THEN ids := '*'; END IF;
+    PERFORM pg_notify(%s, ids);
+  END LOOP;
+  RETURN NULL;
+END
+$keyward$`, fn, id, id, notifyPayloadMax, sqlString(Channel(table)))
+		stmts := []string{body}
+		for _, ev := range []struct{ name, event, ref string }{
+			{"ins", "INSERT", "NEW TABLE AS keyward_changed"},
+			{"upd", "UPDATE", "NEW TABLE AS keyward_changed"},
+			{"del", "DELETE", "OLD TABLE AS keyward_changed"},
+		} {
+			tn, _ := b.d.quoteIdent(tb+"_"+ev.name, false)
+			stmts = append(stmts,
+				fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", tn, qt),
+				fmt.Sprintf("CREATE TRIGGER %s AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT EXECUTE FUNCTION %s()", tn, ev.event, qt, ev.ref, fn))
+		}
+		return stmts
+	case MySQL:
+		log := "CREATE TABLE IF NOT EXISTS " + ChangeLogTable + ` (
+	seq BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+	tbl VARCHAR(128) NOT NULL,
+	id TEXT NULL,
+	at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+	KEY keyward_changes_at (at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`
+		stmts := []string{log}
+		for _, ev := range []struct{ name, event, row string }{{"ins", "INSERT", "NEW"}, {"upd", "UPDATE", "NEW"}, {"del", "DELETE", "OLD"}} {
+			tn, _ := b.d.quoteIdent(tb+"_"+ev.name, false)
+			stmts = append(stmts, fmt.Sprintf("CREATE TRIGGER IF NOT EXISTS %s AFTER %s ON %s FOR EACH ROW INSERT INTO %s (tbl, id) VALUES (%s, %s.%s)",
+				tn, ev.event, qt, ChangeLogTable, sqlString(table), ev.row, id))
+		}
+		return stmts
+	default: // SQLite
+		// strftime, not unixepoch(): the trigger also runs in the SQLite
+		// of whoever else writes (Python's), which may be older than 3.38.
+		log := "CREATE TABLE IF NOT EXISTS " + ChangeLogTable + ` (
+	seq INTEGER PRIMARY KEY AUTOINCREMENT,
+	tbl TEXT NOT NULL,
+	id TEXT,
+	at INTEGER NOT NULL DEFAULT (CAST(strftime('%s', 'now') AS INTEGER))
+)`
+		stmts := []string{log, "CREATE INDEX IF NOT EXISTS keyward_changes_at ON " + ChangeLogTable + " (at)"}
+		for _, ev := range []struct{ name, event, row string }{{"ins", "INSERT", "NEW"}, {"upd", "UPDATE", "NEW"}, {"del", "DELETE", "OLD"}} {
+			tn, _ := b.d.quoteIdent(tb+"_"+ev.name, false)
+			stmts = append(stmts, fmt.Sprintf("CREATE TRIGGER IF NOT EXISTS %s AFTER %s ON %s FOR EACH ROW BEGIN INSERT INTO %s (tbl, id) VALUES (%s, %s.%s); END",
+				tn, ev.event, qt, ChangeLogTable, sqlString(table), ev.row, id))
+		}
+		return stmts
+	}
+}
+
+// triggersInstalled reports whether the table has all three of the change
+// triggers InstallTriggers makes.
+func (b *base) triggersInstalled(ctx context.Context, table string) (bool, error) {
+	tb := triggerBase(table)
+	names := []any{tb + "_ins", tb + "_upd", tb + "_del"}
+	var n int
+	var err error
+	switch b.d {
+	case Postgres:
+		qt, _ := b.d.quoteIdent(table, true)
+		err = b.db.QueryRowContext(ctx, "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname IN ($2, $3, $4) AND tgenabled <> 'D'", append([]any{qt}, names...)...).Scan(&n)
+	case MySQL:
+		err = b.db.QueryRowContext(ctx, "SELECT count(*) FROM information_schema.triggers WHERE trigger_schema = DATABASE() AND trigger_name IN (?, ?, ?)", names...).Scan(&n)
+	default:
+		err = b.db.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN (?, ?, ?)", names...).Scan(&n)
+	}
+	return n == 3, err
+}
+
+// announce returns the statement that runs dml (an INSERT, UPDATE or
+// DELETE ending where a RETURNING clause may follow) and, in the same
+// statement, NOTIFYs the ids it changed, for PostgreSQL tables without the
+// trigger; its one row is the number of rows changed and, for an INSERT
+// whose id the database assigns, the id. The channel is its last
+// parameter, number param. Elsewhere (and with the trigger) it returns ""
+// and the write is made as it is.
+func (sc *schema) announce(dml, idRef string, param int) string {
+	if !sc.pgNotify {
+		return ""
+	}
+	return fmt.Sprintf(`WITH keyward_w AS (%s RETURNING %s AS id), keyward_j AS (SELECT count(*) AS n, min(id::text) AS first, json_agg(id)::text AS ids FROM keyward_w)
+SELECT n, first, CASE WHEN n > 0 THEN (SELECT 1 FROM pg_notify($%d, CASE WHEN octet_length(ids) > %d THEN '*' ELSE ids END)) END FROM keyward_j`, dml, idRef, param, notifyPayloadMax)
+}
+
+// maxParam is the highest $N parameter of a PostgreSQL query.
+func maxParam(query string) int {
+	n := 0
+	for _, m := range paramRE.FindAllStringSubmatch(query, -1) {
+		if v, err := strconv.Atoi(m[1]); err == nil {
+			n = max(n, v)
+		}
+	}
+	return n
+}
+
+var paramRE = regexp.MustCompile(`\$([0-9]+)`)
+
+// execAnnounced runs a write of one row: dml as it is, or its announcing
+// form (query, from announce) with the channel appended. It returns the
+// rows changed and the id the first of them has.
+func (b *base) execAnnounced(ctx context.Context, ex interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, sc *schema, dml, query string, args ...any) (int64, string, error) {
+	if query == "" {
+		res, err := ex.ExecContext(ctx, dml, args...)
+		if err != nil {
+			return 0, "", err
+		}
+		n, err := res.RowsAffected()
+		return n, "", err
+	}
+	var n int64
+	var first sql.NullString
+	var sent sql.NullInt64
+	err := ex.QueryRowContext(ctx, query, append(args, sc.channel)...).Scan(&n, &first, &sent)
+	return n, first.String, err
+}
+
+// Watch reports the table's changes to h (see secrets.Watcher), until ctx
+// ends or the store is closed. It starts once the store has been opened by
+// a resolve or one of its own operations (it never opens the database
+// itself, so a stack that is never used does no I/O), and reconnects with a
+// growing wait when its connection drops; each watch established calls
+// h.Lost first. On PostgreSQL it LISTENs over a connection of its own (it
+// needs fernetstore/postgres linked); on MariaDB and SQLite it polls the
+// change log every Options.PollInterval, and returns an error at once if
+// the table has no change triggers (`keyward init --notify` installs them).
+func (s *Store) Watch(ctx context.Context, h secrets.ChangeHandler) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	if !s.watching(stop) {
+		return nil // closed
+	}
+	for {
+		if _, ok := s.Loaded(); ok {
+			break
+		}
+		t := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+	wait := time.Duration(0)
+	for {
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		established := false
+		err := s.watchOnce(ctx, h, &established)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var nw *notWatchable
+		if errors.As(err, &nw) {
+			return nw.err
+		}
+		if established {
+			wait = 0
+		}
+		wait = min(max(2*wait, 100*time.Millisecond), 30*time.Second)
+		if err != nil {
+			s.watchWarn(err)
+		}
+	}
+}
+
+// notWatchable is a configuration that cannot be watched: Watch returns it.
+type notWatchable struct{ err error }
+
+func (e *notWatchable) Error() string { return e.err.Error() }
+
+func (s *Store) watchOnce(ctx context.Context, h secrets.ChangeHandler, established *bool) error {
+	b, sc, err := s.schema(ctx, "watch")
+	if err != nil {
+		if secrets.CodeOf(err) == secrets.CodeInvalidRef {
+			return &notWatchable{err}
+		}
+		return err
+	}
+	if b.d == Postgres {
+		l := registeredListener()
+		if l == nil {
+			return &notWatchable{errorf("watch", "", secrets.CodeInvalidRef, nil,
+				`listening for changes on PostgreSQL needs the pgx driver linked: import _ "github.com/keyward/secrets/fernetstore/postgres"`)}
+		}
+		return l(ctx, b.db, sc.channel, func() {
+			*established = true
+			h.Lost()
+		}, func(payload string) {
+			refs, all := parsePayload(payload)
+			if all {
+				h.Lost()
+			} else if len(refs) > 0 {
+				h.Changed(refs)
+			}
+		})
+	}
+	ok, err := b.triggersInstalled(ctx, sc.info.Table)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return &notWatchable{errorf("watch", "", secrets.CodeInvalidRef, nil,
+			"the table %s has no change triggers, so no replica hears of a change before its cache's TTL ends: install them with keyward init --notify (Store.InstallTriggers)", sc.info.Table)}
+	}
+	return b.poll(ctx, sc, s.opts.PollInterval, h, established)
+}
+
+// parsePayload reads a NOTIFY payload: a JSON array of ids (strings or
+// numbers), or "*".
+func parsePayload(p string) (refs []string, all bool) {
+	if p == "*" {
+		return nil, true
+	}
+	var ids []json.RawMessage
+	if err := json.Unmarshal([]byte(p), &ids); err != nil {
+		return nil, true // not ours to read: assume the worst
+	}
+	for _, raw := range ids {
+		var s string
+		if err := json.Unmarshal(raw, &s); err == nil {
+			refs = append(refs, RowRef(s))
+			continue
+		}
+		var n json.Number
+		if err := json.Unmarshal(raw, &n); err == nil {
+			refs = append(refs, n.String())
+			continue
+		}
+		return nil, true
+	}
+	return refs, false
+}
+
+// poll follows the change log: every interval, the changes of the table
+// newer than the newest seen, and those still missing below it (see
+// gapWait).
+func (b *base) poll(ctx context.Context, sc *schema, interval time.Duration, h secrets.ChangeHandler, established *bool) error {
+	if interval <= 0 {
+		interval = DefaultPollInterval
+	}
+	table := sc.info.Table
+	var top int64
+	if err := b.db.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM "+ChangeLogTable).Scan(&top); err != nil {
+		return err
+	}
+	*established = true
+	h.Lost()
+	gaps := map[int64]time.Time{} // sequence numbers not seen below top, since when
+	lastOK, lastPrune := time.Now(), time.Time{}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		if time.Since(lastOK) > changeLogKeep/2 {
+			return errors.New("the change log was not read for too long")
+		}
+		now := time.Now()
+		for seq, since := range gaps {
+			if now.Sub(since) > gapWait {
+				delete(gaps, seq)
+			}
+		}
+		for {
+			query, args := pollQuery(b.d, table, top, gaps)
+			rows, err := b.db.QueryContext(ctx, query, args...)
+			if err != nil {
+				return err
+			}
+			var refs []string
+			n := 0
+			for rows.Next() {
+				var seq int64
+				var id sql.NullString
+				if err := rows.Scan(&seq, &id); err != nil {
+					rows.Close()
+					return err
+				}
+				n++
+				delete(gaps, seq)
+				if seq > top {
+					for g := top + 1; g < seq && len(gaps) < maxGaps; g++ {
+						gaps[g] = now
+					}
+					top = seq
+				}
+				if id.Valid {
+					refs = append(refs, RowRef(id.String))
+				}
+			}
+			err = rows.Err()
+			rows.Close()
+			if err != nil {
+				return err
+			}
+			if len(refs) > 0 {
+				h.Changed(refs)
+			}
+			if n < pollPage {
+				break
+			}
+		}
+		lastOK = now
+		if now.Sub(lastPrune) > time.Minute {
+			lastPrune = now
+			b.pruneChangeLog(ctx)
+		}
+	}
+}
+
+const (
+	pollPage = 10000
+	maxGaps  = 100
+)
+
+func pollQuery(d Dialect, table string, top int64, gaps map[int64]time.Time) (string, []any) {
+	var sb strings.Builder
+	sb.WriteString("SELECT seq, id FROM " + ChangeLogTable + " WHERE tbl = ? AND (seq > ?")
+	args := []any{table, top}
+	if len(gaps) > 0 {
+		sb.WriteString(" OR seq IN (")
+		i := 0
+		for g := range gaps {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString(strconv.FormatInt(g, 10))
+			i++
+		}
+		sb.WriteString(")")
+	}
+	sb.WriteString(") ORDER BY seq LIMIT " + strconv.Itoa(pollPage))
+	return sb.String(), args
+}
+
+// pruneChangeLog drops changes older than changeLogKeep; any replica may,
+// and one that may not (no DELETE privilege) leaves it to the others.
+func (b *base) pruneChangeLog(ctx context.Context) {
+	var q string
+	if b.d == MySQL {
+		q = "DELETE FROM " + ChangeLogTable + " WHERE at < NOW() - INTERVAL " + strconv.Itoa(int(changeLogKeep/time.Second)) + " SECOND"
+	} else {
+		q = "DELETE FROM " + ChangeLogTable + " WHERE at < CAST(strftime('%s', 'now') AS INTEGER) - " + strconv.Itoa(int(changeLogKeep/time.Second))
+	}
+	b.db.ExecContext(ctx, q)
+}
+
+// watching registers stop, called by Close; false if the store is closed.
+func (s *Store) watching(stop context.CancelFunc) bool {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.wclosed {
+		return false
+	}
+	s.wstops = append(s.wstops, stop)
+	return true
+}
+
+// stopWatches ends every Watch; later ones return at once.
+func (s *Store) stopWatches() {
+	s.wmu.Lock()
+	s.wclosed = true
+	stops := s.wstops
+	s.wstops = nil
+	s.wmu.Unlock()
+	for _, stop := range stops {
+		stop()
+	}
+}
+
+// watchWarn logs a watch's connection failure, at most once a minute.
+func (s *Store) watchWarn(err error) {
+	s.wmu.Lock()
+	now := time.Now()
+	if now.Sub(s.wwarned) < time.Minute {
+		s.wmu.Unlock()
+		return
+	}
+	s.wwarned = now
+	s.wmu.Unlock()
+	slog.Warn("keyward: the fernet store lost its change watch; the cache is purged of its refs when it is back", "backend", Backend, "err", dbError(err))
+}
+
+var _ secrets.Watcher = (*Store)(nil)
