@@ -103,6 +103,24 @@ type Options struct {
 	// DefaultMaxRefreshes. Refreshes started by hits are not counted: there
 	// is at most one per ref anyway.
 	MaxRefreshes int
+	// CheckInterval turns on version checks: when the resolver beneath
+	// the cache is a secrets.VersionChecker (found with secrets.Find), an
+	// entry whose value has a Version and was hit since its last check is
+	// checked in the background once CheckInterval has passed since it
+	// was fetched or last checked, with CurrentVersion, a call that costs
+	// less than a fetch. A changed version refreshes the entry (a failed
+	// refresh drops it: the value is known to be replaced); the same
+	// version marks it checked. A scheme whose CurrentVersion fails with
+	// an error that errors.Is errors.ErrUnsupported is not checked again;
+	// other failures are ignored (the TTL still bounds the entry). Checks
+	// share the sweep's MaxRefreshes bound and never delay a hit. Zero or
+	// negative means no checks (the default).
+	CheckInterval time.Duration
+	// Prices are the backends' list prices in US dollars per 10,000 calls,
+	// by ref scheme, for the cost estimate of Stats.Backends. Nil means
+	// DefaultPrices; a scheme not in a non-nil map costs 0. Negative or NaN
+	// prices count as 0.
+	Prices map[string]float64
 }
 
 // Stats counts what the cache did since New. Every resolve that reaches the
@@ -111,11 +129,19 @@ type Options struct {
 type Stats struct {
 	Hits         uint64 // answered from the cache with a value, without waiting on the backend
 	Misses       uint64 // waited for a backend call (its own or one shared with other callers)
-	BackendCalls uint64 // calls made to next: fetches, refreshes, and each ResolveMany of Warm
+	BackendCalls uint64 // calls made beneath the cache: fetches, refreshes, each ResolveMany of Warm, version checks
 	Refreshes    uint64 // background refreshes started (refresh-ahead and retries during an outage)
 	StaleServed  uint64 // answers with a value past its TTL because the backend was unavailable or slower than StaleWait
 	NegativeHits uint64 // answered with a remembered ErrNotFound
 	Evictions    uint64 // entries dropped to keep the cache within Size
+	// Backends breaks the calls down by the scheme of the refs (the text
+	// before the first ':'; refs without one under ""), with the answers
+	// given without a call and a cost estimate: the cost meter. Its
+	// Avoided add up to Hits plus NegativeHits; its Calls add up to
+	// BackendCalls when no Warm batch mixed schemes (a batch counts once
+	// in BackendCalls and once in each of its schemes). At most 64
+	// schemes are counted apart, the refs of any others under "*".
+	Backends map[string]BackendStats
 }
 
 // Cache is a bounded, expiring, read-mostly cache in front of a KeyResolver.
@@ -134,12 +160,9 @@ type Cache struct {
 	// every hit, written once a bucket width.
 	nextSweep atomic.Int64
 
-	// Counted on the hit path, so striped, and padded away from the fields
-	// every hit reads (false sharing would cost more than the counting).
-	_             [128]byte
-	hits, negHits stripedCounter
-	_             [128]byte
-	// Counted off it.
+	// Padded away from the fields every hit reads: the counters below are
+	// written off the hit path, which counts in the entry's meter (striped).
+	_ [128]byte
 	misses, backendCalls, refreshes, staleServed, evictions atomic.Uint64
 
 	mu         sync.Mutex
@@ -160,13 +183,20 @@ type Cache struct {
 	variants, inflightVariants, followedVariants variantIndex
 	// The refresh sweep: wheel holds, per bucket of refreshAt times, the
 	// entries whose value becomes due then; buckets up to swept are done.
-	wheel map[int64][]*entry
-	swept int64
-	width int64 // bucket width, ns
+	// The check wheel does the same for the times their version check
+	// is due (Options.CheckInterval).
+	wheels [numWheels]map[int64][]*entry
+	swept  int64
+	width  int64 // bucket width, ns
+	// refreshSweep: the sweep refreshes (not LazyRefresh, RefreshAhead on);
+	// checker: the sweep checks versions (CheckInterval set and the
+	// resolver beneath can). The sweep runs when either is on.
+	refreshSweep bool
+	checker      secrets.VersionChecker
 	// Due entries wait in sweepQueue; at most MaxRefreshes of their
-	// refreshes run at once, each finishing one starting the next, so a
-	// bucket of thousands does not hit the backend all at once.
-	sweepQueue  []*entry
+	// refreshes and checks run at once, each finishing one starting the
+	// next, so a bucket of thousands does not hit the backend all at once.
+	sweepQueue  []sweepItem
 	sweepActive int
 	// seq numbers the values stored (entry.seq is its value's), and
 	// batches are Warm's ResolveMany calls running: a batch stores a
@@ -175,6 +205,10 @@ type Cache struct {
 	seq     uint64
 	batches map[*batch]struct{}
 	closed  bool
+	// meters holds each scheme's counters (at most maxMeters), prices the
+	// normalised copy of Options.Prices.
+	meters map[string]*meter
+	prices map[string]float64
 	// wg counts the background goroutines (fetches, the clock). A pointer:
 	// the clock goroutine must not keep c reachable.
 	wg        *sync.WaitGroup
@@ -193,19 +227,36 @@ var (
 // refresh, so a refresh never disturbs the read snapshot.
 type entry struct {
 	key        string
+	m          *meter                // its scheme's counters, set at insert
 	val        atomic.Pointer[value] // nil once the entry is dead
 	touched    atomic.Int64          // coarse tick of the last recency update
 	refreshing atomic.Bool           // a background refresh is running
 	failures   atomic.Int32          // consecutive ErrUnavailable since the last success
 	retryAt    atomic.Int64          // no background retry before this (unix ns)
 	seq        uint64                // c.seq when its value was stored (under mu)
-	// Its place in the refresh wheel, if inWheel (under mu): removed from
-	// there as soon as it is dropped or re-stored, so the wheel holds live
+	// Its places in the refresh and check wheels (under mu): removed from
+	// there as soon as it is dropped or re-stored, so the wheels hold live
 	// entries only.
-	bucket  int64
-	slot    int
-	inWheel bool
+	pos [numWheels]wheelPos
+	// checkAt is when its value's next version check is due, checking
+	// whether one is running (under mu).
+	checkAt  int64
+	checking bool
 }
+
+// wheelPos is an entry's place in one wheel, if in.
+type wheelPos struct {
+	bucket int64
+	slot   int
+	in     bool
+}
+
+// The wheels, indexes of Cache.wheels and entry.pos.
+const (
+	refreshWheel = iota
+	checkWheel
+	numWheels
+)
 
 // value is immutable once stored. Times are unix nanoseconds.
 type value struct {
@@ -216,8 +267,16 @@ type value struct {
 	freshUntil int64       // TTL (or ExpiresAt) ends
 	staleUntil int64       // grace window ends (ErrUnavailable only)
 	hardExpiry int64       // ExpiresAt; 0 means none
-	used       atomic.Bool // hit since fetched: the sweep refreshes it
+	hit        atomic.Uint32 // hitSinceFetch | hitSinceCheck
 }
+
+// The bits of value.hit, which every hit sets (in one atomic Or, and only
+// when they are not both set already, so a hot entry's hits only read it).
+const (
+	hitSinceFetch = 1 << iota // the sweep refreshes it
+	hitSinceCheck             // its version is worth checking; cleared by a check
+	hitBoth       = hitSinceFetch | hitSinceCheck
+)
 
 // call is one backend fetch shared by every caller that misses the same ref.
 type call struct {
@@ -229,6 +288,7 @@ type call struct {
 	swept       bool      // started by the sweep: counts in sweepActive
 	waiters     int       // callers that joined or started it (for tests)
 	invalidated bool      // Invalidate or Purge ran meanwhile: do not store the result
+	changed     bool      // a refresh after a version check found the value changed
 	follow      bool      // in followed, not inflight
 }
 
@@ -244,12 +304,28 @@ func New(next secrets.KeyResolver, opts *Options) *Cache {
 	}
 	o = normalise(o)
 	c := &Cache{next: next, o: o, now: o.Now, all: map[string]*entry{}, inflight: map[string]*call{}, followed: map[string]*call{}, wg: new(sync.WaitGroup),
-		wheel: map[int64][]*entry{}, batches: map[*batch]struct{}{},
-		variants: variantIndex{}, inflightVariants: variantIndex{}, followedVariants: variantIndex{}}
+		batches: map[*batch]struct{}{},
+		variants: variantIndex{}, inflightVariants: variantIndex{}, followedVariants: variantIndex{},
+		meters: map[string]*meter{}, prices: o.Prices}
+	for w := range c.wheels {
+		c.wheels[w] = map[int64][]*entry{}
+	}
+	c.refreshSweep = !o.LazyRefresh && o.RefreshAhead < 1
+	if o.CheckInterval > 0 {
+		c.checker, _ = secrets.Find[secrets.VersionChecker](next)
+	}
 	// Buckets narrow enough that an entry is refreshed well inside its
-	// refresh window (the last 1-RefreshAhead of its lifetime).
+	// refresh window (the last 1-RefreshAhead of its lifetime), and
+	// checked within a sixteenth of CheckInterval of its due time.
 	c.width = int64(max(time.Millisecond, min(o.TTL/64, time.Duration(float64(o.TTL)*(1-o.RefreshAhead)/8))))
-	if o.LazyRefresh || o.RefreshAhead >= 1 {
+	if c.checker != nil {
+		if c.refreshSweep {
+			c.width = min(c.width, int64(max(time.Millisecond, o.CheckInterval/16)))
+		} else {
+			c.width = int64(max(time.Millisecond, o.CheckInterval/16))
+		}
+	}
+	if !c.refreshSweep && c.checker == nil {
 		c.nextSweep.Store(math.MaxInt64)
 	}
 	c.lru, _ = simplelru.NewLRU[string, *entry](o.Size, nil) // Size > 0 after normalise
@@ -314,6 +390,17 @@ func normalise(o Options) Options {
 	// The lock-free path trusts the coarse clock until expiryGuard before a
 	// secret's ExpiresAt: a clock coarser than that could serve it past.
 	o.ClockResolution = min(o.ClockResolution, maxResolution)
+	// A copy: the caller may change its map after New.
+	prices := o.Prices
+	if prices == nil {
+		prices = DefaultPrices
+	}
+	o.Prices = make(map[string]float64, len(prices))
+	for k, p := range prices {
+		if p > 0 && !math.IsInf(p, 1) {
+			o.Prices[k] = p
+		}
+	}
 	return o
 }
 
@@ -336,8 +423,8 @@ func (c *Cache) Resolve(ctx context.Context, ref string) (secrets.Secret, error)
 			if tick := now >> tickShift; e.touched.Load() != tick {
 				c.touch(e, tick)
 			}
-			if !v.used.Load() {
-				v.used.Store(true)
+			if v.hit.Load() != hitBoth {
+				v.hit.Or(hitBoth)
 			}
 			if now >= c.nextSweep.Load() {
 				c.sweep(now)
@@ -345,9 +432,9 @@ func (c *Cache) Resolve(ctx context.Context, ref string) (secrets.Secret, error)
 			// answer's work, inlined by hand: returning the Secret through
 			// a second frame showed up in the hit's profile.
 			if v.err == nil {
-				c.hits.inc()
+				e.m.hits.inc()
 			} else {
-				c.negHits.inc() // v.secret is the zero Secret
+				e.m.negHits.inc() // v.secret is the zero Secret
 			}
 			return v.secret, v.err
 		}
@@ -359,14 +446,14 @@ func (c *Cache) Resolve(ctx context.Context, ref string) (secrets.Secret, error)
 // golang-lru's Get takes a lock and moves a list element, too much for every hit.
 const tickShift = 20
 
-// answer returns v to a caller without a backend call, counting and
-// annotating it.
-func (c *Cache) answer(ctx context.Context, v *value, stale bool) (secrets.Secret, error) {
+// answer returns e's value v to a caller without a backend call, counting
+// and annotating it.
+func (c *Cache) answer(e *entry, v *value, stale bool) (secrets.Secret, error) {
 	if v.err != nil {
-		c.negHits.inc()
+		e.m.negHits.inc()
 		return secrets.Secret{}, v.err
 	}
-	c.hits.inc()
+	e.m.hits.inc()
 	if stale {
 		c.staleServed.Add(1)
 		return staleSecret(v), nil
@@ -399,29 +486,37 @@ func (c *Cache) resolveSlow(ctx context.Context, ref string) (secrets.Secret, er
 	}
 	c.startClock()
 	now := c.now().UnixNano()
+	e := c.lookup(ref)
 	if now >= c.nextSweep.Load() {
+		if e != nil {
+			// This resolve's hit counts for the sweep, as on the lock-free
+			// path (the switch below marks it the same).
+			if v := e.val.Load(); v != nil && v.err == nil && now < v.freshUntil && (v.hardExpiry == 0 || now < v.hardExpiry) {
+				v.hit.Or(hitBoth)
+			}
+		}
 		c.sweep(now)
 	}
 	var stale *value // a value the caller may fall back on if the fetch is slow
 	var staleEntry *entry
-	if e := c.lookup(ref); e != nil {
+	if e != nil {
 		if v := e.val.Load(); v != nil {
 			switch {
 			case v.err != nil:
 				if now < v.freshUntil {
-					return c.answer(ctx, v, false)
+					return c.answer(e, v, false)
 				}
 			case v.hardExpiry != 0 && now >= v.hardExpiry:
 				// Never served past ExpiresAt, not even stale: fetch.
 			case now < v.freshUntil:
 				c.touch(e, now>>tickShift)
-				if !v.used.Load() {
-					v.used.Store(true)
+				if v.hit.Load() != hitBoth {
+					v.hit.Or(hitBoth)
 				}
 				if now >= v.refreshAt && now >= e.retryAt.Load() {
 					c.refresh(ctx, e)
 				}
-				return c.answer(ctx, v, false)
+				return c.answer(e, v, false)
 			case now < v.staleUntil && e.failures.Load() > 0:
 				// The backend is known to be down: answer stale at once and
 				// retry in the background once the backoff has passed.
@@ -429,7 +524,7 @@ func (c *Cache) resolveSlow(ctx context.Context, ref string) (secrets.Secret, er
 				if now >= e.retryAt.Load() {
 					c.refresh(ctx, e)
 				}
-				return c.answer(ctx, v, true)
+				return c.answer(e, v, true)
 			case now < v.staleUntil:
 				// Past its TTL, within the grace window: fetch, but fall
 				// back on this value if the backend is slow to answer.
@@ -557,9 +652,11 @@ func (c *Cache) Purge() {
 }
 
 func (c *Cache) purgeLocked() {
-	// Every entry is dropped below; none is reused, so their inWheel marks
+	// Every entry is dropped below; none is reused, so their wheel marks
 	// no longer matter.
-	clear(c.wheel)
+	for _, w := range c.wheels {
+		clear(w)
+	}
 	clear(c.sweepQueue)
 	c.sweepQueue = nil
 	for _, m := range []map[string]*call{c.inflight, c.followed} {
@@ -593,16 +690,22 @@ func (c *Cache) Len() int {
 	return len(c.all)
 }
 
-// Stats returns the counters since New.
+// Stats returns the counters since New. They are read one by one while the
+// cache runs, so a Stats taken under load is not one instant's: a call
+// counted in Backends may not yet be in BackendCalls.
 func (c *Cache) Stats() Stats {
+	c.mu.Lock()
+	by, hits, negHits := c.backendStatsLocked()
+	c.mu.Unlock()
 	return Stats{
-		Hits:         c.hits.load(),
+		Hits:         hits,
 		Misses:       c.misses.Load(),
 		BackendCalls: c.backendCalls.Load(),
 		Refreshes:    c.refreshes.Load(),
 		StaleServed:  c.staleServed.Load(),
-		NegativeHits: c.negHits.load(),
+		NegativeHits: negHits,
 		Evictions:    c.evictions.Load(),
+		Backends:     by,
 	}
 }
 

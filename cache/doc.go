@@ -27,7 +27,15 @@
 //   - Invalidate (of an entry's ref, every #field and ?option variant of it
 //     too), InvalidatePrefix (every ref of a scheme), Purge: none waits for
 //     the backend. Warm (one ResolveMany when the backend has
-//     secrets.BatchResolver), Stats, Close.
+//     secrets.BatchResolver), Close.
+//   - Version checks (Options.CheckInterval, off by default): an entry in use
+//     is checked every CheckInterval with the backend's CurrentVersion
+//     (secrets.VersionChecker: a cheap metadata call), and refreshed when its
+//     version changed, so a long TTL still notices a rotation.
+//   - Stats, with a cost meter: the backend calls by ref scheme and kind
+//     (resolve, batch, version), the answers given without one, and an
+//     estimate in US dollars from list prices (Options.Prices,
+//     DefaultPrices).
 //
 // A hit takes no lock, makes no allocation and (on the real clock) does not
 // call time.Now: the index is an
@@ -75,6 +83,14 @@
 //     value, if one is within stale_grace (default 500ms).
 //   - negative_ttl: a Go duration, 0 to 8760h, an ErrNotFound is remembered
 //     (default 5s; 0 for none).
+//   - check: a Go duration, 0 to 8760h, after which an entry used since it
+//     was fetched or last checked has its version checked in the
+//     background, when the backend can tell it cheaply
+//     (Options.CheckInterval; default 0, none).
+//   - prices: the cost meter's list prices (Stats.Backends), a
+//     comma-separated list of scheme:price in US dollars per 10,000 calls,
+//     over DefaultPrices (default awssm:0.05,azurekv:0.03; a scheme named
+//     gets its price, 0 for free; the others keep theirs).
 //
 // An unknown or repeated parameter is an ErrInvalidRef error that names the
 // known parameters; a value out of its range (an overflowing one included) is

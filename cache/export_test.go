@@ -48,8 +48,10 @@ func (c *Cache) WheelLen() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := 0
-	for _, b := range c.wheel {
-		n += len(b)
+	for _, w := range c.wheels {
+		for _, b := range w {
+			n += len(b)
+		}
 	}
 	return n
 }

@@ -49,6 +49,7 @@ func (c *Cache) fetchLocked(ctx context.Context, ref string) (cl *call, started 
 	index.add(ref)
 	c.wg.Add(1)
 	c.backendCalls.Add(1)
+	c.meterLocked(ref).calls[kindResolve].Add(1)
 	go c.run(context.WithoutCancel(ctx), ref, cl)
 	return cl, true
 }
@@ -110,13 +111,16 @@ func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err erro
 		c.seq++
 		e.seq = c.seq
 		c.unwheelLocked(e)
-		if v.refreshAt < v.freshUntil && c.nextSweep.Load() != math.MaxInt64 {
-			c.wheelLocked(e, v.refreshAt/c.width)
+		if v.refreshAt < v.freshUntil && c.refreshSweep {
+			c.wheelLocked(refreshWheel, e, v.refreshAt/c.width)
 		}
+		c.scheduleCheckLocked(e, v, now)
 		e.failures.Store(0)
 		e.retryAt.Store(0)
 		return s, nil, nil
-	case code == secrets.CodeUnavailable && e != nil:
+	case code == secrets.CodeUnavailable && e != nil && (cl == nil || !cl.changed):
+		// (A refresh after a version check found the value changed drops
+		// it instead: it is known to be replaced.)
 		if v := e.val.Load(); v != nil && v.err == nil && now < v.staleUntil && (v.hardExpiry == 0 || now < v.hardExpiry) {
 			f := e.failures.Add(1)
 			e.retryAt.Store(bounds.SaturatingAdd(now, int64(c.backoff(f))))
@@ -213,6 +217,7 @@ func (c *Cache) insertLocked(ref string) *entry {
 	}
 	// Clone: the key must not pin the caller's (possibly large) buffer.
 	e := &entry{key: strings.Clone(ref)}
+	e.m = c.meterLocked(e.key)
 	c.lru.Add(e.key, e)
 	c.all[e.key] = e
 	c.variants.add(e.key)
@@ -229,30 +234,42 @@ func (c *Cache) removeLocked(e *entry) {
 	e.val.Store(nil)
 }
 
-// wheelLocked puts e in bucket b of the refresh wheel.
-func (c *Cache) wheelLocked(e *entry, b int64) {
-	e.bucket, e.slot, e.inWheel = b, len(c.wheel[b]), true
-	c.wheel[b] = append(c.wheel[b], e)
+// wheelLocked puts e in bucket b of wheel w (refreshWheel, checkWheel),
+// taking it out of its bucket there first if it is in one.
+func (c *Cache) wheelLocked(w int, e *entry, b int64) {
+	c.unwheelOneLocked(w, e)
+	wheel := c.wheels[w]
+	e.pos[w] = wheelPos{bucket: b, slot: len(wheel[b]), in: true}
+	wheel[b] = append(wheel[b], e)
 }
 
-// unwheelLocked takes e out of the refresh wheel, if it is there, in O(1):
-// the bucket's last entry takes its slot.
+// unwheelLocked takes e out of every wheel it is in.
 func (c *Cache) unwheelLocked(e *entry) {
-	if !e.inWheel {
+	for w := range c.wheels {
+		c.unwheelOneLocked(w, e)
+	}
+}
+
+// unwheelOneLocked takes e out of wheel w, if it is there, in O(1): the
+// bucket's last entry takes its slot.
+func (c *Cache) unwheelOneLocked(w int, e *entry) {
+	p := &e.pos[w]
+	if !p.in {
 		return
 	}
-	e.inWheel = false
-	bk := c.wheel[e.bucket]
+	p.in = false
+	wheel := c.wheels[w]
+	bk := wheel[p.bucket]
 	last := len(bk) - 1
-	if e.slot != last {
-		bk[e.slot] = bk[last]
-		bk[e.slot].slot = e.slot
+	if p.slot != last {
+		bk[p.slot] = bk[last]
+		bk[p.slot].pos[w].slot = p.slot
 	}
 	bk[last] = nil
 	if last == 0 {
-		delete(c.wheel, e.bucket)
+		delete(wheel, p.bucket)
 	} else {
-		c.wheel[e.bucket] = bk[:last]
+		wheel[p.bucket] = bk[:last]
 	}
 }
 

@@ -23,6 +23,7 @@ type refBackend struct {
 	calls map[string]int
 	total int
 	gate  chan struct{}
+	fail  error // every resolve fails with it
 }
 
 func newRefBackend() *refBackend {
@@ -63,7 +64,7 @@ func (r *refBackend) Resolve(ctx context.Context, ref string) (secrets.Secret, e
 	r.mu.Lock()
 	r.calls[ref]++
 	r.total++
-	gate := r.gate
+	gate, fail := r.gate, r.fail
 	v, ok := r.vals[base(ref)]
 	r.mu.Unlock()
 	if gate != nil {
@@ -73,12 +74,22 @@ func (r *refBackend) Resolve(ctx context.Context, ref string) (secrets.Secret, e
 			return secrets.Secret{}, ctx.Err()
 		}
 	}
+	if fail != nil {
+		return secrets.Secret{}, fail
+	}
 	if !ok {
 		return secrets.Secret{}, &secrets.Error{Op: "resolve", Backend: "refs", Ref: ref, Code: secrets.CodeNotFound, Reason: "no such entry"}
 	}
 	s := secrets.NewSecret(v.Reveal() + ref[len(base(ref)):])
-	s.Version = v.Version
+	s.Version, s.ExpiresAt = v.Version, v.ExpiresAt
 	return s, nil
+}
+
+// failResolves makes every resolve fail with err (nil ends it).
+func (r *refBackend) failResolves(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fail = err
 }
 
 func (r *refBackend) callsOf(ref string) int {

@@ -2,7 +2,10 @@ package cache
 
 import (
 	"fmt"
+	"math"
 	"net/url"
+	"strconv"
+	"strings"
 	"time"
 
 	secrets "github.com/keyward/secrets"
@@ -15,7 +18,7 @@ func init() {
 
 // knownParams are the decorator's configuration parameters, in the order the
 // error message lists them.
-var knownParams = []string{"size", "ttl", "jitter", "refresh_ahead", "stale_grace", "stale_wait", "negative_ttl"}
+var knownParams = []string{"size", "ttl", "jitter", "refresh_ahead", "stale_grace", "stale_wait", "negative_ttl", "check", "prices"}
 
 // decorate is the "cache" decorator: "cache = size=1000&ttl=5m".
 func decorate(next secrets.KeyResolver, params url.Values) (secrets.KeyResolver, error) {
@@ -88,6 +91,7 @@ func parseParams(params url.Values) (*Options, error) {
 		{"stale_grace", 0, maxParamLifetime, "10m (0 for none)", true, &o.StaleGrace},
 		{"stale_wait", minParamWait, maxParamWait, "500ms", false, &o.StaleWait},
 		{"negative_ttl", 0, maxParamLifetime, "5s (0 for none)", true, &o.NegativeTTL},
+		{"check", 0, maxParamLifetime, "5m (0 for none)", true, &o.CheckInterval},
 	} {
 		if err := dur(p.name, p.lo, p.hi, p.example, p.off, p.dst); err != nil {
 			return nil, err
@@ -108,5 +112,47 @@ func parseParams(params url.Values) (*Options, error) {
 		}
 		o.RefreshAhead = f
 	}
+	if s, ok := params["prices"]; ok {
+		p, err := parsePrices(s[0])
+		if err != nil {
+			return nil, err
+		}
+		o.Prices = p
+	}
 	return o, nil
+}
+
+// pricesForm is the form of the prices parameter, for its error messages.
+const pricesForm = "a comma-separated list of scheme:price, the price in US dollars per 10,000 calls, such as awssm:0.05,azurekv:0.03"
+
+// parsePrices reads "awssm:0.05,azurekv:0.03" over DefaultPrices: a scheme it
+// names gets its price (0 makes it free), the others keep their default.
+func parsePrices(s string) (map[string]float64, error) {
+	p := make(map[string]float64, len(DefaultPrices))
+	for k, v := range DefaultPrices {
+		p[k] = v
+	}
+	seen := map[string]bool{}
+	for _, item := range strings.Split(s, ",") {
+		scheme, price, ok := strings.Cut(strings.TrimSpace(item), ":")
+		f, err := strconv.ParseFloat(price, 64)
+		if !ok || scheme == "" || err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
+			return nil, paramError(fmt.Sprintf("prices must be %s (a price is a number of 0 or more); got the entry %s", pricesForm, quoteBounded(item)))
+		}
+		if seen[scheme] {
+			return nil, paramError(fmt.Sprintf("prices names the scheme %s twice: give each scheme one price", quoteBounded(scheme)))
+		}
+		seen[scheme] = true
+		p[scheme] = f
+	}
+	return p, nil
+}
+
+// quoteBounded quotes s, cut to 40 bytes: a message repeats little of a
+// mistaken value.
+func quoteBounded(s string) string {
+	if len(s) > 40 {
+		return strconv.Quote(strings.ToValidUTF8(s[:40], "")) + "..."
+	}
+	return strconv.Quote(s)
 }

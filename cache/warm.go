@@ -112,6 +112,14 @@ func (c *Cache) warmBatch(ctx context.Context, br secrets.BatchResolver, need []
 	c.mu.Lock()
 	b.seq = c.seq
 	c.batches[b] = struct{}{}
+	// One call for each scheme of the batch: beneath, a Mux splits it so.
+	counted := map[*meter]bool{}
+	for _, ref := range need {
+		if m := c.meterLocked(ref); !counted[m] {
+			counted[m] = true
+			m.calls[kindBatch].Add(1)
+		}
+	}
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
