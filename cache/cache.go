@@ -162,7 +162,7 @@ type Cache struct {
 
 	// Padded away from the fields every hit reads: the counters below are
 	// written off the hit path, which counts in the entry's meter (striped).
-	_ [128]byte
+	_                                                       [128]byte
 	misses, backendCalls, refreshes, staleServed, evictions atomic.Uint64
 
 	mu         sync.Mutex
@@ -261,12 +261,12 @@ const (
 // value is immutable once stored. Times are unix nanoseconds.
 type value struct {
 	secret     secrets.Secret
-	err        error       // non-nil for a remembered ErrNotFound; else secret's Source.Cached is set
-	fastUntil  int64       // the lock-free path answers before this
-	refreshAt  int64       // a hit after this starts a background refresh
-	freshUntil int64       // TTL (or ExpiresAt) ends
-	staleUntil int64       // grace window ends (ErrUnavailable only)
-	hardExpiry int64       // ExpiresAt; 0 means none
+	err        error         // non-nil for a remembered ErrNotFound; else secret's Source.Cached is set
+	fastUntil  int64         // the lock-free path answers before this
+	refreshAt  int64         // a hit after this starts a background refresh
+	freshUntil int64         // TTL (or ExpiresAt) ends
+	staleUntil int64         // grace window ends (ErrUnavailable only)
+	hardExpiry int64         // ExpiresAt; 0 means none
 	hit        atomic.Uint32 // hitSinceFetch | hitSinceCheck
 }
 
@@ -304,7 +304,7 @@ func New(next secrets.KeyResolver, opts *Options) *Cache {
 	}
 	o = normalise(o)
 	c := &Cache{next: next, o: o, now: o.Now, all: map[string]*entry{}, inflight: map[string]*call{}, followed: map[string]*call{}, wg: new(sync.WaitGroup),
-		batches: map[*batch]struct{}{},
+		batches:  map[*batch]struct{}{},
 		variants: variantIndex{}, inflightVariants: variantIndex{}, followedVariants: variantIndex{},
 		meters: map[string]*meter{}, prices: o.Prices}
 	for w := range c.wheels {
