@@ -390,12 +390,17 @@ func (s *keySource) read(ctx context.Context, through secrets.KeyResolver) (*rin
 	}
 	vs, err := vr.ResolveVersions(ctx, s.ref, s.opts.MaxVersions)
 	if err != nil {
-		reason := "cannot read " + EnvKeyRef + " (" + s.ref + ")"
+		// The backend's reason, and its cause for errors.As (the SDK's
+		// error), under this ring's words; not its whole text again.
+		reason, cause := "cannot read "+EnvKeyRef+" ("+s.ref+")", err
 		var se *secrets.Error
-		if errors.As(err, &se) && se.Reason != "" {
-			reason += ": " + se.Reason
+		if errors.As(err, &se) {
+			if se.Reason != "" {
+				reason += ": " + se.Reason
+			}
+			cause = se.Err
 		}
-		return nil, refError(s.ref, secrets.CodeOf(err), err, reason)
+		return nil, refError(s.ref, secrets.CodeOf(err), cause, reason)
 	}
 	keys := make([]*fernet.Key, 0, len(vs))
 	versions := make([]string, 0, len(vs))
