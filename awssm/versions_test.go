@@ -99,7 +99,7 @@ func TestMotoKeyVersions(t *testing.T) {
 	}
 	// A host's API without PutSecretValue.
 	narrow := awssm.New(readOnly{client}, nil)
-	if _, err := narrow.PutVersion(ctx, name, v1); !errors.Is(err, secrets.ErrInvalidRef) || !strings.Contains(err.Error(), "no PutSecretValue") {
+	if _, err = narrow.PutVersion(ctx, name, v1); !errors.Is(err, secrets.ErrInvalidRef) || !strings.Contains(err.Error(), "no PutSecretValue") {
 		t.Errorf("an API without PutSecretValue: %v", err)
 	}
 	for _, v := range []string{v1, v2, v3} {
