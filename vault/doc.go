@@ -38,6 +38,21 @@
 // meanwhile together, and opened again by the next call if that failed;
 // Ping opens it too, then checks sys/health (initialized and unsealed).
 //
+// # Version checks
+//
+// CurrentVersion (secrets.VersionChecker, which a cache with check= uses to
+// keep an entry long and still notice a new version) reads a KV v2
+// secret's metadata, GET <mount>/metadata/<path>, one request that returns
+// no value, and answers its current_version in the form of Secret.Version
+// ("3"); a deleted or destroyed current version is ErrNotFound, as for
+// Resolve, and a ?version=N ref answers N with no request. A Vault you run
+// has no price per request: a check costs one request against the server
+// and its rate-limit quotas, and its answer lists the metadata of every
+// version kept (max_versions), never a value. The token's policy needs
+// "read" on the metadata path as well as on data/. KV v1 keeps no versions
+// and other engines have leases: both answer errors.ErrUnsupported, and a
+// change is noticed by reading the secret again.
+//
 // # URLs
 //
 // Registered as "vault":
