@@ -23,14 +23,18 @@ import (
 )
 
 func (a *app) genkeyCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "genkey",
+	var store *string
+	c := &cobra.Command{
+		Use:   "genkey [--store REF]",
 		Short: "Print a new ENCRYPTION_KEY",
 		Long: `Print a new random Fernet key as ENCRYPTION_KEY=<key>, in the form Python's
 Fernet.generate_key() prints (and Fernet(key) accepts). To rotate, move the
 current key to ENCRYPTION_KEY_PREVIOUS, set the new one, and run keyward rotate.`,
 		Args: noArgs(""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if *store != "" {
+				return a.genkeyStore(cmd.Context(), *store) // genkey_store.go
+			}
 			k, err := fernetstore.GenerateKey()
 			if err != nil {
 				return errorf(exitConfig, "%v", err)
@@ -39,6 +43,8 @@ current key to ENCRYPTION_KEY_PREVIOUS, set the new one, and run keyward rotate.
 			return nil
 		},
 	}
+	store = a.genkeyStoreFlag(c)
+	return c
 }
 
 func (a *app) initCommand() *cobra.Command {
