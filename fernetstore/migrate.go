@@ -304,9 +304,20 @@ func (s *Store) tryBatch(ctx context.Context, b *base, sc *schema, batch []pendi
 	}
 	defer func() {
 		if err != nil {
+			b.resetLogged(ctx, tx, sc)
 			tx.Rollback()
 		}
 	}()
+	if err := b.beginLogged(ctx, tx, sc); err != nil {
+		return 0, err
+	}
+	var ids []any
+	if sc.logged {
+		ids = make([]any, len(batch))
+		for i, p := range batch {
+			ids[i] = p.id
+		}
+	}
 	if b.d == SQLite {
 		// In-process: one prepared statement per row costs no round trip.
 		query := sc.q.cas
@@ -331,6 +342,9 @@ func (s *Store) tryBatch(ctx context.Context, b *base, sc *schema, batch []pendi
 				done++
 			}
 		}
+		if err := b.endLogged(ctx, tx, sc, ids); err != nil {
+			return 0, err
+		}
 		return done, tx.Commit()
 	}
 	// Over the network: one multi-row compare-and-swap per chunk, so a
@@ -348,6 +362,9 @@ func (s *Store) tryBatch(ctx context.Context, b *base, sc *schema, batch []pendi
 			return 0, err
 		}
 		done += int(n)
+	}
+	if err := b.endLogged(ctx, tx, sc, ids); err != nil {
+		return 0, err
 	}
 	return done, tx.Commit()
 }

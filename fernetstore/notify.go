@@ -182,34 +182,47 @@ $keyward$`, fn, id, id, notifyPayloadMax, sqlString(Channel(table)))
 	seq BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
 	tbl VARCHAR(128) NOT NULL,
 	id TEXT NULL,
+	ids MEDIUMTEXT NULL,
 	at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
 	KEY keyward_changes_at (at)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`
 		stmts := []string{log}
+		// A batch of keyward's own (a rotation) sets @keyward_announcing and
+		// logs its ids in one row: a row per id costs the batch a third more.
 		for _, ev := range []struct{ name, event, row string }{{"ins", "INSERT", "NEW"}, {"upd", "UPDATE", "NEW"}, {"del", "DELETE", "OLD"}} {
 			tn, _ := b.d.quoteIdent(tb+"_"+ev.name, false)
-			stmts = append(stmts, fmt.Sprintf("CREATE TRIGGER IF NOT EXISTS %s AFTER %s ON %s FOR EACH ROW INSERT INTO %s (tbl, id) VALUES (%s, %s.%s)",
-				tn, ev.event, qt, ChangeLogTable, sqlString(table), ev.row, id))
+			stmts = append(stmts, "DROP TRIGGER IF EXISTS "+tn,
+				fmt.Sprintf("CREATE TRIGGER %s AFTER %s ON %s FOR EACH ROW BEGIN IF @keyward_announcing IS NULL THEN INSERT INTO %s (tbl, id) VALUES (%s, %s.%s); END IF; END",
+					tn, ev.event, qt, ChangeLogTable, sqlString(table), ev.row, id))
 		}
 		return stmts
 	default: // SQLite
 		// strftime, not unixepoch(): the trigger also runs in the SQLite
 		// of whoever else writes (Python's), which may be older than 3.38.
+		// A batch of keyward's own puts a row in keyward_announcing for
+		// its transaction (SQLite has one writer at a time, so no other
+		// writer sees it) and logs its ids in one row.
 		log := "CREATE TABLE IF NOT EXISTS " + ChangeLogTable + ` (
 	seq INTEGER PRIMARY KEY AUTOINCREMENT,
 	tbl TEXT NOT NULL,
 	id TEXT,
+	ids TEXT,
 	at INTEGER NOT NULL DEFAULT (CAST(strftime('%s', 'now') AS INTEGER))
 )`
-		stmts := []string{log, "CREATE INDEX IF NOT EXISTS keyward_changes_at ON " + ChangeLogTable + " (at)"}
+		stmts := []string{log, "CREATE TABLE IF NOT EXISTS " + announcingTable + " (x INTEGER)"}
 		for _, ev := range []struct{ name, event, row string }{{"ins", "INSERT", "NEW"}, {"upd", "UPDATE", "NEW"}, {"del", "DELETE", "OLD"}} {
 			tn, _ := b.d.quoteIdent(tb+"_"+ev.name, false)
-			stmts = append(stmts, fmt.Sprintf("CREATE TRIGGER IF NOT EXISTS %s AFTER %s ON %s FOR EACH ROW BEGIN INSERT INTO %s (tbl, id) VALUES (%s, %s.%s); END",
-				tn, ev.event, qt, ChangeLogTable, sqlString(table), ev.row, id))
+			stmts = append(stmts, "DROP TRIGGER IF EXISTS "+tn,
+				fmt.Sprintf("CREATE TRIGGER %s AFTER %s ON %s FOR EACH ROW WHEN NOT EXISTS (SELECT 1 FROM %s) BEGIN INSERT INTO %s (tbl, id) VALUES (%s, %s.%s); END",
+					tn, ev.event, qt, announcingTable, ChangeLogTable, sqlString(table), ev.row, id))
 		}
 		return stmts
 	}
 }
+
+// announcingTable marks, on SQLite, a transaction of keyward's that logs
+// its changes itself.
+const announcingTable = "keyward_announcing"
 
 // triggersInstalled reports whether the table has all three of the change
 // triggers InstallTriggers makes.
@@ -280,6 +293,65 @@ func (b *base) execAnnounced(ctx context.Context, ex interface {
 	return n, first.String, err
 }
 
+// beginLogged starts, in a batch transaction of keyward's own on a MariaDB
+// or SQLite table with the change triggers, the logging of its changes by
+// keyward itself (endLogged), in place of the triggers' row per id.
+func (b *base) beginLogged(ctx context.Context, tx *sql.Tx, sc *schema) error {
+	if !sc.logged {
+		return nil
+	}
+	q := "SET @keyward_announcing = 1"
+	if b.d == SQLite {
+		q = "INSERT INTO " + announcingTable + " (x) VALUES (1)"
+	}
+	_, err := tx.ExecContext(ctx, q)
+	return err
+}
+
+// endLogged logs ids (query arguments of the id column) as one change and
+// ends what beginLogged began, in the same transaction. A transaction that
+// fails between the two is rolled back, and resetLogged clears MariaDB's
+// session variable.
+func (b *base) endLogged(ctx context.Context, tx *sql.Tx, sc *schema, ids []any) error {
+	if !sc.logged {
+		return nil
+	}
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 1000)]
+		ids = ids[len(chunk):]
+		list := make([]any, len(chunk))
+		for i, id := range chunk {
+			switch v := id.(type) {
+			case int64:
+				list[i] = v
+			default:
+				list[i] = fmt.Sprint(v)
+			}
+		}
+		js, err := json.Marshal(list)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO "+ChangeLogTable+" (tbl, ids) VALUES (?, ?)", sc.info.Table, string(js)); err != nil {
+			return err
+		}
+	}
+	q := "SET @keyward_announcing = NULL"
+	if b.d == SQLite {
+		q = "DELETE FROM " + announcingTable
+	}
+	_, err := tx.ExecContext(ctx, q)
+	return err
+}
+
+// resetLogged clears MariaDB's session variable after a failed batch, so
+// that the connection's later writes are logged by the triggers again.
+func (b *base) resetLogged(ctx context.Context, tx *sql.Tx, sc *schema) {
+	if sc.logged && b.d == MySQL {
+		tx.ExecContext(context.WithoutCancel(ctx), "SET @keyward_announcing = NULL")
+	}
+}
+
 // Watch reports the table's changes to h (see secrets.Watcher), until ctx
 // ends or the store is closed. It starts once the store has been opened by
 // a resolve or one of its own operations (it never opens the database
@@ -322,6 +394,7 @@ func (s *Store) Watch(ctx context.Context, h secrets.ChangeHandler) error {
 			return nil
 		}
 		established := false
+		began := time.Now()
 		err := s.watchOnce(ctx, h, &established)
 		if ctx.Err() != nil {
 			return nil
@@ -330,7 +403,10 @@ func (s *Store) Watch(ctx context.Context, h secrets.ChangeHandler) error {
 		if errors.As(err, &nw) {
 			return nw.err
 		}
-		if established {
+		// A watch that held for a while was a connection lost: try again
+		// at once. One that failed at once (a server refusing, a poll that
+		// fails) backs off, so it does not purge the cache in a loop.
+		if established && time.Since(began) > 10*time.Second {
 			wait = 0
 		}
 		wait = min(max(2*wait, 100*time.Millisecond), 30*time.Second)
@@ -448,11 +524,12 @@ func (b *base) poll(ctx context.Context, sc *schema, interval time.Duration, h s
 				return err
 			}
 			var refs []string
+			allChanged := false
 			n := 0
 			for rows.Next() {
 				var seq int64
-				var id sql.NullString
-				if err := rows.Scan(&seq, &id); err != nil {
+				var id, ids sql.NullString
+				if err := rows.Scan(&seq, &id, &ids); err != nil {
 					rows.Close()
 					return err
 				}
@@ -467,13 +544,22 @@ func (b *base) poll(ctx context.Context, sc *schema, interval time.Duration, h s
 				if id.Valid {
 					refs = append(refs, RowRef(id.String))
 				}
+				if ids.Valid {
+					more, all := parsePayload(ids.String)
+					if all {
+						allChanged = true
+					}
+					refs = append(refs, more...)
+				}
 			}
 			err = rows.Err()
 			rows.Close()
 			if err != nil {
 				return err
 			}
-			if len(refs) > 0 {
+			if allChanged {
+				h.Lost()
+			} else if len(refs) > 0 {
 				h.Changed(refs)
 			}
 			if n < pollPage {
@@ -495,7 +581,7 @@ const (
 
 func pollQuery(d Dialect, table string, top int64, gaps map[int64]time.Time) (string, []any) {
 	var sb strings.Builder
-	sb.WriteString("SELECT seq, id FROM " + ChangeLogTable + " WHERE tbl = ? AND (seq > ?")
+	sb.WriteString("SELECT seq, id, ids FROM " + ChangeLogTable + " WHERE tbl = ? AND (seq > ?")
 	args := []any{table, top}
 	if len(gaps) > 0 {
 		sb.WriteString(" OR seq IN (")

@@ -240,6 +240,47 @@ func TestWatchPolling(t *testing.T) {
 				t.Fatal(err)
 			}
 			r.heard(t, id, n)
+
+			// A rotation by another store announces every row it rewrote,
+			// logged by keyward itself in one row for the batch.
+			var ids []string
+			for i := range 3 {
+				x, err := s.Put(ctx, fmt.Sprint("r", i), "openai", fmt.Sprint("sk-rot-", i), time.Time{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, x)
+			}
+			counts := map[string]int{}
+			for _, x := range ids {
+				counts[x] = r.heard(t, x, 0)
+			}
+			var before int
+			if err := db.QueryRow("SELECT count(*) FROM "+ChangeLogTable+" WHERE tbl = ?", table).Scan(&before); err != nil {
+				t.Fatal(err)
+			}
+			other := New(db, mustRing(t, mustKey(t), k1), &Options{Table: table})
+			defer other.Close()
+			if rep, err := other.Rotate(ctx, nil); err != nil || rep.Done != 3 {
+				t.Fatalf("rotate: %+v %v", rep, err)
+			}
+			for _, x := range ids {
+				r.heard(t, x, counts[x])
+			}
+			var after int
+			if err := db.QueryRow("SELECT count(*) FROM "+ChangeLogTable+" WHERE tbl = ?", table).Scan(&after); err != nil {
+				t.Fatal(err)
+			}
+			if after-before != 1 {
+				t.Errorf("the rotation of 3 rows logged %d changes, want 1 (its batch)", after-before)
+			}
+			// After the batch, a single write through the same pool is
+			// logged by the trigger again.
+			c, _ := r.count(ids[0])
+			if err := other.UpdateValue(ctx, ids[0], "sk-after-batch"); err != nil {
+				t.Fatal(err)
+			}
+			r.heard(t, ids[0], c)
 		})
 	}
 }

@@ -79,6 +79,9 @@ type schema struct {
 	// send the NOTIFY themselves (the table has no trigger that does).
 	channel  string
 	pgNotify bool
+	// MariaDB and SQLite: the change triggers are installed, and keyward's
+	// batches log their changes themselves.
+	logged bool
 	// idCharset: MySQL text ids in a character set other than utf8mb4 and
 	// utf8mb3, which the compare-and-swap converts its ids to, and whose
 	// repertoire fits checks (latin1, ascii).
@@ -382,15 +385,19 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 	if b.d == MySQL && sc.text {
 		sc.exact = true
 	}
+	// PostgreSQL: keyward's writes NOTIFY their changes themselves unless
+	// the table's trigger does (InstallTriggers). MariaDB and SQLite: the
+	// triggers log every change, and keyward's batches log theirs in one
+	// row instead.
+	trig, err := b.triggersInstalled(ctx, table)
+	if err != nil {
+		return nil, dbError(err)
+	}
 	if b.d == Postgres {
-		// keyward's writes NOTIFY their changes themselves unless the
-		// table's trigger does (InstallTriggers).
 		sc.channel = Channel(table)
-		trig, err := b.triggersInstalled(ctx, table)
-		if err != nil {
-			return nil, dbError(err)
-		}
 		sc.pgNotify = !trig
+	} else {
+		sc.logged = trig
 	}
 	buildQueries(b.d, sc)
 	return sc, nil
