@@ -50,8 +50,9 @@ type KeyRefOptions struct {
 	Refresh time.Duration
 	// MissInterval is the least time between two reloads started by a
 	// token that no key in the ring opens (a row another replica wrote
-	// under a primary this one has not read yet). 0 means
-	// DefaultKeyMissInterval.
+	// under a primary this one has not read yet). Decrypt waits for such
+	// a read (at most 5 s, or Timeout if shorter) and tries the token
+	// again; KeyOf does not wait. 0 means DefaultKeyMissInterval.
 	MissInterval time.Duration
 	// MaxVersions is how many versions of the secret are read, the current
 	// one included: 1 to secrets.MaxVersions; 0 means DefaultKeyVersions.
@@ -268,13 +269,18 @@ func (s *keySource) missAllowed() bool {
 	return true
 }
 
+// missWait bounds how long a Decrypt waits for the read a token no key
+// opens starts: the caller is a request; the read itself goes on, up to
+// Timeout, for the calls after it.
+const missWait = 5 * time.Second
+
 // reloadForMiss reads the ring again for a token no key opens, and
 // reports whether that succeeded.
 func (r *KeyRing) reloadForMiss() bool {
 	if !r.src.missAllowed() {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.src.opts.Timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), min(missWait, r.src.opts.Timeout))
 	defer cancel()
 	return r.reload(ctx) == nil
 }
