@@ -330,8 +330,8 @@ func (r *KeyRing) reload(ctx context.Context) error {
 }
 
 // fetch reads the versions through through and, if they all are keys,
-// makes them the ring's keys; it logs a failure (once until a read
-// succeeds) and a new primary.
+// makes them the ring's keys; it logs a failure of a ring that has keys
+// (once until a read succeeds) and a new primary.
 func (r *KeyRing) fetch(ctx context.Context, through secrets.KeyResolver) error {
 	s := r.src
 	keys, err := s.read(ctx, through)
@@ -342,13 +342,12 @@ func (r *KeyRing) fetch(ctx context.Context, through secrets.KeyResolver) error 
 	s.mu.Unlock()
 	log := s.opts.Logger
 	if err != nil {
-		if !wasFailing {
-			if old != nil {
-				log.Warn("fernetstore: cannot read the key ring again; keeping the keys read before until a read succeeds",
-					"ref", s.ref, "primary_version", old.versions[0], "err", err)
-			} else {
-				log.Warn("fernetstore: cannot read the key ring", "ref", s.ref, "err", err)
-			}
+		// A first read's error goes to its caller (the store's first
+		// use), which tries again; only a ring that has keys to keep
+		// says so here.
+		if !wasFailing && old != nil {
+			log.Warn("fernetstore: cannot read the key ring again; keeping the keys read before until a read succeeds",
+				"ref", s.ref, "primary_version", old.versions[0], "err", err)
 		}
 		return err
 	}
