@@ -118,8 +118,8 @@ type Options struct {
 	CheckInterval time.Duration
 	// Prices are the backends' list prices in US dollars per 10,000 calls,
 	// by ref scheme, for the cost estimate of Stats.Backends. Nil means
-	// DefaultPrices; a scheme not in a non-nil map costs 0. Negative or NaN
-	// prices count as 0.
+	// DefaultPrices(); a scheme not in a non-nil map costs 0. Negative,
+	// NaN or infinite prices count as 0.
 	Prices map[string]float64
 }
 
@@ -393,7 +393,7 @@ func normalise(o Options) Options {
 	// A copy: the caller may change its map after New.
 	prices := o.Prices
 	if prices == nil {
-		prices = DefaultPrices
+		prices = DefaultPrices()
 	}
 	o.Prices = make(map[string]float64, len(prices))
 	for k, p := range prices {
@@ -690,17 +690,18 @@ func (c *Cache) Len() int {
 	return len(c.all)
 }
 
-// Stats returns the counters since New. They are read one by one while the
-// cache runs, so a Stats taken under load is not one instant's: a call
-// counted in Backends may not yet be in BackendCalls.
+// Stats returns the counters since New. Backends' Calls and BackendCalls
+// are read at one instant (both are counted under the cache's lock); the
+// other counters are read one by one while the cache runs.
 func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	by, hits, negHits := c.backendStatsLocked()
+	calls := c.backendCalls.Load()
 	c.mu.Unlock()
 	return Stats{
 		Hits:         hits,
 		Misses:       c.misses.Load(),
-		BackendCalls: c.backendCalls.Load(),
+		BackendCalls: calls,
 		Refreshes:    c.refreshes.Load(),
 		StaleServed:  c.staleServed.Load(),
 		NegativeHits: negHits,

@@ -36,11 +36,14 @@ const (
 
 var kindNames = [numKinds]string{"resolve", "batch", "version"}
 
-// DefaultPrices are the list prices Options.Prices defaults to, in US
+// DefaultPrices returns the list prices Options.Prices defaults to, in US
 // dollars per 10,000 calls, by the schemes the default configuration serves
 // those backends under: AWS Secrets Manager $0.05 per 10,000 API calls,
-// Azure Key Vault $0.03 per 10,000 operations (standard tier).
-var DefaultPrices = map[string]float64{"awssm": 0.05, "azurekv": 0.03}
+// Azure Key Vault $0.03 per 10,000 operations (standard tier). Each call
+// returns a new map.
+func DefaultPrices() map[string]float64 {
+	return map[string]float64{"awssm": 0.05, "azurekv": 0.03}
+}
 
 // maxMeters bounds the schemes counted apart. The cache sits above the
 // allow list, so the refs it sees may come from tenant-editable rows: a

@@ -128,10 +128,7 @@ const pricesForm = "a comma-separated list of scheme:price, the price in US doll
 // parsePrices reads "awssm:0.05,azurekv:0.03" over DefaultPrices: a scheme it
 // names gets its price (0 makes it free), the others keep their default.
 func parsePrices(s string) (map[string]float64, error) {
-	p := make(map[string]float64, len(DefaultPrices))
-	for k, v := range DefaultPrices {
-		p[k] = v
-	}
+	p := DefaultPrices()
 	seen := map[string]bool{}
 	for _, item := range strings.Split(s, ",") {
 		scheme, price, ok := strings.Cut(strings.TrimSpace(item), ":")

@@ -120,13 +120,13 @@ func (c *Cache) warmBatch(ctx context.Context, br secrets.BatchResolver, need []
 			m.calls[kindBatch].Add(1)
 		}
 	}
+	c.backendCalls.Add(1) // under mu with the meter's, for Stats
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
 		delete(c.batches, b)
 		c.mu.Unlock()
 	}()
-	c.backendCalls.Add(1)
 	res, err := br.ResolveMany(ctx, need)
 	if err != nil {
 		if ctx.Err() != nil {
