@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -161,6 +162,7 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (_ *Stack, e
 			return nil, &Error{Op: "config", Backend: "cache", Code: CodeInvalidRef,
 				Reason: "cache parameters must be in query form, such as size=1000&ttl=5m"}
 		}
+		listPrices(q, c.Backends)
 		if top, err = d(top, q); err != nil {
 			return nil, err
 		}
@@ -197,6 +199,39 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (_ *Stack, e
 		st.closers = append([]io.Closer{w}, st.closers...)
 	}
 	return st, nil
+}
+
+// backendPrices are the list prices, in US dollars per 10,000 calls, of the
+// backends whose calls cost money, by their URL scheme (the cache's
+// DefaultPrices has them under the default configuration's scheme names).
+var backendPrices = map[string]string{"awssm": "0.05", "azurekv": "0.03"}
+
+// listPrices adds to the cache parameters q the list price of every
+// configured scheme served by a priced backend under another name ("aws =
+// awssm://..."), unless the operator's prices= names that scheme.
+func listPrices(q url.Values, backends map[string]string) {
+	named := map[string]bool{}
+	for _, item := range strings.Split(q.Get("prices"), ",") {
+		if scheme, _, ok := strings.Cut(strings.TrimSpace(item), ":"); ok {
+			named[strings.TrimSpace(scheme)] = true
+		}
+	}
+	var add []string
+	for _, scheme := range slices.Sorted(maps.Keys(backends)) {
+		u, _, _ := strings.Cut(strings.TrimSpace(backends[scheme]), ":")
+		price, ok := backendPrices[strings.ToLower(u)]
+		if !ok || named[scheme] || scheme == strings.ToLower(u) {
+			continue // unpriced, the operator's, or the cache's default
+		}
+		add = append(add, scheme+":"+price)
+	}
+	if len(add) == 0 {
+		return
+	}
+	if cur := q.Get("prices"); cur != "" {
+		add = append(add, cur)
+	}
+	q.Set("prices", strings.Join(add, ","))
 }
 
 // openAuditTable opens the Auditor of "audit = db" through the opener
