@@ -48,15 +48,24 @@ current key to ENCRYPTION_KEY_PREVIOUS, set the new one, and run keyward rotate.
 }
 
 func (a *app) initCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "init",
+	var notify bool
+	c := &cobra.Command{
+		Use:   "init [--notify]",
 		Short: "Create the table of the encrypted column",
 		Long: `Create the table (api_keys, or --table) with the default schema if it does not
 exist: id, name, provider, the value column (api_key, or --column), expires_at,
 created_at, and the ref_columns of the configuration's db line; id_type=text on
 that line makes VARCHAR(36) ids. An existing table is left as it is and checked:
 what it lacks for the options is named (exit 3). It needs no ENCRYPTION_KEY,
-and it is the only command that creates a SQLite database file.`,
+and it is the only command that creates a SQLite database file.
+
+--notify also installs the change triggers, so that every replica's cache hears
+of a changed row at once, whoever wrote it (the Python service too): on
+PostgreSQL a trigger that NOTIFYs the changed ids (keyward's own writes do so
+without it); on MariaDB and SQLite the change log table keyward_changes and
+triggers that write to it, which replicas poll (without them, changes reach a
+replica's cache only when its TTL ends). It is idempotent, adds no column, and
+needs the privilege to create triggers.`,
 		Args: noArgs(""),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := a.openSchemaStore()
@@ -73,16 +82,24 @@ and it is the only command that creates a SQLite database file.`,
 			}
 			if info.Created {
 				fmt.Fprintf(a.stdout, "created table %s\n", table)
-				return nil
+			} else {
+				fmt.Fprintf(a.stdout, "table %s is ready: it has what keyward needs", table)
+				if len(info.Absent) > 0 {
+					fmt.Fprintf(a.stdout, " (keyward does without its missing %s)", strings.Join(info.Absent, ", "))
+				}
+				fmt.Fprintln(a.stdout)
 			}
-			fmt.Fprintf(a.stdout, "table %s is ready: it has what keyward needs", table)
-			if len(info.Absent) > 0 {
-				fmt.Fprintf(a.stdout, " (keyward does without its missing %s)", strings.Join(info.Absent, ", "))
+			if notify {
+				if err := s.InstallTriggers(cmd.Context()); err != nil {
+					return classify(err)
+				}
+				fmt.Fprintf(a.stdout, "change triggers of %s installed: every write to it now reaches the replicas' caches\n", table)
 			}
-			fmt.Fprintln(a.stdout)
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&notify, "notify", false, "also install the change triggers, so replicas hear of every write (see above)")
+	return c
 }
 
 func (a *app) tableName() string {
