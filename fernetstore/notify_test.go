@@ -362,3 +362,20 @@ func FuzzParsePayload(f *testing.F) {
 		}
 	})
 }
+
+// TestWatchPostgresSmallPool: the listener has a connection of its own, so
+// a pool of one connection still serves the store (a listener holding the
+// pool's connection made every write wait forever).
+func TestWatchPostgresSmallPool(t *testing.T) {
+	db := openTestDB(t, Postgres)
+	db.SetMaxOpenConns(1)
+	s := newTestStore(t, db, mustRing(t, mustKey(t)), nil)
+	r, _ := watch(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	id, err := s.Put(ctx, "a", "anthropic", "sk-ant-small-pool", time.Time{})
+	if err != nil {
+		t.Fatalf("put with the watch running on a one-connection pool: %v", err)
+	}
+	r.heard(t, id, 0)
+}
