@@ -113,13 +113,32 @@
 // CreateSchema, text makes VARCHAR(36) ids); ref_columns=COLUMN:SCHEME,...
 // (see Tables); id_column, name_column, provider_column, value_column,
 // expires_column, created_column (the last four may be "-" for a column
-// the table lacks, which a default name does not need). Unknown parameters are rejected (ParseURL reads a URL the
+// the table lacks, which a default name does not need); poll=DURATION (how
+// often Watch polls the change log on MariaDB and SQLite, 10ms to 1h;
+// default 1s). Unknown parameters are rejected (ParseURL reads a URL the
 // same way). The database comes from DATABASE_URL (default
 // sqlite:keyward.db; see OpenDB for the forms) and the keys from
 // ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS, opened on first use: opening
 // does no I/O, and only checks that DATABASE_URL's database package was
 // imported. A failed first use is tried again by the next call. The table
 // is never created implicitly; call Store.CreateSchema (or `keyward init`).
+//
+// # Change notification
+//
+// Every write of the Store (Put, Insert, Update, UpdateValue, Delete, and
+// each batch of Migrate and Rotate) announces the ids it changed in its own
+// transaction, and Store.Watch (a secrets.Watcher, which a Stack with a
+// cache runs) reports them, so that every replica's cache drops a changed
+// row at once. On PostgreSQL the write's statement itself calls pg_notify
+// on the channel Channel(table), and Watch LISTENs on a connection of its
+// own (fernetstore/postgres must be linked). On MariaDB and SQLite the
+// triggers that InstallTriggers (`keyward init --notify`) adds log every
+// change in the table keyward_changes, which Watch polls every poll=
+// interval; without them nothing is announced there, and Watch says so. On
+// PostgreSQL the same call adds a trigger that announces every other
+// writer's changes too (the Python service's). A watch that loses its
+// connection reconnects and, once it listens again, reports everything as
+// changed (ChangeHandler.Lost).
 //
 // # Errors
 //

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	secrets "github.com/keyward/secrets"
 )
@@ -93,6 +94,13 @@ func optionsFromURL(u *url.URL) (*Options, error) {
 			return nil, urlError("ref_columns=: " + err.Error())
 		}
 		o.RefColumns = refs
+	}
+	if p := q.Get("poll"); p != "" {
+		d, err := time.ParseDuration(p)
+		if err != nil || d < minPollInterval || d > maxPollInterval {
+			return nil, urlError(fmt.Sprintf("poll= is how often a replica polls the change log on MariaDB and SQLite: a duration from %v to %v, such as 1s", minPollInterval, maxPollInterval))
+		}
+		o.PollInterval = d
 	}
 	switch q.Get("plaintext") {
 	case "", "deny":

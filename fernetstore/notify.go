@@ -40,6 +40,12 @@ const ChangeLogTable = "keyward_changes"
 // SQLite when Options.PollInterval is zero.
 const DefaultPollInterval = time.Second
 
+// The bounds of the poll= parameter.
+const (
+	minPollInterval = 10 * time.Millisecond
+	maxPollInterval = time.Hour
+)
+
 // changeLogKeep is how long the change log keeps a change; a watcher that
 // has not polled for half of it starts over (it cannot know what it missed).
 const changeLogKeep = time.Hour

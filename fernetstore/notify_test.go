@@ -379,3 +379,16 @@ func TestWatchPostgresSmallPool(t *testing.T) {
 	}
 	r.heard(t, id, 0)
 }
+
+func TestPollParam(t *testing.T) {
+	o, err := ParseURL("fernet://?table=t&poll=250ms")
+	if err != nil || o.PollInterval != 250*time.Millisecond {
+		t.Fatalf("poll=250ms: %+v %v", o, err)
+	}
+	for _, bad := range []string{"poll=0s", "poll=1ms", "poll=2h", "poll=soon", "poll=-1s"} {
+		_, err := ParseURL("fernet://?" + bad)
+		if err == nil || !strings.Contains(err.Error(), "poll= is how often") {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+}

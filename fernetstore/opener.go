@@ -18,7 +18,7 @@ const EnvDatabaseURL = "DATABASE_URL"
 const DefaultDatabaseURL = "sqlite:keyward.db"
 
 // urlParams are the opener's query parameters (see ParseURL).
-var urlParams = []string{"table", "plaintext", "dialect", "id_type", "ref_columns",
+var urlParams = []string{"table", "plaintext", "dialect", "id_type", "ref_columns", "poll",
 	"id_column", "name_column", "provider_column", "value_column", "expires_column", "created_column"}
 
 func init() { secrets.Register(Backend, OpenURL) }
