@@ -160,9 +160,9 @@ type Cache struct {
 	// every hit, written once a bucket width.
 	nextSweep atomic.Int64
 
-	// Padded away from the fields every hit reads: the counters below are
-	// written off the hit path, which counts in the entry's meter (striped).
-	_                                                       [128]byte
+	// Padded away from the fields every hit reads.
+	_ [128]byte
+	// Counted off the hit path (a hit counts in its entry's meter, striped).
 	misses, backendCalls, refreshes, staleServed, evictions atomic.Uint64
 
 	mu         sync.Mutex

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/url"
 	"strings"
 	"sync"
@@ -1025,7 +1026,8 @@ func TestParams(t *testing.T) {
 
 func FuzzParams(f *testing.F) {
 	for _, s := range []string{"size=10&ttl=5m", "jitter=30s&refresh_ahead=0.8", "stale_grace=0&negative_ttl=5s", "x=1", "ttl=1m&jitter=31s",
-		"stale_grace=2562047h", "ttl=2562047h&negative_ttl=2562047h", "stale_wait=10s", "size=9223372036854775807", "refresh_ahead=1e-300"} {
+		"stale_grace=2562047h", "ttl=2562047h&negative_ttl=2562047h", "stale_wait=10s", "size=9223372036854775807", "refresh_ahead=1e-300",
+		"check=5m&prices=awssm:0.05,azurekv:0.03", "prices=x:1e308", "check=8760h"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
@@ -1044,8 +1046,13 @@ func FuzzParams(f *testing.F) {
 		const year = 8760 * time.Hour
 		if o.Size < 0 || o.Size > cache.MaxSize || o.TTL < 0 || o.RefreshAhead < 0 || o.RefreshAhead > 1 ||
 			o.TTL > year || o.Jitter > year || o.StaleGrace > year || o.NegativeTTL > year ||
-			o.StaleWait < 0 || o.StaleWait > cache.DefaultFetchTimeout {
+			o.StaleWait < 0 || o.StaleWait > cache.DefaultFetchTimeout || o.CheckInterval > year {
 			t.Fatalf("ParseParams(%q) accepted %+v", raw, *o)
+		}
+		for scheme, p := range o.Prices {
+			if !(p >= 0) || math.IsInf(p, 0) {
+				t.Fatalf("ParseParams(%q) accepted the price %v for %q", raw, p, scheme)
+			}
 		}
 		c := cache.New(new(secretstest.Fake), o)
 		c.Close()
