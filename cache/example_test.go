@@ -77,3 +77,29 @@ func Example_audit() {
 	// bot backend=fake outcome=ok cache_hit=false
 	// bot backend=fake outcome=ok cache_hit=true
 }
+
+// The cost meter: backend calls by ref scheme, answers avoided, and the
+// estimate in US dollars at the scheme's price per 10,000 calls. A changed
+// key is invalidated with every #field variant of it.
+func Example_costMeter() {
+	aws := new(secretstest.Fake) // standing in for AWS Secrets Manager
+	aws.Set("bots/7", `{"api_key":"sk-ant-example","org":"example-org"}`)
+	mux := new(secrets.Mux)
+	mux.Handle("awssm", aws)
+
+	c := cache.New(mux, &cache.Options{Prices: map[string]float64{"awssm": 0.05}})
+	defer c.Close()
+	ctx := context.Background()
+	for range 1000 {
+		c.Resolve(ctx, "awssm:bots/7#api_key")
+		c.Resolve(ctx, "awssm:bots/7#org")
+	}
+	c.Invalidate("awssm:bots/7") // rotated: both fields are fetched again
+	c.Resolve(ctx, "awssm:bots/7#api_key")
+	c.Resolve(ctx, "awssm:bots/7#org")
+
+	m := c.Stats().Backends["awssm"]
+	fmt.Printf("calls %d, avoided %d, cost $%.6f\n", m.Calls["resolve"], m.Avoided, m.Cost)
+	// Output:
+	// calls 4, avoided 1998, cost $0.000020
+}
