@@ -245,6 +245,12 @@ func run(ctx context.Context, getenv func(string) string, stdout, stderr io.Writ
 		if err := keys.CreateSchema(ctx); err != nil {
 			return err
 		}
+		// The service's own key table: its change triggers let every
+		// replica's cache hear of a change at once, whoever makes it
+		// (keyward update, another replica).
+		if err := keys.InstallTriggers(ctx); err != nil {
+			return fmt.Errorf("install the key table's change triggers: %w", err)
+		}
 		if err := bots.createTable(ctx); err != nil {
 			return fmt.Errorf("create the bots table: %w", err)
 		}
