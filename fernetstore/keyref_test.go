@@ -448,3 +448,54 @@ func rawValue(t *testing.T, s *Store, id string) string {
 	}
 	return v
 }
+
+// BenchmarkKeyRefDecrypt compares Decrypt and KeyOf on a ring of fixed keys
+// with the same keys read from a ref: the ref ring's extra cost per call is
+// a clock read and two atomic loads (the refresh check).
+//
+//	go test ./fernetstore -run '^$' -bench KeyRefDecrypt -count 10 | benchstat -col /ring -
+func BenchmarkKeyRefDecrypt(b *testing.B) {
+	k1, k2 := mustKey(b), mustKey(b)
+	fixed := mustRing(b, k2, k1)
+	h := &keyHistory{}
+	h.put(k1)
+	h.put(k2)
+	m := new(secrets.Mux)
+	m.Handle("sm", driver.New("fakesm", h, nil))
+	fromRef, err := KeyRingFromRef("sm:master", nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := fromRef.Load(context.Background(), m); err != nil {
+		b.Fatal(err)
+	}
+	tok := mustEncrypt(b, fixed, "sk-ant-bench-value-0123456789")
+	for _, c := range []struct {
+		name string
+		ring *KeyRing
+	}{{"fixed", fixed}, {"ref", fromRef}} {
+		b.Run("ring="+c.name+"/op=decrypt", func(b *testing.B) {
+			for b.Loop() {
+				if _, _, err := c.ring.Decrypt(tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("ring="+c.name+"/op=keyof", func(b *testing.B) {
+			for b.Loop() {
+				if _, err := c.ring.KeyOf(tok); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// ExampleKeyRingFromLookup shows the refusal of a key ring read through
+// env:, without I/O.
+func ExampleKeyRingFromLookup() {
+	env := map[string]string{EnvKeyRef: "env:MASTER_KEY"}
+	_, err := KeyRingFromLookup(func(k string) string { return env[k] })
+	fmt.Println(errors.Is(err, secrets.ErrInvalidRef))
+	// Output: true
+}
