@@ -82,3 +82,26 @@ func TestMuxVersions(t *testing.T) {
 		}
 	}
 }
+
+// TestMuxVersionsLazy: a backend behind a Lazy not opened yet (OpenConfig
+// serves a bare URL whose opener needs a variable so) is opened to find the
+// ability; an opener that fails gives its own error.
+func TestMuxVersionsLazy(t *testing.T) {
+	sm := &historyBackend{hist: map[string][]string{"master": {"k2", "k1"}}}
+	m := new(secrets.Mux)
+	m.Handle("sm", secrets.Lazy(func(context.Context) (secrets.KeyResolver, error) { return sm, nil }))
+	m.Handle("down", secrets.Lazy(func(context.Context) (secrets.KeyResolver, error) {
+		return nil, &secrets.Error{Op: "open", Backend: "down", Code: secrets.CodeInvalidRef, Reason: "set DOWN_URL"}
+	}))
+	ctx := context.Background()
+	if ss, err := m.ResolveVersions(ctx, "sm:master", 2); err != nil || len(ss) != 2 {
+		t.Fatalf("ResolveVersions through an unopened Lazy: %d, %v", len(ss), err)
+	}
+	if _, err := m.PutVersion(ctx, "sm:master", "k3"); err != nil {
+		t.Fatalf("PutVersion through a Lazy: %v", err)
+	}
+	_, err := m.ResolveVersions(ctx, "down:master", 2)
+	if !errors.Is(err, secrets.ErrInvalidRef) || !strings.Contains(err.Error(), "set DOWN_URL") {
+		t.Fatalf("a Lazy whose open fails: %v, want its error", err)
+	}
+}
