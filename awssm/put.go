@@ -3,6 +3,7 @@ package awssm
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
@@ -55,7 +56,10 @@ func (d *sm) PutVersion(ctx context.Context, p driver.Ref, v driver.Value) (stri
 	}
 	err = putError("PutSecretValue", err)
 	create, ok := d.api.(createAPI)
-	if secrets.CodeOf(err) != secrets.CodeNotFound || !ok {
+	var se *secrets.Error
+	if secrets.CodeOf(err) != secrets.CodeNotFound || !ok || (errors.As(err, &se) && se.Reason == deletionReason) {
+		// Not missing, or scheduled for deletion: creating it again would
+		// fail, and hide why.
 		return "", err
 	}
 	made, cerr := create.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String(r.id), SecretString: aws.String(value)})
