@@ -465,7 +465,7 @@ func TestAttackTriggerIDColumnNamedG(t *testing.T) {
 	if err := s.InstallTriggers(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Exec("UPDATE "+table+" SET name = 'renamed' WHERE g = 1"); err != nil {
+	if _, err := db.Exec("UPDATE " + table + " SET name = 'renamed' WHERE g = 1"); err != nil {
 		t.Errorf("with the change trigger installed, a plain UPDATE of a table whose id column is g fails: %v", err)
 	}
 }
