@@ -230,6 +230,10 @@ func (a *app) storeOptions() (*fernetstore.Options, error) {
 // keyRing reads ENCRYPTION_KEY and ENCRYPTION_KEY_PREVIOUS through a.getenv
 // (fernetstore.KeyRingFromLookup).
 func (a *app) keyRing() (*fernetstore.KeyRing, error) {
+	if strings.TrimSpace(a.getenv(fernetstore.EnvKeyRef)) != "" {
+		// The key ring lives in a secret manager (genkey_store.go).
+		return a.refKeyRing(context.Background())
+	}
 	if strings.TrimSpace(a.getenv(fernetstore.EnvKey)) == "" {
 		return nil, errorf(exitConfig, "%s is not set: run keyward genkey and export the line it prints (keep the old key in %s when rotating)",
 			fernetstore.EnvKey, fernetstore.EnvPreviousKeys)
