@@ -9,6 +9,8 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -508,5 +510,145 @@ func TestAttackWatchGivesUpBeforeInit(t *testing.T) {
 			t.Fatal(err)
 		}
 		r.heard(t, x, 0)
+	}
+}
+
+// freezingProxy forwards TCP connections to target until freeze, after
+// which the connections open then carry nothing either way, yet stay open:
+// a server or network that stops answering without a reset (a NAT entry
+// dropped, a failover, a partition). New connections are forwarded.
+type freezingProxy struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	frozen chan struct{} // closed by freeze, for the connections open then
+	gate   map[net.Conn]chan struct{}
+}
+
+func newFreezingProxy(t *testing.T, target string) *freezingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &freezingProxy{ln: ln, target: target, gate: map[net.Conn]chan struct{}{}}
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			stop := make(chan struct{})
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.gate[c] = stop
+			p.mu.Unlock()
+			go pipeUntil(u, c, stop)
+			go pipeUntil(c, u, stop)
+		}
+	}()
+	return p
+}
+
+// pipeUntil copies from src to dst; once stop is closed it copies nothing
+// more, holding what it read.
+func pipeUntil(dst, src net.Conn, stop chan struct{}) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		select {
+		case <-stop:
+			<-make(chan struct{}) // frozen for good (ends with the test binary)
+		default:
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			dst.Close()
+			return
+		}
+	}
+}
+
+// freeze stops the connections open now.
+func (p *freezingProxy) freeze() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c, stop := range p.gate {
+		close(stop)
+		delete(p.gate, c)
+	}
+}
+
+// TestAttackPostgresSilentListenerNeverNoticed: the listener only waits
+// for notifications (WaitForNotification, no deadline, no ping), so a
+// connection that stops carrying anything without being reset is never
+// noticed: the NOTIFYs sent meanwhile are lost and no Lost is reported,
+// so the cache is never purged. With pgx's default TCP keepalive (5 min,
+// probes every 5 min) a dropped path is found after tens of minutes; a
+// server or proxy that hangs with its socket open, never. Fix: ping the
+// listening connection when it has been quiet for a while (say 15 s:
+// WaitForNotification under a deadline, then pc.Ping with a timeout) and
+// treat a failed ping as a lost connection.
+func TestAttackPostgresSilentListenerNeverNoticed(t *testing.T) {
+	direct := openTestDB(t, Postgres)
+	ctx := context.Background()
+	ring := mustRing(t, mustKey(t))
+	s := newTestStore(t, direct, ring, nil)
+	u, err := url.Parse(testenv.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newFreezingProxy(t, u.Host)
+	u.Host = p.ln.Addr().String()
+	pdb, err := OpenDB(u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pdb.Close() })
+	replica := New(pdb, ring, &Options{Table: s.opts.Table})
+	defer replica.Close()
+	if _, err := replica.Describe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, lost := watch(t, replica)
+	x, err := s.Put(ctx, "x", "openai", "sk-silent-1", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.heard(t, x, 0)
+	before := lost()
+	p.freeze()
+	if err := s.UpdateValue(ctx, x, "sk-silent-2"); err != nil {
+		t.Fatal(err)
+	}
+	// Generous: a ping every 15 s notices within 30 s.
+	deadline := time.Now().Add(45 * time.Second)
+	for lost() == before {
+		if n, _ := r.count(x); n > 1 {
+			t.Fatal("the frozen connection carried the notification: the test proves nothing")
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("the listening connection stopped answering 45 s ago and the watch has not noticed: the update of row %s is lost and the cache was never purged", x)
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
