@@ -12,8 +12,8 @@ import (
 )
 
 // metrics is the service's Prometheus registry: resolves by backend and
-// outcome (fed by the audit decorator), their latency, the cache's stats, and
-// chat responses by status.
+// outcome (fed by the audit decorator), their latency, the cache's stats and
+// cost meter, and chat responses by status.
 type metrics struct {
 	reg      *prometheus.Registry
 	resolves *prometheus.CounterVec
@@ -88,4 +88,43 @@ func (m *metrics) watchCache(c *cache.Cache) {
 	stat("evictions_total", "Entries evicted to stay within the size bound.", func(s cache.Stats) uint64 { return s.Evictions })
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keyward_cache_entries", Help: "Entries in the cache."},
 		func() float64 { return float64(c.Len()) }))
+	m.reg.MustRegister(costMeter{c})
+}
+
+// costMeter exports the cache's cost meter (cache.Stats.Backends): the
+// backend calls per ref scheme and call kind, the answers the cache gave
+// without a call, and the calls' estimated list price. The schemes are
+// known only at scrape time, so it is a collector of its own rather than
+// counter funcs; the cache bounds them (64, then "*"), and so the series.
+type costMeter struct{ c *cache.Cache }
+
+var (
+	backendCallsDesc = prometheus.NewDesc("keyward_backend_calls_total",
+		"Calls the cache made to the backends, by ref scheme and kind (resolve: a fetch or refresh; batch: a ResolveMany of the warm-up; version: a version check).",
+		[]string{"scheme", "kind"}, nil)
+	backendAvoidedDesc = prometheus.NewDesc("keyward_backend_calls_avoided_total",
+		"Resolves the cache answered without a backend call, by ref scheme.",
+		[]string{"scheme"}, nil)
+	backendCostDesc = prometheus.NewDesc("keyward_backend_cost_usd_total",
+		"Estimated price of the backend calls in US dollars, at the list prices of the cache's prices= parameter (default awssm 0.05 and azurekv 0.03 per 10,000 calls), by ref scheme.",
+		[]string{"scheme"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (costMeter) Describe(ch chan<- *prometheus.Desc) {
+	ch <- backendCallsDesc
+	ch <- backendAvoidedDesc
+	ch <- backendCostDesc
+}
+
+// Collect implements prometheus.Collector: one Stats call a scrape, so the
+// figures of a scheme are of one moment.
+func (m costMeter) Collect(ch chan<- prometheus.Metric) {
+	for scheme, b := range m.c.Stats().Backends {
+		for kind, n := range b.Calls {
+			ch <- prometheus.MustNewConstMetric(backendCallsDesc, prometheus.CounterValue, float64(n), scheme, kind)
+		}
+		ch <- prometheus.MustNewConstMetric(backendAvoidedDesc, prometheus.CounterValue, float64(b.Avoided), scheme)
+		ch <- prometheus.MustNewConstMetric(backendCostDesc, prometheus.CounterValue, b.Cost, scheme)
+	}
 }
