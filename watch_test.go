@@ -185,7 +185,7 @@ func TestStackWatchLostListenerPurges(t *testing.T) {
 	// Wait for the listener, then write behind keyward's back.
 	var pid int
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		err := db.QueryRow("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = $1", `LISTEN "`+fernetstore.Channel(table)+`"`).Scan(&pid)
+		err := db.QueryRow("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = $1", `LISTEN "`+fernetstore.Channel("public."+table)+`"`).Scan(&pid)
 		if err == nil {
 			break
 		}

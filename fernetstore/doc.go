@@ -130,7 +130,7 @@
 // transaction, and Store.Watch (a secrets.Watcher, which a Stack with a
 // cache runs) reports them, so that every replica's cache drops a changed
 // row at once. On PostgreSQL the write's statement itself calls pg_notify
-// on the channel Channel(table), and Watch LISTENs on a connection of its
+// on the channel Channel(schema.table), and Watch LISTENs on a connection of its
 // own (fernetstore/postgres must be linked). On MariaDB and SQLite the
 // triggers that InstallTriggers (`keyward init --notify`) adds log every
 // change in the table keyward_changes, which Watch polls every poll=

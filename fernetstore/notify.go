@@ -61,9 +61,9 @@ const gapWait = 30 * time.Second
 // bytes or more, and a larger change is announced as "*".
 const notifyPayloadMax = 7900
 
-// Channel is the PostgreSQL notification channel of table: "keyward:" and
-// the table as configured, or a hash of it when that would be longer than
-// an identifier.
+// Channel is the PostgreSQL notification channel of a table, given with its
+// schema ("public.api_keys"): "keyward:" and that name, or a hash of it when
+// that would be longer than an identifier.
 func Channel(table string) string {
 	c := "keyward:" + table
 	if len(c) > 63 {
@@ -170,7 +170,7 @@ BEGIN
   END LOOP;
   RETURN NULL;
 END
-$keyward$`, fn, id, id, notifyPayloadMax, sqlString(Channel(table)))
+$keyward$`, fn, id, id, notifyPayloadMax, sqlString(sc.channel))
 		stmts := []string{body}
 		for _, ev := range []struct{ name, event, ref string }{
 			{"ins", "INSERT", "NEW TABLE AS keyward_changed"},

@@ -148,7 +148,7 @@ func TestWatchPostgres(t *testing.T) {
 	// goes on hearing.
 	before := lost()
 	var pids []int
-	rows, err := db.Query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = $1", `LISTEN "`+Channel(table)+`"`)
+	rows, err := db.Query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = $1", `LISTEN "`+Channel("public."+table)+`"`)
 	if err != nil {
 		t.Fatal(err)
 	}

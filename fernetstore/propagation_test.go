@@ -215,6 +215,9 @@ func propagate(b *testing.B, dsn string, n int, phase time.Duration) []time.Dura
 		return []int64{got[0], got[1]}
 	}
 	wait(0) // both replicas up and serving
+	// A watch starts once its store is open (Store.Watch looks every
+	// 200ms): let both children's begin before the first update.
+	time.Sleep(time.Second)
 	var lat []time.Duration
 	b.ResetTimer()
 	for i := 1; i <= n; i++ {

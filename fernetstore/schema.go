@@ -394,7 +394,17 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 		return nil, dbError(err)
 	}
 	if b.d == Postgres {
-		sc.channel = Channel(table)
+		// The channel names the schema the table was found in, so that
+		// services in two schemas of one database do not hear each other.
+		qualified := table
+		if !strings.Contains(table, ".") {
+			var nsp string
+			if err := b.db.QueryRowContext(ctx, "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)", qt).Scan(&nsp); err != nil {
+				return nil, dbError(err)
+			}
+			qualified = nsp + "." + table
+		}
+		sc.channel = Channel(qualified)
 		sc.pgNotify = !trig
 	} else {
 		sc.logged = trig

@@ -63,7 +63,7 @@ func TestUpdateNotifiesPostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{fernetstore.Channel(table)}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{fernetstore.Channel("public." + table)}.Sanitize()); err != nil {
 		t.Fatal(err)
 	}
 	code, id, stderr := runInProcess(env, "sk-ant-pgnotify-1", "--table", table, "put", "--name", "n", "--provider", "p")
