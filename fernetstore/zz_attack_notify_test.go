@@ -652,3 +652,71 @@ func TestAttackPostgresSilentListenerNeverNoticed(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestAttackReinstallTriggersWindow: InstallTriggers runs DROP TRIGGER
+// then CREATE TRIGGER; in one transaction, but MariaDB commits each DDL
+// statement by itself, so while `keyward init --notify` is run again (it
+// is documented as idempotent, so operators re-run it on every deploy)
+// each of the table's triggers is missing for a moment and the writes
+// made then (the service's, the Python service's) are never logged.
+// Fix: on MariaDB use CREATE OR REPLACE TRIGGER (no window), or skip
+// the triggers that already exist with the same body.
+func TestAttackReinstallTriggersWindow(t *testing.T) {
+	for _, d := range []Dialect{MySQL} { // SQLite and PostgreSQL DDL is transactional
+		t.Run(string(d), func(t *testing.T) {
+			db := openTestDB(t, d)
+			ctx := context.Background()
+			s := newTestStore(t, db, mustRing(t, mustKey(t)), nil)
+			if err := s.InstallTriggers(ctx); err != nil {
+				t.Fatal(err)
+			}
+			x, err := s.Put(ctx, "x", "openai", "sk-reinstall-0", time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			installer := New(db, nil, &Options{Table: s.opts.Table})
+			defer installer.Close()
+			done := make(chan error, 1)
+			go func() {
+				var err error
+				for range 40 {
+					if err = installer.InstallTriggers(ctx); err != nil {
+						break
+					}
+				}
+				done <- err
+			}()
+			updates, failed := 0, 0
+			var firstErr error
+		loop:
+			for {
+				select {
+				case err := <-done:
+					if err != nil {
+						t.Fatal(err)
+					}
+					break loop
+				default:
+				}
+				if err := s.UpdateValue(ctx, x, fmt.Sprint("sk-reinstall-", updates+failed+1)); err != nil {
+					if failed == 0 {
+						firstErr = err
+					}
+					failed++
+					continue
+				}
+				updates++
+			}
+			var logged int
+			if err := db.QueryRow("SELECT count(*) FROM "+ChangeLogTable+" WHERE tbl = ? AND id = ?", s.opts.Table, x).Scan(&logged); err != nil {
+				t.Fatal(err)
+			}
+			if failed > 0 {
+				t.Errorf("%d of %d updates failed while InstallTriggers ran again (a write that succeeds without it): first %v", failed, failed+updates, firstErr)
+			}
+			if logged-1 < updates { // one for the Put
+				t.Errorf("%d updates of row %s while InstallTriggers ran again, %d logged: %d never reach a replica", updates, x, logged-1, updates-(logged-1))
+			}
+		})
+	}
+}
