@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -329,13 +330,12 @@ func TestAttackPostgresCharIDPadded(t *testing.T) {
 	}
 }
 
-// TestAttackPostgresChannelFollowsSpelling: the channel is "keyward:" and
-// the table as configured, so two stores of one table spelled two ways
-// (api_keys in the service, public.api_keys in the CLI's fernet:// URL, or
-// another search_path) announce and listen on two channels: the CLI's
-// update never reaches the service's cache. Fix: name the channel after
-// the table the name resolves to (its schema-qualified name, or the oid
-// from to_regclass), read when the schema is read.
+// TestAttackPostgresChannelFollowsSpelling: the channel was "keyward:"
+// and the table as configured, so two stores of one table spelled two
+// ways (api_keys in the service, public.api_keys in the CLI's fernet://
+// URL) announced and listened on two channels: the CLI's update never
+// reached the service's cache. Fixed by 380a8d7 (the channel names the
+// schema the table was found in); kept as a guard.
 func TestAttackPostgresChannelFollowsSpelling(t *testing.T) {
 	db := openTestDB(t, Postgres)
 	ctx := context.Background()
@@ -356,7 +356,7 @@ func TestAttackPostgresChannelFollowsSpelling(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !heardBefore(t, r, z, x) {
-		t.Errorf("an update through table=public.%s was announced on %q; the watch of table=%s listens on %q and never heard it", s.opts.Table, Channel("public."+s.opts.Table), s.opts.Table, Channel(s.opts.Table))
+		t.Errorf("an update through table=public.%s was never heard by the watch of table=%s", s.opts.Table, s.opts.Table)
 	}
 }
 
@@ -522,8 +522,8 @@ type freezingProxy struct {
 	target string
 	mu     sync.Mutex
 	conns  []net.Conn
-	frozen chan struct{} // closed by freeze, for the connections open then
 	gate   map[net.Conn]chan struct{}
+	refuse atomic.Bool // new connections are closed at once
 }
 
 func newFreezingProxy(t *testing.T, target string) *freezingProxy {
@@ -546,6 +546,10 @@ func newFreezingProxy(t *testing.T, target string) *freezingProxy {
 			c, err := ln.Accept()
 			if err != nil {
 				return
+			}
+			if p.refuse.Load() {
+				c.Close()
+				continue
 			}
 			u, err := net.Dial("tcp", target)
 			if err != nil {
@@ -719,4 +723,77 @@ func TestAttackReinstallTriggersWindow(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAttackPostgresListenerLostWithoutReconnectNeverPurges: a watch
+// reports Lost only once it listens again, so while the listener cannot
+// reconnect (the server refusing new connections: max_connections
+// reached, a rotated password that the pool's open connections outlive,
+// pg_hba changed) the replicas' caches are never purged, though the
+// store's open connections go on writing: every change made meanwhile is
+// served stale for as long as the outage lasts, up to the TTL. Fix: call
+// Lost as soon as the listening connection is lost (and again when it
+// listens), and have the cache treat a scheme it cannot hear as uncached
+// (or on a short TTL) until its watch is back.
+func TestAttackPostgresListenerLostWithoutReconnectNeverPurges(t *testing.T) {
+	direct := openTestDB(t, Postgres)
+	ctx := context.Background()
+	ring := mustRing(t, mustKey(t))
+	s := newTestStore(t, direct, ring, nil)
+	u, err := url.Parse(testenv.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newFreezingProxy(t, u.Host)
+	u.Host = p.ln.Addr().String()
+	pdb, err := OpenDB(u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pdb.Close() })
+	replica := New(pdb, ring, &Options{Table: s.opts.Table})
+	defer replica.Close()
+	if _, err := replica.Describe(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, lost := watch(t, replica)
+	before := lost()
+	p.refuse.Store(true)
+	t.Cleanup(func() { p.refuse.Store(false) })
+	var pid int
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		err := direct.QueryRow("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = $1", `LISTEN "`+channelOf(t, replica)+`"`).Scan(&pid)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no listening backend: %v", err)
+		}
+	}
+	if _, err := direct.Exec("SELECT pg_terminate_backend($1)", pid); err != nil {
+		t.Fatal(err)
+	}
+	x, err := s.Put(ctx, "x", "openai", "sk-unheard", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for lost() == before {
+		if time.Now().After(deadline) {
+			n, _ := r.count(x)
+			t.Errorf("the listener was killed 20 s ago and cannot reconnect; the watch reported no loss (row %s heard %d times): the caches keep every change made meanwhile", x, n)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// channelOf is the channel s listens on.
+func channelOf(t *testing.T, s *Store) string {
+	t.Helper()
+	_, sc, err := s.schema(context.Background(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc.channel
 }
