@@ -797,3 +797,59 @@ func channelOf(t *testing.T, s *Store) string {
 	}
 	return sc.channel
 }
+
+// TestAttackNotifyByAnyRolePurges: NOTIFY needs no privilege at all, so
+// any role that can connect to the database (a read-only reporting user,
+// one with no grant on the key table) can send "*" (or any text that is
+// not a JSON array) on the channel, and every replica purges every cached
+// key of the table at each one: a burst of 200 NOTIFYs is 200 purges,
+// and each purge costs a backend call per key in use (through followed
+// refs, paid secret-manager calls). Fix: take only notifications whose
+// sender (Notification.PID) is a role that may write the table (look the
+// PID up once: pg_stat_activity.usename and has_table_privilege), and
+// coalesce the purges (at most one a second, say).
+func TestAttackNotifyByAnyRolePurges(t *testing.T) {
+	db := openTestDB(t, Postgres)
+	ctx := context.Background()
+	s := newTestStore(t, db, mustRing(t, mustKey(t)), nil)
+	role := "kw_nopriv_" + randHex(3)
+	if _, err := db.Exec("CREATE ROLE " + role + " LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Exec("DROP ROLE " + role) })
+	r, lost := watch(t, s)
+	channel := channelOf(t, s)
+	u, err := url.Parse(testenv.PostgresDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.User(role)
+	other, err := OpenDB(u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	var can bool
+	if err := other.QueryRow("SELECT has_table_privilege(current_user, $1, 'SELECT')", s.opts.Table).Scan(&can); err != nil || can {
+		t.Fatalf("the role may read the table (%v, %v): the test proves nothing", can, err)
+	}
+	before := lost()
+	const burst = 200
+	for i := range burst {
+		payload := "*"
+		if i%2 == 1 {
+			payload = "not json"
+		}
+		if _, err := other.Exec("SELECT pg_notify($1, $2)", channel, payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x, err := s.Put(ctx, "x", "openai", "sk-after-burst", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.heard(t, x, 0) // after the burst, in order
+	if n := lost() - before; n > burst/10 {
+		t.Errorf("a role with no privilege on %s sent %d notifications and the watch purged the cache %d times", s.opts.Table, burst, n)
+	}
+}
