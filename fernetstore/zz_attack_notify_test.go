@@ -853,3 +853,56 @@ func TestAttackNotifyByAnyRolePurges(t *testing.T) {
 		t.Errorf("a role with no privilege on %s sent %d notifications and the watch purged the cache %d times", s.opts.Table, burst, n)
 	}
 }
+
+// TestAttackSQLiteInstallTriggersBusy: on SQLite, InstallTriggers runs
+// its DDL in a deferred transaction, which starts as a reader and fails at
+// once with "database is locked" (SQLITE_BUSY, which no busy timeout
+// waits out: the snapshot is stale) when the service wrote meanwhile, so
+// `keyward init --notify` run next to a live service fails at random.
+// Fix: BEGIN IMMEDIATE for the DDL on SQLite (take the write lock first,
+// which the busy timeout does wait for), or retry on SQLITE_BUSY.
+func TestAttackSQLiteInstallTriggersBusy(t *testing.T) {
+	db := openTestDB(t, SQLite)
+	ctx := context.Background()
+	s := newTestStore(t, db, mustRing(t, mustKey(t)), nil)
+	x, err := s.Put(ctx, "x", "openai", "sk-busy-0", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	installer := New(db, nil, &Options{Table: s.opts.Table})
+	defer installer.Close()
+	stop := make(chan struct{})
+	writes := make(chan int, 1)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				writes <- n
+				return
+			default:
+			}
+			if s.UpdateValue(ctx, x, fmt.Sprint("sk-busy-", n+1)) == nil {
+				n++
+			}
+		}
+	}()
+	failed, total := 0, 40
+	var firstErr error
+	for range total {
+		if err := installer.InstallTriggers(ctx); err != nil {
+			if failed == 0 {
+				firstErr = err
+			}
+			failed++
+		}
+	}
+	close(stop)
+	n := <-writes
+	if n == 0 {
+		t.Fatal("no write ran alongside: the test proves nothing")
+	}
+	if failed > 0 {
+		t.Errorf("%d of %d InstallTriggers failed next to %d writes: first %v", failed, total, n, firstErr)
+	}
+}
