@@ -906,3 +906,77 @@ func TestAttackSQLiteInstallTriggersBusy(t *testing.T) {
 		t.Errorf("%d of %d InstallTriggers failed next to %d writes: first %v", failed, total, n, firstErr)
 	}
 }
+
+// TestAttackTriggersDroppedByMigration: the triggers are looked for once,
+// when the store reads its table (and, on SQLite and MariaDB, when a
+// watch starts). A migration that rebuilds the table (Alembic's batch
+// mode on SQLite copies it, drops it and renames the copy; a PostgreSQL
+// migration that recreates it) drops the triggers with it: on SQLite the
+// poller goes on polling a log nobody writes, and on PostgreSQL the
+// running stores, which left the NOTIFY to the trigger, send nothing for
+// their own writes. No replica hears a change, and nothing says so.
+// Fix: have the poller check with its polls (a lookup in sqlite_master or
+// information_schema.triggers, as cheap as the poll) that the triggers
+// are still there, reporting a loss and warning when they vanish; on
+// PostgreSQL send keyward's own NOTIFY always (the trigger's duplicate
+// costs little; the listener can drop repeats within a transaction).
+func TestAttackTriggersDroppedByMigration(t *testing.T) {
+	for _, d := range []Dialect{SQLite, Postgres} {
+		t.Run(string(d), func(t *testing.T) {
+			db := openTestDB(t, d)
+			ctx := context.Background()
+			s := newTestStore(t, db, mustRing(t, mustKey(t)), &Options{PollInterval: 20 * time.Millisecond})
+			table := s.opts.Table
+			if d == Postgres {
+				t.Cleanup(func() { db.Exec("DROP FUNCTION IF EXISTS " + triggerBase(table) + "_notify()") })
+			}
+			if err := s.InstallTriggers(ctx); err != nil {
+				t.Fatal(err)
+			}
+			x, err := s.Put(ctx, "x", "openai", "sk-migrated-1", time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fresh := New(db, mustRing(t, mustKey(t)), &Options{Table: table, PollInterval: 20 * time.Millisecond})
+			defer fresh.Close()
+			if _, err := fresh.Describe(ctx); err != nil { // sees the triggers
+				t.Fatal(err)
+			}
+			r, lost := watch(t, fresh)
+			before := lost()
+			// The migration rebuilds the table.
+			var stmts []string
+			if d == SQLite {
+				var ddl string
+				if err := db.QueryRow("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", table).Scan(&ddl); err != nil {
+					t.Fatal(err)
+				}
+				stmts = []string{strings.Replace(ddl, table, "_alembic_tmp_"+table, 1), "INSERT INTO _alembic_tmp_" + table + " SELECT * FROM " + table,
+					"DROP TABLE " + table, "ALTER TABLE _alembic_tmp_" + table + " RENAME TO " + table}
+			} else {
+				stmts = []string{"CREATE TABLE " + table + "_new AS SELECT * FROM " + table, "DROP TABLE " + table,
+					"ALTER TABLE " + table + "_new RENAME TO " + table, "ALTER TABLE " + table + " ADD PRIMARY KEY (id)"}
+			}
+			for _, st := range stmts {
+				if _, err := db.Exec(st); err != nil {
+					t.Fatalf("%s: %v", st, err)
+				}
+			}
+			if err := fresh.UpdateValue(ctx, x, "sk-migrated-2"); err != nil {
+				t.Fatal(err)
+			}
+			n0, _ := r.count(x)
+			deadline := time.Now().Add(20 * time.Second)
+			for {
+				if n, _ := r.count(x); n > n0 || lost() > before {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Errorf("after a migration rebuilt %s (dropping its triggers), the store's own update of row %s was neither announced nor reported as a loss", table, x)
+					return
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		})
+	}
+}
