@@ -189,8 +189,7 @@ $keyward$`, fn, id, id, notifyPayloadMax, sqlString(sc.channel))
 	tbl VARCHAR(128) NOT NULL,
 	id TEXT NULL,
 	ids MEDIUMTEXT NULL,
-	at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
-	KEY keyward_changes_at (at)
+	at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`
 		stmts := []string{log}
 		// A batch of keyward's own (a rotation) sets @keyward_announcing and
@@ -207,9 +206,12 @@ $keyward$`, fn, id, id, notifyPayloadMax, sqlString(sc.channel))
 		// of whoever else writes (Python's), which may be older than 3.38.
 		// A batch of keyward's own puts a row in keyward_announcing for
 		// its transaction (SQLite has one writer at a time, so no other
-		// writer sees it) and logs its ids in one row.
+		// writer sees it) and logs its ids in one row. No AUTOINCREMENT
+		// and no index on at: each is one more page a write commits, and
+		// the prune always keeps the newest row, so sequence numbers never
+		// go back.
 		log := "CREATE TABLE IF NOT EXISTS " + ChangeLogTable + ` (
-	seq INTEGER PRIMARY KEY AUTOINCREMENT,
+	seq INTEGER PRIMARY KEY,
 	tbl TEXT NOT NULL,
 	id TEXT,
 	ids TEXT,
@@ -347,6 +349,57 @@ func (b *base) endLogged(ctx context.Context, tx *sql.Tx, sc *schema, ids []any)
 		q = "DELETE FROM " + announcingTable
 	}
 	_, err := tx.ExecContext(ctx, q)
+	return err
+}
+
+// notifyBatch NOTIFYs ids (query arguments of the id column) in tx, for a
+// PostgreSQL table without the trigger: one statement, payloads of at most
+// notifyPayloadMax bytes each.
+func (b *base) notifyBatch(ctx context.Context, tx *sql.Tx, sc *schema, ids []any) error {
+	if !sc.pgNotify || len(ids) == 0 {
+		return nil
+	}
+	var payloads []string
+	var cur []byte
+	flush := func() {
+		if len(cur) > 0 {
+			payloads = append(payloads, string(append(cur, ']')))
+			cur = nil
+		}
+	}
+	for _, id := range ids {
+		var v any = fmt.Sprint(id)
+		if n, ok := id.(int64); ok {
+			v = n
+		}
+		js, err := json.Marshal(v)
+		if err != nil {
+			return err
+		}
+		if len(js)+2 > notifyPayloadMax {
+			// An id too long for a payload: everything may have changed.
+			payloads, cur = []string{"*"}, nil
+			break
+		}
+		if len(cur)+len(js)+2 > notifyPayloadMax {
+			flush()
+		}
+		if cur == nil {
+			cur = append(cur, '[')
+		} else {
+			cur = append(cur, ',')
+		}
+		cur = append(cur, js...)
+	}
+	flush()
+	var sb strings.Builder
+	args := []any{sc.channel}
+	sb.WriteString("SELECT 1")
+	for _, p := range payloads {
+		args = append(args, p)
+		fmt.Fprintf(&sb, ", pg_notify($1, $%d)", len(args))
+	}
+	_, err := tx.ExecContext(ctx, sb.String(), args...)
 	return err
 }
 
@@ -607,12 +660,16 @@ func pollQuery(d Dialect, table string, top int64, gaps map[int64]time.Time) (st
 
 // pruneChangeLog drops changes older than changeLogKeep; any replica may,
 // and one that may not (no DELETE privilege) leaves it to the others.
+// The newest row is always kept, so that the next sequence number is
+// never one a watcher has already seen (SQLite's rowid, with no
+// AUTOINCREMENT, is the largest plus one).
 func (b *base) pruneChangeLog(ctx context.Context) {
+	keep := strconv.Itoa(int(changeLogKeep / time.Second))
 	var q string
 	if b.d == MySQL {
-		q = "DELETE FROM " + ChangeLogTable + " WHERE at < NOW() - INTERVAL " + strconv.Itoa(int(changeLogKeep/time.Second)) + " SECOND"
+		q = "DELETE FROM " + ChangeLogTable + " WHERE at < NOW() - INTERVAL " + keep + " SECOND AND seq < (SELECT m FROM (SELECT MAX(seq) AS m FROM " + ChangeLogTable + ") AS newest)"
 	} else {
-		q = "DELETE FROM " + ChangeLogTable + " WHERE at < CAST(strftime('%s', 'now') AS INTEGER) - " + strconv.Itoa(int(changeLogKeep/time.Second))
+		q = "DELETE FROM " + ChangeLogTable + " WHERE at < CAST(strftime('%s', 'now') AS INTEGER) - " + keep + " AND seq < (SELECT MAX(seq) FROM " + ChangeLogTable + ")"
 	}
 	b.db.ExecContext(ctx, q)
 }
