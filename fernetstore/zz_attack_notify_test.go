@@ -984,3 +984,75 @@ func TestAttackTriggersDroppedByMigration(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackMariaDBAutoIncrementStepFillsGaps: with auto_increment_increment
+// above 1 (Galera sets it to the cluster's size by itself,
+// wsrep_auto_increment_control; primary-primary replication sets it by
+// hand), consecutive change-log rows are several seqs apart, and the
+// poller takes every skipped number for a gap: 60 writes are 120 phantom
+// gaps, past the 100 it tracks, so for the next 30 s a transaction that
+// took its seq before a later one and commits after it is never heard.
+// Fix: as for TestAttackMariaDBGapsFilledByOtherTables; read
+// @@auto_increment_increment and @@auto_increment_offset and count only
+// the seqs they allow, and call Lost rather than stop tracking.
+func TestAttackMariaDBAutoIncrementStepFillsGaps(t *testing.T) {
+	db := openTestDB(t, MySQL)
+	ctx := context.Background()
+	k := mustKey(t)
+	ring := mustRing(t, k)
+	s := newTestStore(t, db, ring, &Options{PollInterval: 20 * time.Millisecond})
+	if err := s.InstallTriggers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	table := s.opts.Table
+	x, err := s.Put(ctx, "x", "anthropic", "sk-ant-x-1", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	y, err := s.Put(ctx, "y", "anthropic", "sk-ant-y-1", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := watch(t, s)
+	// A node of a three-node cluster writes.
+	node, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer node.Close()
+	if _, err := node.ExecContext(ctx, "SET SESSION auto_increment_increment = 3"); err != nil {
+		t.Fatal(err)
+	}
+	update := "UPDATE " + table + " SET api_key = ? WHERE id = ?"
+	for i := range 60 {
+		if _, err := node.ExecContext(ctx, update, mustEncrypt(t, ring, fmt.Sprint("sk-ant-y-", i+2)), y); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := r.heard(t, y, 0)
+	for n < 60 {
+		n = r.heard(t, y, n)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(update, mustEncrypt(t, ring, "sk-ant-x-2"), x); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := node.ExecContext(ctx, update, mustEncrypt(t, ring, "sk-ant-y-last"), y); err != nil {
+		t.Fatal(err)
+	}
+	r.heard(t, y, n) // polled: top is past x's seq now
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	z, err := s.Put(ctx, "z", "anthropic", "sk-ant-z-1", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !heardBefore(t, r, z, x) {
+		t.Errorf("row %s, committed after a later seq was polled, was never announced: the gaps tracked were the seqs auto_increment_increment=3 skips", x)
+	}
+}
