@@ -383,6 +383,10 @@ func (b *base) Close() error {
 	if st := b.stmt.Swap(nil); st != nil {
 		err = st.Close()
 	}
+	for _, st := range b.writes {
+		st.Close()
+	}
+	b.writes = nil
 	if b.owned {
 		if cerr := b.db.Close(); err == nil {
 			err = cerr

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	secrets "github.com/keyward/secrets"
+	"github.com/keyward/secrets/driver"
 )
 
 // Change notification: every write to a key table announces the ids it
@@ -282,23 +283,50 @@ var paramRE = regexp.MustCompile(`\$([0-9]+)`)
 // execAnnounced runs a write of one row: dml as it is, or its announcing
 // form (query, from announce) with the channel appended. It returns the
 // rows changed and the id the first of them has.
-func (b *base) execAnnounced(ctx context.Context, ex interface {
-	ExecContext(context.Context, string, ...any) (sql.Result, error)
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, sc *schema, dml, query string, args ...any) (int64, string, error) {
+func (b *base) execAnnounced(ctx context.Context, ex *sql.DB, sc *schema, dml, query string, args ...any) (int64, string, error) {
 	if query == "" {
-		res, err := ex.ExecContext(ctx, dml, args...)
+		st, err := b.writeStmt(ctx, dml)
+		if err != nil {
+			return 0, "", err
+		}
+		res, err := st.ExecContext(ctx, args...)
 		if err != nil {
 			return 0, "", err
 		}
 		n, err := res.RowsAffected()
 		return n, "", err
 	}
+	st, err := b.writeStmt(ctx, query)
+	if err != nil {
+		return 0, "", err
+	}
 	var n int64
 	var first sql.NullString
 	var sent sql.NullInt64
-	err := ex.QueryRowContext(ctx, query, append(args, sc.channel)...).Scan(&n, &first, &sent)
+	err = st.QueryRowContext(ctx, append(args, sc.channel)...).Scan(&n, &first, &sent)
 	return n, first.String, err
+}
+
+// writeStmt returns the prepared statement of a single-row write, preparing
+// it on first use.
+func (b *base) writeStmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if st := b.writes[query]; st != nil {
+		return st, nil
+	}
+	if b.closed {
+		return nil, driver.Errorf(secrets.CodeUnavailable, "the store is closed")
+	}
+	st, err := b.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if b.writes == nil {
+		b.writes = map[string]*sql.Stmt{}
+	}
+	b.writes[query] = st
+	return st, nil
 }
 
 // beginLogged starts, in a batch transaction of keyward's own on a MariaDB

@@ -29,9 +29,13 @@ type base struct {
 	now       func() time.Time
 	sch       once.Value[*schema]
 
-	mu     sync.Mutex // guards closed and the preparing of stmt
+	mu     sync.Mutex // guards closed and the preparing of stmt and writes
 	stmt   atomic.Pointer[sql.Stmt]
 	closed bool
+	// writes are the prepared statements of single-row writes, by query:
+	// a few, each parsed once (on SQLite a statement's triggers are
+	// compiled with it, which cost a put more than running them).
+	writes map[string]*sql.Stmt
 }
 
 type queries struct {
