@@ -11,8 +11,9 @@ import (
 type cacheInvalidator interface {
 	// Invalidate drops ref and every #field and ?options variant of it.
 	Invalidate(ref string)
-	// InvalidatePrefix drops every ref that starts with prefix.
-	InvalidatePrefix(prefix string)
+	// ExpirePrefix makes every ref that starts with prefix due: fetched
+	// again on its next resolve, served stale if the backend is down.
+	ExpirePrefix(prefix string)
 }
 
 // watches are the Watch calls a stack runs, one per backend that is a
@@ -66,4 +67,7 @@ func (h *invalidating) Changed(refs []string) {
 	}
 }
 
-func (h *invalidating) Lost() { h.c.InvalidatePrefix(h.scheme + ":") }
+// Lost expires the scheme's refs rather than dropping them: the watcher
+// cannot vouch for them, but a backend that is down meanwhile (the likely
+// reason the watch was lost) still has them answered from the cache.
+func (h *invalidating) Lost() { h.c.ExpirePrefix(h.scheme + ":") }

@@ -181,6 +181,10 @@ type Cache struct {
 	// a base drops its variants in O(variants). inflightVariants and
 	// followedVariants do the same for inflight and followed.
 	variants, inflightVariants, followedVariants variantIndex
+	// followers maps a base ref to the entries whose value was resolved
+	// through it (entry.followed): "bots:1", whose row names db:7, is
+	// dropped with db:7.
+	followers map[string]map[*entry]struct{}
 	// The refresh sweep: wheel holds, per bucket of refreshAt times, the
 	// entries whose value becomes due then; buckets up to swept are done.
 	// The check wheel does the same for the times their version check
@@ -242,6 +246,10 @@ type entry struct {
 	// whether one is running (under mu).
 	checkAt  int64
 	checking bool
+	// followed is the base ref its value was resolved through, when its
+	// backend's entry named another ref (Source.Followed), or "" (under mu):
+	// an invalidation of that ref reaches it too (see followers).
+	followed string
 }
 
 // wheelPos is an entry's place in one wheel, if in.
@@ -305,7 +313,7 @@ func New(next secrets.KeyResolver, opts *Options) *Cache {
 	o = normalise(o)
 	c := &Cache{next: next, o: o, now: o.Now, all: map[string]*entry{}, inflight: map[string]*call{}, followed: map[string]*call{}, wg: new(sync.WaitGroup),
 		batches:  map[*batch]struct{}{},
-		variants: variantIndex{}, inflightVariants: variantIndex{}, followedVariants: variantIndex{},
+		variants: variantIndex{}, inflightVariants: variantIndex{}, followedVariants: variantIndex{}, followers: map[string]map[*entry]struct{}{},
 		meters: map[string]*meter{}, prices: o.Prices}
 	for w := range c.wheels {
 		c.wheels[w] = map[int64][]*entry{}
@@ -677,6 +685,7 @@ func (c *Cache) purgeLocked() {
 	clear(c.variants)
 	clear(c.inflightVariants)
 	clear(c.followedVariants)
+	clear(c.followers)
 	c.lru.Purge()
 	empty := map[string]*entry{}
 	c.read.Store(&empty)

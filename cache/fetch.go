@@ -108,6 +108,7 @@ func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err erro
 		}
 		v := c.newValue(s, nil, now)
 		e.val.Store(v)
+		c.followLocked(e, s.Source.Followed)
 		c.seq++
 		e.seq = c.seq
 		c.unwheelLocked(e)
@@ -210,6 +211,7 @@ func (c *Cache) insertLocked(ref string) *entry {
 		if k, old, ok := c.lru.RemoveOldest(); ok {
 			delete(c.all, k)
 			c.variants.remove(k)
+			c.followLocked(old, "")
 			c.unwheelLocked(old)
 			old.val.Store(nil)
 			c.evictions.Add(1)
@@ -230,8 +232,33 @@ func (c *Cache) removeLocked(e *entry) {
 		c.variants.remove(e.key)
 		c.lru.Remove(e.key)
 	}
+	c.followLocked(e, "")
 	c.unwheelLocked(e)
 	e.val.Store(nil)
+}
+
+// followLocked records that e's value was resolved through the ref
+// followed ("" for none), in followers under its base ref.
+func (c *Cache) followLocked(e *entry, followed string) {
+	followed = baseRef(followed)
+	if e.followed == followed {
+		return
+	}
+	if set := c.followers[e.followed]; e.followed != "" {
+		delete(set, e)
+		if len(set) == 0 {
+			delete(c.followers, e.followed)
+		}
+	}
+	e.followed = followed
+	if followed != "" {
+		set := c.followers[followed]
+		if set == nil {
+			set = map[*entry]struct{}{}
+			c.followers[followed] = set
+		}
+		set[e] = struct{}{}
+	}
 }
 
 // wheelLocked puts e in bucket b of wheel w (refreshWheel, checkWheel),

@@ -6,7 +6,9 @@ import "strings"
 // without '#' or '?' names an entry of the backend, and every variant of it
 // is dropped too: ref followed by '#' or '?' and anything ("db:7#org",
 // "db:7?version=2#x"; not "db:70"), as a backend that announces a change of
-// "db:7" means. A ref with '#' or '?' is dropped exactly. It costs the
+// "db:7" means, and so is every entry whose value was resolved through it
+// (an entry naming db:7: Source.Followed). A ref with '#' or '?' is dropped
+// exactly. It costs the
 // number of variants cached, not the size of the cache.
 //
 // A fetch already in flight for a dropped ref (a refresh, a caller's miss,
@@ -30,6 +32,10 @@ func (c *Cache) Invalidate(ref string) {
 	}
 	for v := range c.followedVariants[ref] {
 		c.invalidateLocked(v)
+	}
+	// The entries resolved through ref ("bots:1", whose row names db:7).
+	for e := range c.followers[ref] {
+		c.invalidateLocked(e.key)
 	}
 	for b := range c.batches {
 		for v := range b.variants[ref] {
@@ -85,7 +91,7 @@ func (c *Cache) InvalidatePrefix(prefix string) {
 		}
 	}
 	for k, e := range c.all {
-		if strings.HasPrefix(k, prefix) {
+		if strings.HasPrefix(k, prefix) || (e.followed != "" && strings.HasPrefix(e.followed, prefix)) {
 			c.removeLocked(e)
 		}
 	}

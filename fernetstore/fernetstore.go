@@ -72,6 +72,7 @@ type Store struct {
 	wclosed bool                 // Close ran: Watch returns at once
 	wstops  []context.CancelFunc // of the Watch calls running
 	wwarned time.Time            // the last watch failure logged
+	wtold   bool                 // why the table cannot be watched was logged
 }
 
 // Close ends the store's watches and closes its driver (and the database
@@ -122,8 +123,23 @@ func newStore(opts *Options, connect func(context.Context) (db *sql.DB, ring *Ke
 		}
 		b.owned = owned
 		return b, nil
-	}, &driver.Options{Now: o.Now})
+	}, &driver.Options{Now: o.Now, Check: canonicalRef})
 	return s
+}
+
+// canonicalRef refuses a ref that names its row other than as RowRef does
+// ("%31" for row 1): a cache keys refs as written, so a change announced
+// for row 1 would never reach an entry cached as db:%31, and one row would
+// have two audit names.
+func canonicalRef(r driver.Ref) error {
+	base := r.Raw
+	if i := strings.IndexAny(base, "#?"); i >= 0 {
+		base = base[:i]
+	}
+	if want := RowRef(r.Name); base != want {
+		return driver.Errorf(secrets.CodeInvalidRef, "write the row id as %s: a ref names a row in one way only (%%-escape only '%%', '#' and '?')", want)
+	}
+	return nil
 }
 
 // table returns the Store's driver, built on first use, for the Store's

@@ -3,7 +3,6 @@ package fernetstore
 import (
 	"context"
 	"errors"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -79,7 +78,8 @@ func FuzzTextID(f *testing.F) {
 		default:
 			t.Fatalf("Resolve(%q): %v", ref, err)
 		}
-		// An id Insert accepts is one Resolve finds, escaped as a ref.
+		// An id Insert accepts is one Resolve finds, as RowRef names it
+		// (the one spelling a ref may have: canonicalRef).
 		id, err := s.Insert(ctx, Row{ID: ref, Name: "fuzz", Provider: "p"}, "sk-fuzz")
 		if err != nil {
 			if !errors.Is(err, secrets.ErrInvalidRef) && !errors.Is(err, secrets.ErrUnavailable) {
@@ -87,8 +87,8 @@ func FuzzTextID(f *testing.F) {
 			}
 			return
 		}
-		defer s.Delete(ctx, url.PathEscape(id))
-		sec, err := s.Resolve(ctx, url.PathEscape(id))
+		defer s.Delete(ctx, RowRef(id))
+		sec, err := s.Resolve(ctx, RowRef(id))
 		if err != nil || sec.Reveal() != "sk-fuzz" {
 			t.Fatalf("Resolve of inserted id %q: %v", id, err)
 		}

@@ -298,13 +298,24 @@ func (s *Store) applyBatch(ctx context.Context, b *base, sc *schema, batch []pen
 }
 
 func (s *Store) tryBatch(ctx context.Context, b *base, sc *schema, batch []pending) (done int, err error) {
-	tx, err := b.db.BeginTx(ctx, nil)
-	if err != nil {
+	var tx *sql.Tx
+	if sc.logged && b.d == MySQL {
+		// The batch sets a session variable: on a connection of its own,
+		// so that a batch that fails can clear it (resetLogged) before the
+		// connection goes back to the pool.
+		var conn *sql.Conn
+		if conn, err = b.db.Conn(ctx); err != nil {
+			return 0, err
+		}
+		defer func() { b.resetLogged(ctx, conn, err) }() // the named result: how the batch ended
+		if tx, err = conn.BeginTx(ctx, nil); err != nil {
+			return 0, err
+		}
+	} else if tx, err = b.db.BeginTx(ctx, nil); err != nil {
 		return 0, err
 	}
 	defer func() {
 		if err != nil {
-			b.resetLogged(ctx, tx, sc)
 			tx.Rollback()
 		}
 	}()
@@ -353,6 +364,9 @@ func (s *Store) tryBatch(ctx context.Context, b *base, sc *schema, batch []pendi
 		chunk := batch[:min(len(batch), casChunk)]
 		batch = batch[len(chunk):]
 		query, args := b.multiCAS(sc, chunk)
+		if sc.pgNotify {
+			query = announceMarker + query // announced by notifyBatch below
+		}
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
 			return 0, err

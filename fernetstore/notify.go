@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	sqldriver "database/sql/driver"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -125,7 +126,14 @@ func (s *Store) InstallTriggers(ctx context.Context) error {
 			"the table %s is schema-qualified: change triggers are installed on a table of the current database only; connect to that database and name the table without its schema", sc.info.Table)
 	}
 	stmts := b.triggerDDL(sc)
-	if err := b.execAll(ctx, stmts); err != nil {
+	err = b.execAll(ctx, stmts)
+	// SQLite next to a busy writer: the schema change may still meet a
+	// lock past busy_timeout's wait; the statements are idempotent.
+	for attempt := 0; err != nil && b.d == SQLite && attempt < 5 && ctx.Err() == nil && strings.Contains(err.Error(), "SQLITE_BUSY"); attempt++ {
+		time.Sleep(time.Duration(attempt+1) * 50 * time.Millisecond)
+		err = b.execAll(ctx, stmts)
+	}
+	if err != nil {
 		return opError(ctx, op, "", err)
 	}
 	// On PostgreSQL, a store that read the table before keeps sending its
@@ -134,6 +142,27 @@ func (s *Store) InstallTriggers(ctx context.Context) error {
 }
 
 func (b *base) execAll(ctx context.Context, stmts []string) error {
+	if b.d == SQLite {
+		// BEGIN IMMEDIATE: the write lock first, waiting out a writing
+		// service (busy_timeout), where a deferred transaction's snapshot
+		// would go stale and fail with SQLITE_BUSY.
+		conn, err := b.db.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			return err
+		}
+		for _, st := range stmts {
+			if _, err := conn.ExecContext(ctx, st); err != nil {
+				conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+				return err
+			}
+		}
+		_, err = conn.ExecContext(ctx, "COMMIT")
+		return err
+	}
 	tx, err := b.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -160,28 +189,45 @@ func (b *base) triggerDDL(sc *schema) []string {
 		if schemaName, _ := splitTable(table); schemaName != nil {
 			fn, _ = b.d.quoteIdent(fmt.Sprint(schemaName)+"."+tb+"_notify", true)
 		}
+		idExpr := id
+		if sc.padded {
+			idExpr = "rtrim(" + id + "::text)" // CHAR(n) ids, as keyward reads them
+		}
 		// One NOTIFY per statement, of up to 100 ids each (the transition
-		// table holds the statement's rows), "*" if that is too long.
+		// tables hold the statement's rows), "*" if that is too long; an
+		// UPDATE that changed an id announces the old one too, a TRUNCATE
+		// everything. keyward's own statements announce themselves (see
+		// announceMarker), so the trigger leaves them alone.
+		agg := func(from string) string {
+			return fmt.Sprintf(`FOR ids IN SELECT json_agg(keyward_c.keyward_id)::text FROM (SELECT %s AS keyward_id, (row_number() OVER () - 1) / 100 AS keyward_g FROM %s) AS keyward_c GROUP BY keyward_c.keyward_g LOOP
+    IF octet_length(ids) > %d THEN ids := '*'; END IF;
+    PERFORM pg_notify(%s, ids);
+  END LOOP;`, idExpr, from, notifyPayloadMax, sqlString(sc.channel))
+		}
 		body := fmt.Sprintf(`CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $keyward$
 DECLARE ids text;
 BEGIN
-  FOR ids IN SELECT json_agg(c.%s)::text FROM (SELECT %s, (row_number() OVER () - 1) / 100 AS g FROM keyward_changed) AS c GROUP BY c.g LOOP
-    IF octet_length(ids) > %d THEN ids := '*'; END IF;
-    PERFORM pg_notify(%s, ids);
-  END LOOP;
+  IF starts_with(current_query(), %s) THEN RETURN NULL; END IF;
+  IF TG_OP = 'TRUNCATE' THEN PERFORM pg_notify(%s, '*'); RETURN NULL; END IF;
+  %s
+  IF TG_OP = 'UPDATE' THEN
+    %s
+  END IF;
   RETURN NULL;
 END
-$keyward$`, fn, id, id, notifyPayloadMax, sqlString(sc.channel))
+$keyward$`, fn, sqlString(announceMarker), sqlString(sc.channel), agg("keyward_changed"),
+			agg(fmt.Sprintf("keyward_old WHERE NOT EXISTS (SELECT 1 FROM keyward_changed WHERE keyward_changed.%s = keyward_old.%s)", id, id)))
 		stmts := []string{body}
 		for _, ev := range []struct{ name, event, ref string }{
-			{"ins", "INSERT", "NEW TABLE AS keyward_changed"},
-			{"upd", "UPDATE", "NEW TABLE AS keyward_changed"},
-			{"del", "DELETE", "OLD TABLE AS keyward_changed"},
+			{"ins", "INSERT", "REFERENCING NEW TABLE AS keyward_changed FOR EACH STATEMENT"},
+			{"upd", "UPDATE", "REFERENCING OLD TABLE AS keyward_old NEW TABLE AS keyward_changed FOR EACH STATEMENT"},
+			{"del", "DELETE", "REFERENCING OLD TABLE AS keyward_changed FOR EACH STATEMENT"},
+			{"trunc", "TRUNCATE", "FOR EACH STATEMENT"},
 		} {
 			tn, _ := b.d.quoteIdent(tb+"_"+ev.name, false)
 			stmts = append(stmts,
 				fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", tn, qt),
-				fmt.Sprintf("CREATE TRIGGER %s AFTER %s ON %s REFERENCING %s FOR EACH STATEMENT EXECUTE FUNCTION %s()", tn, ev.event, qt, ev.ref, fn))
+				fmt.Sprintf("CREATE TRIGGER %s AFTER %s ON %s %s EXECUTE FUNCTION %s()", tn, ev.event, qt, ev.ref, fn))
 		}
 		return stmts
 	case MySQL:
@@ -194,12 +240,20 @@ $keyward$`, fn, id, id, notifyPayloadMax, sqlString(sc.channel))
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4`
 		stmts := []string{log}
 		// A batch of keyward's own (a rotation) sets @keyward_announcing and
-		// logs its ids in one row: a row per id costs the batch a third more.
-		for _, ev := range []struct{ name, event, row string }{{"ins", "INSERT", "NEW"}, {"upd", "UPDATE", "NEW"}, {"del", "DELETE", "OLD"}} {
+		// logs its ids in one row: a row per id costs the batch a third
+		// more. CREATE OR REPLACE: MariaDB's DDL is not transactional, and
+		// a DROP then CREATE would leave writes between them unlogged.
+		ins := func(row string) string {
+			return fmt.Sprintf("INSERT INTO %s (tbl, id) VALUES (%s, %s.%s);", ChangeLogTable, sqlString(table), row, id)
+		}
+		for _, ev := range []struct{ name, event, body string }{
+			{"ins", "INSERT", ins("NEW")},
+			{"upd", "UPDATE", ins("NEW") + fmt.Sprintf(" IF NOT (NEW.%s <=> OLD.%s) THEN %s END IF;", id, id, ins("OLD"))},
+			{"del", "DELETE", ins("OLD")},
+		} {
 			tn, _ := b.d.quoteIdent(tb+"_"+ev.name, false)
-			stmts = append(stmts, "DROP TRIGGER IF EXISTS "+tn,
-				fmt.Sprintf("CREATE TRIGGER %s AFTER %s ON %s FOR EACH ROW BEGIN IF @keyward_announcing IS NULL THEN INSERT INTO %s (tbl, id) VALUES (%s, %s.%s); END IF; END",
-					tn, ev.event, qt, ChangeLogTable, sqlString(table), ev.row, id))
+			stmts = append(stmts, fmt.Sprintf("CREATE OR REPLACE TRIGGER %s AFTER %s ON %s FOR EACH ROW BEGIN IF @keyward_announcing IS NULL THEN %s END IF; END",
+				tn, ev.event, qt, ev.body))
 		}
 		return stmts
 	default: // SQLite
@@ -219,15 +273,26 @@ $keyward$`, fn, id, id, notifyPayloadMax, sqlString(sc.channel))
 	at INTEGER NOT NULL DEFAULT (CAST(strftime('%s', 'now') AS INTEGER))
 )`
 		stmts := []string{log, "CREATE TABLE IF NOT EXISTS " + announcingTable + " (x INTEGER)"}
-		for _, ev := range []struct{ name, event, row string }{{"ins", "INSERT", "NEW"}, {"upd", "UPDATE", "NEW"}, {"del", "DELETE", "OLD"}} {
+		ins := func(row string) string {
+			return fmt.Sprintf("INSERT INTO %s (tbl, id) VALUES (%s, %s.%s);", ChangeLogTable, sqlString(table), row, id)
+		}
+		for _, ev := range []struct{ name, event, body string }{
+			{"ins", "INSERT", ins("NEW")},
+			{"upd", "UPDATE", ins("NEW") + fmt.Sprintf(" INSERT INTO %s (tbl, id) SELECT %s, OLD.%s WHERE OLD.%s IS NOT NEW.%s;", ChangeLogTable, sqlString(table), id, id, id)},
+			{"del", "DELETE", ins("OLD")},
+		} {
 			tn, _ := b.d.quoteIdent(tb+"_"+ev.name, false)
 			stmts = append(stmts, "DROP TRIGGER IF EXISTS "+tn,
-				fmt.Sprintf("CREATE TRIGGER %s AFTER %s ON %s FOR EACH ROW WHEN NOT EXISTS (SELECT 1 FROM %s) BEGIN INSERT INTO %s (tbl, id) VALUES (%s, %s.%s); END",
-					tn, ev.event, qt, announcingTable, ChangeLogTable, sqlString(table), ev.row, id))
+				fmt.Sprintf("CREATE TRIGGER %s AFTER %s ON %s FOR EACH ROW WHEN NOT EXISTS (SELECT 1 FROM %s) BEGIN %s END",
+					tn, ev.event, qt, announcingTable, ev.body))
 		}
 		return stmts
 	}
 }
+
+// announceMarker begins every statement of keyward's that announces its own
+// changes on PostgreSQL, which the trigger leaves alone (current_query()).
+const announceMarker = "/* keyward:announced */ "
 
 // announcingTable marks, on SQLite, a transaction of keyward's that logs
 // its changes itself.
@@ -243,7 +308,8 @@ func (b *base) triggersInstalled(ctx context.Context, table string) (bool, error
 	switch b.d {
 	case Postgres:
 		qt, _ := b.d.quoteIdent(table, true)
-		err = b.db.QueryRowContext(ctx, "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname IN ($2, $3, $4) AND tgenabled <> 'D'", append([]any{qt}, names...)...).Scan(&n)
+		err = b.db.QueryRowContext(ctx, "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname IN ($2, $3, $4, $5) AND tgenabled <> 'D'", append([]any{qt}, append(names, tb+"_trunc")...)...).Scan(&n)
+		return n == 4, err
 	case MySQL:
 		err = b.db.QueryRowContext(ctx, "SELECT count(*) FROM information_schema.triggers WHERE trigger_schema = DATABASE() AND trigger_name IN (?, ?, ?)", names...).Scan(&n)
 	default:
@@ -263,7 +329,11 @@ func (sc *schema) announce(dml, idRef string, param int) string {
 	if !sc.pgNotify {
 		return ""
 	}
-	return fmt.Sprintf(`WITH keyward_w AS (%s RETURNING %s AS id), keyward_j AS (SELECT count(*) AS n, min(id::text) AS first, json_agg(id)::text AS ids FROM keyward_w)
+	agg := "json_agg(id)"
+	if sc.padded {
+		agg = "json_agg(rtrim(id::text))"
+	}
+	return fmt.Sprintf(announceMarker+`WITH keyward_w AS (%s RETURNING %s AS id), keyward_j AS (SELECT count(*) AS n, min(id::text) AS first, `+agg+`::text AS ids FROM keyward_w)
 SELECT n, first, CASE WHEN n > 0 THEN (SELECT 1 FROM pg_notify($%d, CASE WHEN octet_length(ids) > %d THEN '*' ELSE ids END)) END FROM keyward_j`, dml, idRef, param, notifyPayloadMax)
 }
 
@@ -399,6 +469,8 @@ func (b *base) notifyBatch(ctx context.Context, tx *sql.Tx, sc *schema, ids []an
 		var v any = fmt.Sprint(id)
 		if n, ok := id.(int64); ok {
 			v = n
+		} else if sc.padded {
+			v = strings.TrimRight(v.(string), " ") // CHAR(n): the id as refs name it
 		}
 		js, err := json.Marshal(v)
 		if err != nil {
@@ -431,11 +503,20 @@ func (b *base) notifyBatch(ctx context.Context, tx *sql.Tx, sc *schema, ids []an
 	return err
 }
 
-// resetLogged clears MariaDB's session variable after a failed batch, so
-// that the connection's later writes are logged by the triggers again.
-func (b *base) resetLogged(ctx context.Context, tx *sql.Tx, sc *schema) {
-	if sc.logged && b.d == MySQL {
-		tx.ExecContext(context.WithoutCancel(ctx), "SET @keyward_announcing = NULL")
+// resetLogged ends a MariaDB batch's own connection: after a failed batch
+// (its transaction rolled back, whatever ended it) it clears
+// @keyward_announcing, and a connection on which that fails is discarded,
+// never handed back to the pool with the variable set (every later write
+// on it would go unlogged).
+func (b *base) resetLogged(ctx context.Context, conn *sql.Conn, failed error) {
+	defer conn.Close()
+	if failed == nil {
+		return // endLogged cleared it in the committed transaction
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := conn.ExecContext(rctx, "SET @keyward_announcing = NULL"); err != nil {
+		conn.Raw(func(any) error { return sqldriver.ErrBadConn })
 	}
 }
 
@@ -443,11 +524,15 @@ func (b *base) resetLogged(ctx context.Context, tx *sql.Tx, sc *schema) {
 // ends or the store is closed. It starts once the store has been opened by
 // a resolve or one of its own operations (it never opens the database
 // itself, so a stack that is never used does no I/O), and reconnects with a
-// growing wait when its connection drops; each watch established calls
-// h.Lost first. On PostgreSQL it LISTENs over a connection of its own (it
-// needs fernetstore/postgres linked); on MariaDB and SQLite it polls the
-// change log every Options.PollInterval, and returns an error at once if
-// the table has no change triggers (`keyward init --notify` installs them).
+// growing wait when its connection drops. Each watch established calls
+// h.Lost first, and so does each one that drops, and a watch that stays
+// down calls it again every lostEvery (a stack's cache then fetches those
+// refs again, and serves them stale only while the backend fails). On PostgreSQL it LISTENs over a
+// connection of its own (it needs fernetstore/postgres linked), and pings it
+// when it has been quiet; on MariaDB and SQLite it polls the change log
+// every Options.PollInterval, once the table's change triggers are there
+// (`keyward init --notify` installs them; until then it says so once in the
+// log and looks again every 5 s).
 func (s *Store) Watch(ctx context.Context, h secrets.ChangeHandler) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -466,7 +551,9 @@ func (s *Store) Watch(ctx context.Context, h secrets.ChangeHandler) error {
 		case <-t.C:
 		}
 	}
+	h = &coalescing{h: h}
 	wait := time.Duration(0)
+	var downSince, lastLost time.Time
 	for {
 		if wait > 0 {
 			t := time.NewTimer(wait)
@@ -480,6 +567,11 @@ func (s *Store) Watch(ctx context.Context, h secrets.ChangeHandler) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		if !downSince.IsZero() && time.Since(downSince) > lostEvery && time.Since(lastLost) > lostEvery {
+			// Down too long to vouch for anything cached.
+			lastLost = time.Now()
+			h.Lost()
+		}
 		established := false
 		began := time.Now()
 		err := s.watchOnce(ctx, h, &established)
@@ -488,7 +580,24 @@ func (s *Store) Watch(ctx context.Context, h secrets.ChangeHandler) error {
 		}
 		var nw *notWatchable
 		if errors.As(err, &nw) {
-			return nw.err
+			if established {
+				h.Lost() // it was watching (the triggers went away)
+			}
+			if nw.permanent {
+				return nw.err
+			}
+			s.watchWarnOnce(nw.err)
+			wait = notWatchableWait
+			downSince = time.Time{} // nothing was vouched for
+			continue
+		}
+		if established {
+			// The connection dropped: what changed from now on is not
+			// heard until a watch is back (which calls Lost again).
+			h.Lost()
+			downSince, lastLost = time.Now(), time.Now()
+		} else if downSince.IsZero() {
+			downSince = began
 		}
 		// A watch that held for a while was a connection lost: try again
 		// at once. One that failed at once (a server refusing, a poll that
@@ -503,33 +612,92 @@ func (s *Store) Watch(ctx context.Context, h secrets.ChangeHandler) error {
 	}
 }
 
-// notWatchable is a configuration that cannot be watched: Watch returns it.
-type notWatchable struct{ err error }
+// lostEvery: a watch down this long reports Lost, and again as long as it
+// stays down (a variable for the tests).
+var lostEvery = 30 * time.Second
+
+const (
+	// notWatchableWait: how often a watch looks again for triggers that
+	// are not installed.
+	notWatchableWait = 5 * time.Second
+	// lostGap: at most one purge this often (see coalescing).
+	lostGap = 100 * time.Millisecond
+	// triggerCheck: how often a MariaDB poller checks that the triggers
+	// are still there (a migration that rebuilds the table drops them);
+	// SQLite's, in-process, checks at every poll.
+	triggerCheck = 10 * time.Second
+)
+
+// notWatchable is a configuration that cannot be watched (yet): Watch
+// returns a permanent one, and looks again later for the others.
+type notWatchable struct {
+	err       error
+	permanent bool
+}
 
 func (e *notWatchable) Error() string { return e.err.Error() }
+
+// coalescing passes changes on, and limits "everything changed" to one
+// purge every lostGap, with one more at the end of it if more came
+// meanwhile (so none is lost): anyone who can connect to PostgreSQL can
+// NOTIFY, and a flood of "*" must not purge the cache thousands of times a
+// second.
+type coalescing struct {
+	h       secrets.ChangeHandler
+	mu      sync.Mutex
+	last    time.Time
+	pending bool
+}
+
+func (c *coalescing) Changed(refs []string) { c.h.Changed(refs) }
+
+func (c *coalescing) Lost() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if since := time.Since(c.last); since < lostGap {
+		if !c.pending {
+			c.pending = true
+			time.AfterFunc(lostGap-since, func() {
+				c.mu.Lock()
+				c.pending = false
+				c.last = time.Now()
+				c.mu.Unlock()
+				c.h.Lost()
+			})
+		}
+		return
+	}
+	c.last = time.Now()
+	c.h.Lost()
+}
 
 func (s *Store) watchOnce(ctx context.Context, h secrets.ChangeHandler, established *bool) error {
 	b, sc, err := s.schema(ctx, "watch")
 	if err != nil {
 		if secrets.CodeOf(err) == secrets.CodeInvalidRef {
-			return &notWatchable{err}
+			return &notWatchable{err: err} // a table not made yet, say
 		}
 		return err
 	}
 	if b.d == Postgres {
 		l := registeredListener()
 		if l == nil {
-			return &notWatchable{errorf("watch", "", secrets.CodeInvalidRef, nil,
+			return &notWatchable{permanent: true, err: errorf("watch", "", secrets.CodeInvalidRef, nil,
 				`listening for changes on PostgreSQL needs the pgx driver linked: import _ "github.com/keyward/secrets/fernetstore/postgres"`)}
 		}
 		return l(ctx, b.db, sc.channel, func() {
 			*established = true
 			h.Lost()
 		}, func(payload string) {
-			refs, all := parsePayload(payload)
-			if all {
+			refs, all, ok := parsePayload(payload)
+			switch {
+			case !ok:
+				// Not keyward's: anyone may NOTIFY on a channel. A
+				// payload of ours is always well-formed, so nothing is
+				// lost by leaving it.
+			case all:
 				h.Lost()
-			} else if len(refs) > 0 {
+			case len(refs) > 0:
 				h.Changed(refs)
 			}
 		})
@@ -539,21 +707,22 @@ func (s *Store) watchOnce(ctx context.Context, h secrets.ChangeHandler, establis
 		return err
 	}
 	if !ok {
-		return &notWatchable{errorf("watch", "", secrets.CodeInvalidRef, nil,
+		return &notWatchable{err: errorf("watch", "", secrets.CodeInvalidRef, nil,
 			"the table %s has no change triggers, so no replica hears of a change before its cache's TTL ends: install them with keyward init --notify (Store.InstallTriggers)", sc.info.Table)}
 	}
 	return b.poll(ctx, sc, s.opts.PollInterval, h, established)
 }
 
-// parsePayload reads a NOTIFY payload: a JSON array of ids (strings or
-// numbers), or "*".
-func parsePayload(p string) (refs []string, all bool) {
+// parsePayload reads a NOTIFY payload or a change-log row's ids: a JSON
+// array of ids (strings or numbers), or "*" (all). ok is false for anything
+// else.
+func parsePayload(p string) (refs []string, all, ok bool) {
 	if p == "*" {
-		return nil, true
+		return nil, true, true
 	}
 	var ids []json.RawMessage
 	if err := json.Unmarshal([]byte(p), &ids); err != nil {
-		return nil, true // not ours to read: assume the worst
+		return nil, false, false
 	}
 	for _, raw := range ids {
 		var s string
@@ -566,27 +735,91 @@ func parsePayload(p string) (refs []string, all bool) {
 			refs = append(refs, n.String())
 			continue
 		}
-		return nil, true
+		return nil, false, false
 	}
-	return refs, false
+	return refs, false, true
 }
 
-// poll follows the change log: every interval, the changes of the table
-// newer than the newest seen, and those still missing below it (see
-// gapWait).
+// poll follows the change log. Sequence numbers are taken at insert and
+// committed in any order (MariaDB), shared by every table, and may skip
+// (auto_increment_increment, rolled-back inserts): so each poll reads the
+// whole log above floor, where every row at or below floor was seen at
+// least gapWait ago, announces this table's rows it has not seen, and moves
+// floor up to the newest row seen gapWait ago. A transaction that wrote its
+// row below one already seen, and committed within gapWait, is still found.
 func (b *base) poll(ctx context.Context, sc *schema, interval time.Duration, h secrets.ChangeHandler, established *bool) error {
 	if interval <= 0 {
 		interval = DefaultPollInterval
 	}
 	table := sc.info.Table
-	var top int64
-	if err := b.db.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM "+ChangeLogTable).Scan(&top); err != nil {
+	// Start at the newest row older than gapWait, by the database's clock:
+	// what is above it is read now and counted as seen (Lost covers it),
+	// and what commits later below the newest row is still found.
+	var floor int64
+	if err := b.db.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM "+ChangeLogTable+" WHERE at < "+b.logAgo(gapWait)).Scan(&floor); err != nil {
+		return err
+	}
+	seen := map[int64]time.Time{}
+	read := func(announce bool) error {
+		rows, err := b.db.QueryContext(ctx, "SELECT seq, tbl, id, ids FROM "+ChangeLogTable+" WHERE seq > ? ORDER BY seq", floor)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		now := time.Now()
+		var refs []string
+		all := false
+		for rows.Next() {
+			var seq int64
+			var tbl string
+			var id, ids sql.NullString
+			if err := rows.Scan(&seq, &tbl, &id, &ids); err != nil {
+				return err
+			}
+			if _, ok := seen[seq]; ok {
+				continue
+			}
+			seen[seq] = now
+			if !announce || tbl != table {
+				continue
+			}
+			if id.Valid {
+				refs = append(refs, RowRef(id.String))
+			}
+			if ids.Valid {
+				more, everything, ok := parsePayload(ids.String)
+				all = all || everything || !ok
+				refs = append(refs, more...)
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if all {
+			h.Lost()
+		} else if len(refs) > 0 {
+			h.Changed(refs)
+		}
+		// floor: the newest sequence number seen gapWait ago, below which
+		// everything was seen (or never committed in time).
+		for seq, at := range seen {
+			if now.Sub(at) > gapWait && seq > floor {
+				floor = seq
+			}
+		}
+		for seq := range seen {
+			if seq <= floor {
+				delete(seen, seq)
+			}
+		}
+		return nil
+	}
+	if err := read(false); err != nil {
 		return err
 	}
 	*established = true
 	h.Lost()
-	gaps := map[int64]time.Time{} // sequence numbers not seen below top, since when
-	lastOK, lastPrune := time.Now(), time.Time{}
+	lastOK, lastPrune, lastCheck := time.Now(), time.Time{}, time.Now()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -598,62 +831,24 @@ func (b *base) poll(ctx context.Context, sc *schema, interval time.Duration, h s
 		if time.Since(lastOK) > changeLogKeep/2 {
 			return errors.New("the change log was not read for too long")
 		}
+		if err := read(true); err != nil {
+			return err
+		}
 		now := time.Now()
-		for seq, since := range gaps {
-			if now.Sub(since) > gapWait {
-				delete(gaps, seq)
-			}
-		}
-		for {
-			query, args := pollQuery(b.d, table, top, gaps)
-			rows, err := b.db.QueryContext(ctx, query, args...)
-			if err != nil {
-				return err
-			}
-			var refs []string
-			allChanged := false
-			n := 0
-			for rows.Next() {
-				var seq int64
-				var id, ids sql.NullString
-				if err := rows.Scan(&seq, &id, &ids); err != nil {
-					rows.Close()
-					return err
-				}
-				n++
-				delete(gaps, seq)
-				if seq > top {
-					for g := top + 1; g < seq && len(gaps) < maxGaps; g++ {
-						gaps[g] = now
-					}
-					top = seq
-				}
-				if id.Valid {
-					refs = append(refs, RowRef(id.String))
-				}
-				if ids.Valid {
-					more, all := parsePayload(ids.String)
-					if all {
-						allChanged = true
-					}
-					refs = append(refs, more...)
-				}
-			}
-			err = rows.Err()
-			rows.Close()
-			if err != nil {
-				return err
-			}
-			if allChanged {
-				h.Lost()
-			} else if len(refs) > 0 {
-				h.Changed(refs)
-			}
-			if n < pollPage {
-				break
-			}
-		}
 		lastOK = now
+		if b.d == SQLite || now.Sub(lastCheck) > triggerCheck {
+			lastCheck = now
+			ok, err := b.triggersInstalled(ctx, table)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				// Dropped (a migration rebuilt the table): nothing is
+				// logged any more; the watch starts over when they are back.
+				return &notWatchable{err: errorf("watch", "", secrets.CodeInvalidRef, nil,
+					"the change triggers of the table %s are gone (was it rebuilt by a migration?), so replicas hear of no change: run keyward init --notify again", table)}
+			}
+		}
 		if now.Sub(lastPrune) > time.Minute {
 			lastPrune = now
 			b.pruneChangeLog(ctx)
@@ -661,29 +856,13 @@ func (b *base) poll(ctx context.Context, sc *schema, interval time.Duration, h s
 	}
 }
 
-const (
-	pollPage = 10000
-	maxGaps  = 100
-)
-
-func pollQuery(d Dialect, table string, top int64, gaps map[int64]time.Time) (string, []any) {
-	var sb strings.Builder
-	sb.WriteString("SELECT seq, id, ids FROM " + ChangeLogTable + " WHERE tbl = ? AND (seq > ?")
-	args := []any{table, top}
-	if len(gaps) > 0 {
-		sb.WriteString(" OR seq IN (")
-		i := 0
-		for g := range gaps {
-			if i > 0 {
-				sb.WriteString(", ")
-			}
-			sb.WriteString(strconv.FormatInt(g, 10))
-			i++
-		}
-		sb.WriteString(")")
+// logAgo is the SQL for the change log's time d ago.
+func (b *base) logAgo(d time.Duration) string {
+	secs := strconv.Itoa(int(d / time.Second))
+	if b.d == MySQL {
+		return "NOW() - INTERVAL " + secs + " SECOND"
 	}
-	sb.WriteString(") ORDER BY seq LIMIT " + strconv.Itoa(pollPage))
-	return sb.String(), args
+	return "CAST(strftime('%s', 'now') AS INTEGER) - " + secs
 }
 
 // pruneChangeLog drops changes older than changeLogKeep; any replica may,
@@ -722,6 +901,17 @@ func (s *Store) stopWatches() {
 	s.wmu.Unlock()
 	for _, stop := range stops {
 		stop()
+	}
+}
+
+// watchWarnOnce logs, once per store, why its table cannot be watched yet.
+func (s *Store) watchWarnOnce(err error) {
+	s.wmu.Lock()
+	done := s.wtold
+	s.wtold = true
+	s.wmu.Unlock()
+	if !done {
+		slog.Warn("keyward: this table's changes cannot be watched yet, so a replica's cache keeps a changed key until its TTL ends; the watch looks again every 5s", "backend", Backend, "err", err)
 	}
 }
 

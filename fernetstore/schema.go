@@ -75,8 +75,8 @@ type schema struct {
 	exact   bool
 	padded  bool // PostgreSQL CHAR(n) ids: read back with trailing spaces
 	dialect Dialect
-	// PostgreSQL: the notification channel, and whether keyward's writes
-	// send the NOTIFY themselves (the table has no trigger that does).
+	// PostgreSQL: the notification channel, and that keyward's writes send
+	// the NOTIFY themselves (always, on PostgreSQL).
 	channel  string
 	pgNotify bool
 	// MariaDB and SQLite: the change triggers are installed, and keyward's
@@ -385,14 +385,10 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 	if b.d == MySQL && sc.text {
 		sc.exact = true
 	}
-	// PostgreSQL: keyward's writes NOTIFY their changes themselves unless
-	// the table's trigger does (InstallTriggers). MariaDB and SQLite: the
-	// triggers log every change, and keyward's batches log theirs in one
-	// row instead.
-	trig, err := b.triggersInstalled(ctx, table)
-	if err != nil {
-		return nil, dbError(err)
-	}
+	// PostgreSQL: keyward's writes NOTIFY their changes themselves (the
+	// trigger of InstallTriggers leaves them alone: a migration that drops
+	// the trigger must not silence them). MariaDB and SQLite: the triggers
+	// log every change, and keyward's batches log theirs in one row.
 	if b.d == Postgres {
 		// The channel names the schema the table was found in, so that
 		// services in two schemas of one database do not hear each other.
@@ -405,8 +401,12 @@ func (b *base) introspect(ctx context.Context) (*schema, error) {
 			qualified = nsp + "." + table
 		}
 		sc.channel = Channel(qualified)
-		sc.pgNotify = !trig
+		sc.pgNotify = true
 	} else {
+		trig, err := b.triggersInstalled(ctx, table)
+		if err != nil {
+			return nil, dbError(err)
+		}
 		sc.logged = trig
 	}
 	buildQueries(b.d, sc)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -46,12 +47,33 @@ func listen(ctx context.Context, db *sql.DB, channel string, ready func(), note 
 	}
 	ready()
 	for {
-		n, err := pc.WaitForNotification(ctx)
+		// A connection quiet for quietPing is pinged: one that silently
+		// stopped carrying data (a proxy, a half-open TCP connection)
+		// would otherwise lose every notification unnoticed. A read
+		// timeout leaves pgx's connection usable.
+		wctx, cancel := context.WithTimeout(ctx, quietPing)
+		n, err := pc.WaitForNotification(wctx)
+		cancel()
 		if err != nil {
-			return err
+			if ctx.Err() != nil || wctx.Err() == nil || pc.IsClosed() {
+				return err
+			}
+			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+			err := pc.Ping(pctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("the listening connection did not answer a ping: %w", err)
+			}
+			continue
 		}
 		if n != nil && n.Channel == channel {
 			note(n.Payload)
 		}
 	}
 }
+
+// quietPing and pingTimeout: see listen (variables for the tests).
+var (
+	quietPing   = 15 * time.Second
+	pingTimeout = 5 * time.Second
+)

@@ -47,7 +47,7 @@ func (b *attackVersioned) ResolveMany(ctx context.Context, refs []string) ([]sec
 	return out, nil
 }
 
-func TestAttackInvalidateRacesFetches(t *testing.T) {
+func TestReviewInvalidateRacesFetches(t *testing.T) {
 	for _, prefix := range []bool{false, true} {
 		t.Run("prefix="+strconv.FormatBool(prefix), func(t *testing.T) {
 			b := &attackVersioned{}

@@ -7,6 +7,7 @@ package secrets_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -39,7 +40,7 @@ func sqliteWatched(t *testing.T, ring *fernetstore.KeyRing, opts *fernetstore.Op
 	return db, admin
 }
 
-// TestAttackNonCanonicalRefNotInvalidated: the store reads a ref's %XX
+// TestReviewNonCanonicalRefNotInvalidated: the store reads a ref's %XX
 // escapes, so "db:%31" is row 1 (and "db:ab%63" row "abc"), but the cache
 // keys entries by the ref as written and the watch invalidates RowRef of
 // the id ("db:1") and its #field/?option variants only: a host (or a
@@ -48,7 +49,7 @@ func sqliteWatched(t *testing.T, ring *fernetstore.KeyRing, opts *fernetstore.Op
 // reason (rowID); an escape is the same hole. Fix: refuse a ref whose
 // name is not in RowRef's form (ParseRef: RowRef(name) must equal the raw
 // name), or canonicalise refs before the cache keys them.
-func TestAttackNonCanonicalRefNotInvalidated(t *testing.T) {
+func TestReviewNonCanonicalRefNotInvalidated(t *testing.T) {
 	ctx := context.Background()
 	ring := newRing(t)
 	table := randTable("kw_canon_")
@@ -61,23 +62,16 @@ func TestAttackNonCanonicalRefNotInvalidated(t *testing.T) {
 		t.Fatalf("id %q: the test spells row 1", id)
 	}
 	st := watchedStack(t, db, ring, table)
-	if got := mustResolve(t, st, "db:%31"); got != "sk-canon-1" {
-		t.Fatalf("db:%%31 = %q", got)
+	// The fix: a ref spells its row one way only, so a cache entry of a
+	// row is always the one the watch invalidates.
+	_, err = st.Resolve(ctx, "db:%31")
+	if !errors.Is(err, secrets.ErrInvalidRef) || !strings.Contains(err.Error(), "write the row id as 1") {
+		t.Fatalf("db:%%31: %v, want a refusal naming db:1", err)
 	}
 	mustResolve(t, st, "db:1")
-	time.Sleep(300 * time.Millisecond) // the watch's first purge (Lost) is past
-	mustResolve(t, st, "db:%31")
-	mustResolve(t, st, "db:1")
-	if err := admin.UpdateValue(ctx, "1", "sk-canon-2"); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, st, "db:1", "sk-canon-2") // the change was heard
-	if got := mustResolve(t, st, "db:%31"); got != "sk-canon-2" {
-		t.Errorf("after row 1 changed and db:1 was invalidated, db:%%31 (the same row) still serves the old key")
-	}
 }
 
-// TestAttackFollowedRefNotInvalidated: an entry whose row names another
+// TestReviewFollowedRefNotInvalidated: an entry whose row names another
 // ref (a ref column, here bots.api_key_id naming a row of the watched
 // key table) is cached under its own ref with the followed value; when
 // the followed row changes the watch invalidates "db:1" but not
@@ -85,7 +79,7 @@ func TestAttackNonCanonicalRefNotInvalidated(t *testing.T) {
 // the cache records, for an entry whose Secret.Source.Followed is set,
 // the followed ref, and Invalidate (and InvalidatePrefix) of a ref drops
 // the entries that followed it too.
-func TestAttackFollowedRefNotInvalidated(t *testing.T) {
+func TestReviewFollowedRefNotInvalidated(t *testing.T) {
 	ctx := context.Background()
 	ring := newRing(t)
 	table := randTable("kw_keys_")
@@ -146,10 +140,10 @@ func watchGoroutines() []string {
 	return out
 }
 
-// TestAttackStackCloseLeavesNoWatch: Stack.Close (then the store's Close)
+// TestReviewStackCloseLeavesNoWatch: Stack.Close (then the store's Close)
 // ends every watch goroutine and the PostgreSQL listener (its pgx
 // connection). Found nothing: kept as a guard.
-func TestAttackStackCloseLeavesNoWatch(t *testing.T) {
+func TestReviewStackCloseLeavesNoWatch(t *testing.T) {
 	for _, d := range []string{"sqlite", "postgres"} {
 		t.Run(d, func(t *testing.T) {
 			ctx := context.Background()
