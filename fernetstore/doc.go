@@ -130,15 +130,24 @@
 // transaction, and Store.Watch (a secrets.Watcher, which a Stack with a
 // cache runs) reports them, so that every replica's cache drops a changed
 // row at once. On PostgreSQL the write's statement itself calls pg_notify
-// on the channel Channel(schema.table), and Watch LISTENs on a connection of its
-// own (fernetstore/postgres must be linked). On MariaDB and SQLite the
-// triggers that InstallTriggers (`keyward init --notify`) adds log every
-// change in the table keyward_changes, which Watch polls every poll=
-// interval; without them nothing is announced there, and Watch says so. On
-// PostgreSQL the same call adds a trigger that announces every other
-// writer's changes too (the Python service's). A watch that loses its
-// connection reconnects and, once it listens again, reports everything as
-// changed (ChangeHandler.Lost).
+// on the channel Channel(schema.table) (a batch: one statement of NOTIFYs at
+// its end), and Watch LISTENs on a connection of its own (fernetstore/postgres
+// must be linked), pinged when it has been quiet for 15 s. On MariaDB and
+// SQLite the triggers that InstallTriggers (`keyward init --notify`) adds
+// log every change in the table keyward_changes (a batch of keyward's logs
+// its ids in one row), which Watch polls every poll= interval; without them
+// nothing is announced there, and Watch says so once and looks again every
+// 5 s. On PostgreSQL the same call adds triggers that announce every other
+// writer's changes too (the Python service's; a TRUNCATE as everything),
+// and leave keyward's own statements, which start with a marker, alone.
+// MariaDB fires no trigger on TRUNCATE. A watch that loses its connection
+// reports everything as changed (ChangeHandler.Lost) when it drops, when it
+// is back, and every 30 s in between; the stack's cache then fetches those
+// refs again, and serves them stale only while the database fails.
+//
+// A ref names its row in one way only, RowRef's: "db:%31" for row 1 is an
+// invalid ref, as "db:007" is, so the cache entry a change invalidates is
+// the one that was cached.
 //
 // # Errors
 //
