@@ -326,3 +326,84 @@ func TestAttack2CloseRacingWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestAttack2RecreatedTableUnderRunningStore: a migration that rebuilds
+// the table (create new, copy, drop old, rename) under a running store:
+// its prepared statements must go on working (they name the table, not
+// the old relation). Resolve, Update and Put after the rebuild.
+func TestAttack2RecreatedTableUnderRunningStore(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB, d Dialect) {
+		ctx := context.Background()
+		s := newTestStore(t, db, mustRing(t, mustKey(t)), nil)
+		table := s.opts.Table
+		id, err := s.Put(ctx, "n", "p", "sk-a2-rebuild-1", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Resolve(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Update(ctx, id, "sk-a2-rebuild-2", time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Put(ctx, "m", "p", "sk-a2-rebuild-3", time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		tmp := table + "_new"
+		var stmts []string
+		switch d {
+		case Postgres:
+			stmts = []string{"CREATE TABLE " + tmp + " (LIKE " + table + " INCLUDING ALL)", "INSERT INTO " + tmp + " SELECT * FROM " + table, "SELECT setval(pg_get_serial_sequence('" + tmp + "', 'id'), (SELECT max(id) FROM " + tmp + "))", "DROP TABLE " + table, "ALTER TABLE " + tmp + " RENAME TO " + table}
+		case MySQL:
+			stmts = []string{"CREATE TABLE " + tmp + " LIKE " + table, "INSERT INTO " + tmp + " SELECT * FROM " + table, "DROP TABLE " + table, "RENAME TABLE " + tmp + " TO " + table}
+		default:
+			var ddl string
+			if err := db.QueryRow("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", table).Scan(&ddl); err != nil {
+				t.Fatal(err)
+			}
+			stmts = []string{strings.Replace(ddl, table, tmp, 1), "INSERT INTO " + tmp + " SELECT * FROM " + table, "DROP TABLE " + table, "ALTER TABLE " + tmp + " RENAME TO " + table}
+		}
+		for _, st := range stmts {
+			if _, err := db.Exec(st); err != nil {
+				t.Fatalf("%s: %v", st, err)
+			}
+		}
+		if _, err := s.Resolve(ctx, id); err != nil {
+			t.Errorf("resolve after the rebuild: %v", err)
+		}
+		if err := s.Update(ctx, id, "sk-a2-rebuild-4", time.Time{}); err != nil {
+			t.Errorf("update after the rebuild: %v", err)
+		}
+		if _, err := s.Put(ctx, "o", "p", "sk-a2-rebuild-5", time.Time{}); err != nil {
+			t.Errorf("put after the rebuild: %v", err)
+		}
+	})
+}
+
+// TestAttack2EscapedIDAdviceNamesAnotherRow: `keyward list` prints row ids
+// as they are (Entry.ID), not as refs; for a row whose id is "x%41" (or
+// "50%25", an id with a percent sign a user copies from list), db:x%41 is
+// refused, and canonicalRef's advice is "write the row id as xA": a ref of
+// another row (or of none), so following the advice reads, updates or
+// deletes the wrong row. Fix: when the ref decoded %XX, the advice names
+// both: "db:x%41 names the row xA (write xA); the row whose id is x%41 is
+// x%2541" (and list/--json print RowRef next to the id).
+func TestAttack2EscapedIDAdviceNamesAnotherRow(t *testing.T) {
+	db := openTestDB(t, SQLite)
+	ctx := context.Background()
+	s := newTestStore(t, db, mustRing(t, mustKey(t)), &Options{IDType: IDText})
+	const id = "x%41"
+	if _, err := s.Insert(ctx, Row{ID: id, Name: "n", Provider: "p"}, "sk-a2-escaped"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Insert(ctx, Row{ID: "xA", Name: "other", Provider: "p"}, "sk-a2-other-row"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Resolve(ctx, id)
+	if err == nil {
+		t.Fatalf("db:%s resolved", id)
+	}
+	if msg := err.Error(); !strings.Contains(msg, RowRef(id)) {
+		t.Errorf("db:%s (the id as list prints it) is refused with %q: it never names %s, the ref of that row, and points at row xA, which is another row", id, msg, RowRef(id))
+	}
+}
