@@ -417,7 +417,24 @@ func (b *base) beginLogged(ctx context.Context, tx *sql.Tx, sc *schema) error {
 	if b.d == SQLite {
 		q = "INSERT INTO " + announcingTable + " (x) VALUES (1)"
 	}
-	_, err := tx.ExecContext(ctx, q)
+	return b.txExec(ctx, tx, q)
+}
+
+// txExec runs query in tx, on SQLite through the store's prepared statement
+// of it (SQLite compiles each statement it is given: a batch's three small
+// ones are a good part of what announcing costs a rotation).
+func (b *base) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
+	if b.d != SQLite {
+		// Over the network a statement prepared on another connection
+		// costs one more round trip here than it saves.
+		_, err := tx.ExecContext(ctx, query, args...)
+		return err
+	}
+	st, err := b.writeStmt(ctx, query)
+	if err != nil {
+		return err
+	}
+	_, err = tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 	return err
 }
 
@@ -445,7 +462,7 @@ func (b *base) endLogged(ctx context.Context, tx *sql.Tx, sc *schema, ids []any)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO "+ChangeLogTable+" (tbl, ids) VALUES (?, ?)", sc.info.Table, string(js)); err != nil {
+		if err := b.txExec(ctx, tx, "INSERT INTO "+ChangeLogTable+" (tbl, ids) VALUES (?, ?)", sc.info.Table, string(js)); err != nil {
 			return err
 		}
 	}
@@ -453,8 +470,7 @@ func (b *base) endLogged(ctx context.Context, tx *sql.Tx, sc *schema, ids []any)
 	if b.d == SQLite {
 		q = "DELETE FROM " + announcingTable
 	}
-	_, err := tx.ExecContext(ctx, q)
-	return err
+	return b.txExec(ctx, tx, q)
 }
 
 // notifyBatch NOTIFYs ids (query arguments of the id column) in tx, for a
