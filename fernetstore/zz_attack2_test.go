@@ -407,3 +407,140 @@ func TestAttack2EscapedIDAdviceNamesAnotherRow(t *testing.T) {
 		t.Errorf("db:%s (the id as list prints it) is refused with %q: it never names %s, the ref of that row, and points at row xA, which is another row", id, msg, RowRef(id))
 	}
 }
+
+// TestAttack2PollStartScansWholeLog: a watch (re)start finds its floor
+// with MAX(seq) WHERE at < now - 30 s, and the change log has no index on
+// at (ffedafb dropped it to make writes cheaper). SQLite answers it by
+// walking the rowid down from the top (SEARCH: cheap), but MariaDB scans
+// the whole log (EXPLAIN type ALL), an hour of every table's writes (3.6
+// million rows at 1,000 writes/s), at each start of each replica: all of
+// them at once after a database restart, and again after each poll error.
+// Its prune (every minute, every replica) scans it too.
+// Fix: SELECT seq ... WHERE at < ... ORDER BY seq DESC LIMIT 1 (a walk
+// down the primary key that stops at the first old row); prune with
+// DELETE ... WHERE seq < (SELECT seq ... WHERE at >= ... ORDER BY seq
+// LIMIT 1), which walks up from the bottom over the old rows only.
+func TestAttack2PollStartScansWholeLog(t *testing.T) {
+	for _, d := range []Dialect{SQLite, MySQL} {
+		t.Run(string(d), func(t *testing.T) {
+			db := openTestDB(t, d)
+			ctx := context.Background()
+			s := newTestStore(t, db, mustRing(t, mustKey(t)), nil)
+			if err := s.InstallTriggers(ctx); err != nil {
+				t.Fatal(err)
+			}
+			b, err := s.table(ctx, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := "SELECT COALESCE(MAX(seq), 0) FROM " + ChangeLogTable + " WHERE at < " + b.logAgo(gapWait)
+			var plan []string
+			if d == SQLite {
+				rows, err := db.Query("EXPLAIN QUERY PLAN " + q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for rows.Next() {
+					var id, parent, notused int
+					var detail string
+					if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+						t.Fatal(err)
+					}
+					plan = append(plan, detail)
+				}
+				rows.Close()
+				if p := strings.Join(plan, "; "); strings.HasPrefix(p, "SCAN") && !strings.Contains(p, "USING") {
+					t.Errorf("the poll's start query %q scans the whole change log: %s", q, p)
+				}
+				return
+			}
+			rows, err := db.Query("EXPLAIN " + q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cols, _ := rows.Columns()
+			for rows.Next() {
+				vals := make([]sql.NullString, len(cols))
+				ptrs := make([]any, len(cols))
+				for i := range vals {
+					ptrs[i] = &vals[i]
+				}
+				if err := rows.Scan(ptrs...); err != nil {
+					t.Fatal(err)
+				}
+				for i, c := range cols {
+					if c == "type" && vals[i].String == "ALL" {
+						t.Errorf("the poll's start query %q scans the whole change log (EXPLAIN type ALL)", q)
+					}
+				}
+			}
+			rows.Close()
+		})
+	}
+}
+
+// lateHandler records Lost calls made after Watch returned.
+type lateHandler struct {
+	mu       sync.Mutex
+	returned bool
+	late     int
+	lost     int
+	signal   chan struct{}
+}
+
+func (h *lateHandler) Changed([]string) {}
+func (h *lateHandler) Lost() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lost++
+	if h.returned {
+		h.late++
+	}
+	select {
+	case h.signal <- struct{}{}:
+	default:
+	}
+}
+
+// TestAttack2LostAfterWatchReturned: the coalescing of Lost arms a
+// time.AfterFunc for a purge that came within 100 ms of the last; nothing
+// stops it when the watch ends, so h.Lost runs after Watch has returned
+// (and after the stack, its cache, was closed): a ChangeHandler is called
+// past the end of its Watch. Fix: give coalescing a stop (the AfterFunc's
+// Timer), called when Watch returns, or run the delayed purge from the
+// Watch goroutine.
+func TestAttack2LostAfterWatchReturned(t *testing.T) {
+	db := openTestDB(t, Postgres)
+	ctx := context.Background()
+	s := newTestStore(t, db, mustRing(t, mustKey(t)), nil)
+	if _, err := s.Put(ctx, "a", "p", "sk-a2-late", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	ch := channelOf(t, s)
+	h := &lateHandler{signal: make(chan struct{}, 1)}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Watch(wctx, h) }()
+	<-h.signal // the watch's first Lost: the 100 ms window opens
+	// "*" right after: coalesced, a purge pending.
+	if _, err := db.Exec("SELECT pg_notify($1, '*')", ch); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(deadline) { // let the notification arrive; no duration asserted
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	h.mu.Lock()
+	h.returned = true
+	h.mu.Unlock()
+	time.Sleep(300 * time.Millisecond) // past lostGap: the pending purge has fired, if any
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.late > 0 {
+		t.Errorf("Lost was called %d times after Watch returned", h.late)
+	}
+}
