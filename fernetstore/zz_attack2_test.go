@@ -544,3 +544,105 @@ func TestAttack2LostAfterWatchReturned(t *testing.T) {
 		t.Errorf("Lost was called %d times after Watch returned", h.late)
 	}
 }
+
+// TestAttack2RotationWithTriggerAnnouncedOnce: a rotation by a store
+// opened after the triggers (the CLI's `keyward rotate`) announces each
+// rewritten row once: its batch statements are marked (the trigger skips
+// them) and notifyBatch announces them; or unmarked and the trigger does.
+// Twice is harmless but doubles the purges; never would be a defect.
+func TestAttack2RotationWithTriggerAnnouncedOnce(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sql.DB, d Dialect) {
+		ctx := context.Background()
+		k1, k2 := mustKey(t), mustKey(t)
+		s := newTestStore(t, db, mustRing(t, k1), &Options{PollInterval: 20 * time.Millisecond})
+		table := s.opts.Table
+		if d == Postgres {
+			t.Cleanup(func() { db.Exec("DROP FUNCTION IF EXISTS " + triggerBase(table) + "_notify()") })
+		}
+		if err := s.InstallTriggers(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for i := range 3 {
+			id, err := s.Put(ctx, fmt.Sprint("r", i), "p", fmt.Sprint("sk-a2-rot-", i), time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		r, _ := watch(t, s)
+		cli := New(db, mustRing(t, k2, k1), &Options{Table: table})
+		defer cli.Close()
+		if rep, err := cli.Rotate(ctx, nil); err != nil || rep.Done != 3 {
+			t.Fatalf("rotate: %+v %v", rep, err)
+		}
+		sentinel, err := cli.Put(ctx, "s", "p", "sk-a2-rot-s", time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.heard(t, sentinel, 0)
+		for _, id := range ids {
+			if n, _ := r.count(id); n != 1 {
+				t.Errorf("row %s, rotated once, was announced %d times", id, n)
+			}
+		}
+	})
+}
+
+// TestAttack2MarkerSilencesCascades: the trigger skips every statement
+// whose text starts with announceMarker, whatever table it fires on; but a
+// statement of keyward's changes more than its own table's rows when the
+// schema cascades: here table B's rows reference table A's ON DELETE
+// CASCADE, and `keyward delete` of A's row deletes B's row with it, inside
+// keyward's marked statement, so B's trigger stays silent and every
+// replica keeps serving B's deleted key until its TTL ends (same for ON
+// UPDATE CASCADE, SET NULL, and any user trigger on A writing B).
+// Fix: make the marker name the table (channel) the statement announces,
+// and have each table's trigger skip only its own: starts_with(
+// current_query(), '/* keyward:announced <channel> */').
+func TestAttack2MarkerSilencesCascades(t *testing.T) {
+	db := openTestDB(t, Postgres)
+	ctx := context.Background()
+	ring := mustRing(t, mustKey(t))
+	a := newTestStore(t, db, ring, nil)
+	b := newTestStore(t, db, ring, nil)
+	for _, tb := range []string{a.opts.Table, b.opts.Table} {
+		t.Cleanup(func() { db.Exec("DROP FUNCTION IF EXISTS " + triggerBase(tb) + "_notify()") })
+	}
+	t.Cleanup(func() { db.Exec("DROP TABLE IF EXISTS " + b.opts.Table) }) // before A (the FK)
+	if _, err := db.Exec("ALTER TABLE " + b.opts.Table + " ADD COLUMN parent BIGINT REFERENCES " + a.opts.Table + " (id) ON DELETE CASCADE"); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Store{a, b} {
+		if err := s.InstallTriggers(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	parent, err := a.Put(ctx, "team", "p", "sk-a2-parent", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := b.Put(ctx, "bot", "p", "sk-a2-child", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("UPDATE "+b.opts.Table+" SET parent = $1 WHERE id = $2", parent, child); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := watch(t, b)
+	cli := New(db, ring, &Options{Table: a.opts.Table}) // `keyward delete`
+	defer cli.Close()
+	if err := cli.Delete(ctx, parent); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Resolve(ctx, child); err == nil {
+		t.Fatal("the cascade did not delete the child row")
+	}
+	sentinel, err := b.Put(ctx, "s", "p", "sk-a2-cascade-s", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !heardBefore(t, r, sentinel, child) {
+		t.Errorf("row %s of %s was deleted by the cascade of keyward's delete of %s's row %s, and never announced", child, b.opts.Table, a.opts.Table, parent)
+	}
+}
