@@ -185,6 +185,14 @@ type Cache struct {
 	// through it (entry.followed): "bots:1", whose row names db:7, is
 	// dropped with db:7.
 	followers map[string]map[*entry]struct{}
+	// invSeq numbers invalidations; lastInv and prefixInv hold, by base ref
+	// and by prefix, the last one of each while a fetch is in flight, so
+	// that a fetch that started before and was resolved through an
+	// invalidated ref (Source.Followed) is not stored: it may hold the old
+	// value. Cleared when nothing is in flight.
+	invSeq    uint64
+	lastInv   map[string]uint64
+	prefixInv map[string]uint64
 	// The refresh sweep: wheel holds, per bucket of refreshAt times, the
 	// entries whose value becomes due then; buckets up to swept are done.
 	// The check wheel does the same for the times their version check
@@ -296,6 +304,7 @@ type call struct {
 	swept       bool      // started by the sweep: counts in sweepActive
 	waiters     int       // callers that joined or started it (for tests)
 	invalidated bool      // Invalidate or Purge ran meanwhile: do not store the result
+	invStart    uint64    // Cache.invSeq when it began (see lastInv)
 	changed     bool      // a refresh after a version check found the value changed
 	follow      bool      // in followed, not inflight
 }
@@ -313,7 +322,7 @@ func New(next secrets.KeyResolver, opts *Options) *Cache {
 	o = normalise(o)
 	c := &Cache{next: next, o: o, now: o.Now, all: map[string]*entry{}, inflight: map[string]*call{}, followed: map[string]*call{}, wg: new(sync.WaitGroup),
 		batches:  map[*batch]struct{}{},
-		variants: variantIndex{}, inflightVariants: variantIndex{}, followedVariants: variantIndex{}, followers: map[string]map[*entry]struct{}{},
+		variants: variantIndex{}, inflightVariants: variantIndex{}, followedVariants: variantIndex{}, followers: map[string]map[*entry]struct{}{}, lastInv: map[string]uint64{}, prefixInv: map[string]uint64{},
 		meters: map[string]*meter{}, prices: o.Prices}
 	for w := range c.wheels {
 		c.wheels[w] = map[int64][]*entry{}
@@ -686,6 +695,8 @@ func (c *Cache) purgeLocked() {
 	clear(c.inflightVariants)
 	clear(c.followedVariants)
 	clear(c.followers)
+	c.invSeq++
+	c.prefixInv[""] = c.invSeq // everything
 	c.lru.Purge()
 	empty := map[string]*entry{}
 	c.read.Store(&empty)

@@ -15,6 +15,7 @@ import "strings"
 func (c *Cache) ExpirePrefix(prefix string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.noteInvLocked(prefix, true)
 	for _, follow := range []bool{false, true} {
 		flights, index := c.flights(follow)
 		for ref, cl := range flights {
@@ -49,6 +50,11 @@ func (c *Cache) ExpirePrefix(prefix string) {
 		// answers it; the next resolve fetches it (no sweep refresh or check
 		// of a due value).
 		c.unwheelLocked(e)
+		// A refresh that failed before (the same outage that lost the
+		// watch, often) must not make the next resolve answer stale
+		// without asking the backend, which may answer again.
+		e.failures.Store(0)
+		e.retryAt.Store(0)
 		e.val.Store(&value{secret: v.secret, fastUntil: 0, refreshAt: now, freshUntil: now,
 			staleUntil: v.staleUntil, hardExpiry: v.hardExpiry})
 	}

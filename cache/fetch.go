@@ -44,7 +44,7 @@ func (c *Cache) fetchLocked(ctx context.Context, ref string) (cl *call, started 
 		close(cl.done)
 		return cl, false
 	}
-	cl = &call{done: make(chan struct{}), waiters: 1, start: time.Now(), follow: follow}
+	cl = &call{done: make(chan struct{}), waiters: 1, start: time.Now(), follow: follow, invStart: c.invSeq}
 	flights[ref] = cl
 	index.add(ref)
 	c.wg.Add(1)
@@ -87,7 +87,18 @@ func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err erro
 	if e != nil && cl != nil {
 		e.refreshing.Store(false)
 	}
-	keep := !c.closed && (cl == nil || !cl.invalidated) && (b == nil || b.mayStore(ref, e))
+	start := c.invSeq
+	if cl != nil {
+		start = cl.invStart
+	} else if b != nil {
+		start = b.invStart
+	}
+	keep := !c.closed && (cl == nil || !cl.invalidated) && (b == nil || b.mayStore(ref, e)) &&
+		(err != nil || !c.followInvalidatedLocked(s.Source.Followed, start))
+	if len(c.inflight)+len(c.followed)+len(c.batches) == 0 {
+		clear(c.lastInv)
+		clear(c.prefixInv)
+	}
 	if err == nil && s.ExpiredAt(time.Unix(0, now)) {
 		err = secrets.ExpiredError("resolve", backendName(s.Source.Backend), ref, s.ExpiresAt)
 	} else if err != nil {
@@ -235,6 +246,37 @@ func (c *Cache) removeLocked(e *entry) {
 	c.followLocked(e, "")
 	c.unwheelLocked(e)
 	e.val.Store(nil)
+}
+
+// followInvalidatedLocked reports whether the ref followed was invalidated
+// (exactly, or by a prefix) after invalidation number start.
+func (c *Cache) followInvalidatedLocked(followed string, start uint64) bool {
+	if followed == "" || c.invSeq == start {
+		return false
+	}
+	if c.lastInv[baseRef(followed)] > start {
+		return true
+	}
+	for prefix, seq := range c.prefixInv {
+		if seq > start && strings.HasPrefix(followed, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// noteInvLocked records an invalidation of a base ref ("db:7") or, with
+// prefix, of every ref that starts with it, for followInvalidatedLocked.
+func (c *Cache) noteInvLocked(ref string, prefix bool) {
+	if len(c.inflight)+len(c.followed)+len(c.batches) == 0 {
+		return // nothing in flight can have read it
+	}
+	c.invSeq++
+	if prefix {
+		c.prefixInv[ref] = c.invSeq
+	} else {
+		c.lastInv[ref] = c.invSeq
+	}
 }
 
 // followLocked records that e's value was resolved through the ref

@@ -22,6 +22,7 @@ func (c *Cache) Invalidate(ref string) {
 	if baseRef(ref) != ref {
 		return
 	}
+	c.noteInvLocked(ref, false)
 	// invalidateLocked deletes from these sets as they are walked, which a
 	// range allows.
 	for v := range c.variants[ref] {
@@ -73,6 +74,7 @@ func (c *Cache) invalidateLocked(ref string) {
 func (c *Cache) InvalidatePrefix(prefix string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.noteInvLocked(prefix, true)
 	for _, follow := range []bool{false, true} {
 		flights, index := c.flights(follow)
 		for ref, cl := range flights {

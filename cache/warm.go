@@ -93,6 +93,7 @@ type batch struct {
 	refs     map[string]bool
 	variants variantIndex
 	seq      uint64
+	invStart uint64 // Cache.invSeq when it began (see Cache.lastInv)
 }
 
 // mayStore reports whether the batch's result for ref may be stored over e
@@ -111,6 +112,7 @@ func (c *Cache) warmBatch(ctx context.Context, br secrets.BatchResolver, need []
 	}
 	c.mu.Lock()
 	b.seq = c.seq
+	b.invStart = c.invSeq
 	c.batches[b] = struct{}{}
 	// One call for each scheme of the batch: beneath, a Mux splits it so.
 	counted := map[*meter]bool{}

@@ -137,7 +137,7 @@ func canonicalRef(r driver.Ref) error {
 		base = base[:i]
 	}
 	if want := RowRef(r.Name); base != want {
-		return driver.Errorf(secrets.CodeInvalidRef, "write the row id as %s: a ref names a row in one way only (%%-escape only '%%', '#' and '?')", want)
+		return driver.Errorf(secrets.CodeInvalidRef, "write the row id as %s (or, for a row whose id is %s itself, as %s): a ref names a row in one way only, with '%%', '#' and '?' %%-escaped and nothing else", want, base, RowRef(base))
 	}
 	return nil
 }
@@ -187,6 +187,11 @@ func opError(ctx context.Context, op, ref string, err error) error {
 		return secrets.ContextError(op, Backend, ref, cerr)
 	}
 	if se := connectorError(err); se != nil {
+		return errorf(op, ref, se.Code, se.Err, "%s", se.Reason)
+	}
+	var se *secrets.Error
+	if errors.As(err, &se) && se.Op == "" && se.Backend == "" {
+		// The store's own (driver.Errorf: "the store is closed").
 		return errorf(op, ref, se.Code, se.Err, "%s", se.Reason)
 	}
 	return errorf(op, ref, secrets.CodeUnavailable, err, "database error")
@@ -279,6 +284,14 @@ func (b *base) Get(ctx context.Context, ref driver.Ref) (driver.Value, error) {
 		dest = append(dest, scanID{&stored})
 	}
 	err = st.QueryRowContext(ctx, sc.idArg(id)).Scan(dest...)
+	if err != nil && planChanged(err) {
+		// A column's type changed under the running store (ALTER TABLE):
+		// PostgreSQL refuses the prepared statement until it is prepared
+		// again.
+		if st, err = b.reprepare(ctx, sc, st); err == nil {
+			err = st.QueryRowContext(ctx, sc.idArg(id)).Scan(dest...)
+		}
+	}
 	if err == nil && sc.exact && !sameID(sc, stored, id) {
 		// The column's comparison matched another id ("abc" for "ABC").
 		err = sql.ErrNoRows
@@ -334,6 +347,19 @@ func (b *base) emptyReason(sc *schema) string {
 // resolveStmt prepares Get's statement once. Under the lock, so that a Get
 // racing Close never prepares a statement after Close (nothing would ever
 // close it).
+// planChanged reports PostgreSQL's "cached plan must not change result
+// type" (SQLSTATE 0A000), read from the text: fernetstore links no driver.
+func planChanged(err error) bool { return strings.Contains(err.Error(), "(SQLSTATE 0A000)") }
+
+// reprepare drops the prepared resolve statement old (unless another caller
+// has replaced it already) and prepares it again.
+func (b *base) reprepare(ctx context.Context, sc *schema, old *sql.Stmt) (*sql.Stmt, error) {
+	if b.stmt.CompareAndSwap(old, nil) {
+		old.Close()
+	}
+	return b.resolveStmt(ctx, sc)
+}
+
 func (b *base) resolveStmt(ctx context.Context, sc *schema) (*sql.Stmt, error) {
 	if st := b.stmt.Load(); st != nil {
 		return st, nil

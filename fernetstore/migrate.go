@@ -365,7 +365,7 @@ func (s *Store) tryBatch(ctx context.Context, b *base, sc *schema, batch []pendi
 		batch = batch[len(chunk):]
 		query, args := b.multiCAS(sc, chunk)
 		if sc.pgNotify {
-			query = announceMarker + query // announced by notifyBatch below
+			query = announceMarker(sc.channel) + query // announced by notifyBatch below
 		}
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {

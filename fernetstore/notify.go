@@ -215,7 +215,7 @@ BEGIN
   END IF;
   RETURN NULL;
 END
-$keyward$`, fn, sqlString(announceMarker), sqlString(sc.channel), agg("keyward_changed"),
+$keyward$`, fn, sqlString(announceMarker(sc.channel)), sqlString(sc.channel), agg("keyward_changed"),
 			agg(fmt.Sprintf("keyward_old WHERE NOT EXISTS (SELECT 1 FROM keyward_changed WHERE keyward_changed.%s = keyward_old.%s)", id, id)))
 		stmts := []string{body}
 		for _, ev := range []struct{ name, event, ref string }{
@@ -298,8 +298,13 @@ $keyward$`, fn, sqlString(announceMarker), sqlString(sc.channel), agg("keyward_c
 }
 
 // announceMarker begins every statement of keyward's that announces its own
-// changes on PostgreSQL, which the trigger leaves alone (current_query()).
-const announceMarker = "/* keyward:announced */ "
+// changes to channel on PostgreSQL, which that table's trigger leaves alone
+// (current_query()). It names the channel: the rows another table loses in
+// the same statement (ON DELETE CASCADE, a user's trigger) are still
+// announced by that table's trigger.
+func announceMarker(channel string) string {
+	return "/* keyward:announced " + strings.NewReplacer("*/", "*_/", "\n", " ").Replace(channel) + " */ "
+}
 
 // announcingTable marks, on SQLite, a transaction of keyward's that logs
 // its changes itself.
@@ -340,7 +345,7 @@ func (sc *schema) announce(dml, idRef string, param int) string {
 	if sc.padded {
 		agg = "json_agg(rtrim(id::text))"
 	}
-	return fmt.Sprintf(announceMarker+`WITH keyward_w AS (%s RETURNING %s AS id), keyward_j AS (SELECT count(*) AS n, min(id::text) AS first, `+agg+`::text AS ids FROM keyward_w)
+	return fmt.Sprintf(announceMarker(sc.channel)+`WITH keyward_w AS (%s RETURNING %s AS id), keyward_j AS (SELECT count(*) AS n, min(id::text) AS first, `+agg+`::text AS ids FROM keyward_w)
 SELECT n, first, CASE WHEN n > 0 THEN (SELECT 1 FROM pg_notify($%d, CASE WHEN octet_length(ids) > %d THEN '*' ELSE ids END)) END FROM keyward_j`, dml, idRef, param, notifyPayloadMax)
 }
 
@@ -574,7 +579,9 @@ func (s *Store) Watch(ctx context.Context, h secrets.ChangeHandler) error {
 		case <-t.C:
 		}
 	}
-	h = &coalescing{h: h}
+	co := &coalescing{h: h}
+	defer co.stop()
+	h = co
 	wait := time.Duration(0)
 	var downSince, lastLost time.Time
 	for {
@@ -670,6 +677,18 @@ type coalescing struct {
 	mu      sync.Mutex
 	last    time.Time
 	pending bool
+	timer   *time.Timer
+	stopped bool
+}
+
+// stop cancels a purge still to come: none is made after Watch returns.
+func (c *coalescing) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
 }
 
 func (c *coalescing) Changed(refs []string) { c.h.Changed(refs) }
@@ -677,15 +696,21 @@ func (c *coalescing) Changed(refs []string) { c.h.Changed(refs) }
 func (c *coalescing) Lost() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.stopped {
+		return
+	}
 	if since := time.Since(c.last); since < lostGap {
 		if !c.pending {
 			c.pending = true
-			time.AfterFunc(lostGap-since, func() {
+			c.timer = time.AfterFunc(lostGap-since, func() {
 				c.mu.Lock()
 				c.pending = false
 				c.last = time.Now()
+				stopped := c.stopped
 				c.mu.Unlock()
-				c.h.Lost()
+				if !stopped {
+					c.h.Lost()
+				}
 			})
 		}
 		return
@@ -779,12 +804,47 @@ func (b *base) poll(ctx context.Context, sc *schema, interval time.Duration, h s
 	// what is above it is read now and counted as seen (Lost covers it),
 	// and what commits later below the newest row is still found.
 	var floor int64
-	if err := b.db.QueryRowContext(ctx, "SELECT COALESCE(MAX(seq), 0) FROM "+ChangeLogTable+" WHERE at < "+b.logAgo(gapWait)).Scan(&floor); err != nil {
+	// Walking the primary key down from the newest row (MAX(seq) with a
+	// condition on at would read the whole log on MariaDB).
+	err := b.db.QueryRowContext(ctx, b.pollStartQuery()).Scan(&floor)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	seen := map[int64]time.Time{}
+	// seen: the rows read above floor, in the order first read (queue);
+	// top: the newest of them; gaps: sequence numbers below top not read
+	// yet, which a late commit may still fill. A poll reads what is above
+	// top and the gaps, not the whole window again; past maxGapList gaps
+	// (auto_increment_increment above 1, a burst of rollbacks), or after a
+	// jump it did not follow number by number, it reads all above floor
+	// until floor has caught up.
+	type seenAt struct {
+		seq int64
+		at  time.Time
+	}
+	var queue []seenAt
+	seen := map[int64]struct{}{}
+	gaps := map[int64]struct{}{}
+	top, rangeUntil := floor, int64(0)
 	read := func(announce bool) error {
-		rows, err := b.db.QueryContext(ctx, "SELECT seq, tbl, id, ids FROM "+ChangeLogTable+" WHERE seq > ? ORDER BY seq", floor)
+		var sb strings.Builder
+		sb.WriteString("SELECT seq, tbl, id, ids FROM " + ChangeLogTable + " WHERE seq > ?")
+		args := []any{top}
+		if len(gaps) > maxGapList || floor < rangeUntil {
+			args[0] = floor
+		} else if len(gaps) > 0 {
+			sb.WriteString(" OR seq IN (")
+			i := 0
+			for g := range gaps {
+				if i > 0 {
+					sb.WriteString(",")
+				}
+				sb.WriteString(strconv.FormatInt(g, 10))
+				i++
+			}
+			sb.WriteString(")")
+		}
+		sb.WriteString(" ORDER BY seq")
+		rows, err := b.db.QueryContext(ctx, sb.String(), args...)
 		if err != nil {
 			return err
 		}
@@ -799,10 +859,24 @@ func (b *base) poll(ctx context.Context, sc *schema, interval time.Duration, h s
 			if err := rows.Scan(&seq, &tbl, &id, &ids); err != nil {
 				return err
 			}
-			if _, ok := seen[seq]; ok {
+			if _, ok := seen[seq]; ok || seq <= floor {
 				continue
 			}
-			seen[seq] = now
+			seen[seq] = struct{}{}
+			queue = append(queue, seenAt{seq, now})
+			delete(gaps, seq)
+			if seq > top {
+				if seq-top > maxGapList {
+					rangeUntil = seq // too many numbers skipped to list
+				} else {
+					for g := top + 1; g < seq; g++ {
+						if _, ok := seen[g]; !ok {
+							gaps[g] = struct{}{}
+						}
+					}
+				}
+				top = seq
+			}
 			if !announce || tbl != table {
 				continue
 			}
@@ -823,17 +897,20 @@ func (b *base) poll(ctx context.Context, sc *schema, interval time.Duration, h s
 		} else if len(refs) > 0 {
 			h.Changed(refs)
 		}
-		// floor: the newest sequence number seen gapWait ago, below which
-		// everything was seen (or never committed in time).
-		for seq, at := range seen {
-			if now.Sub(at) > gapWait && seq > floor {
-				floor = seq
+		// floor: the newest sequence number read gapWait ago, below which
+		// everything was read (or never committed in time).
+		for len(queue) > 0 && now.Sub(queue[0].at) > gapWait {
+			floor = max(floor, queue[0].seq)
+			delete(seen, queue[0].seq)
+			queue = queue[1:]
+		}
+		for g := range gaps {
+			if g <= floor {
+				delete(gaps, g)
 			}
 		}
-		for seq := range seen {
-			if seq <= floor {
-				delete(seen, seq)
-			}
+		if len(queue) == 0 {
+			queue = nil // let the backing array go
 		}
 		return nil
 	}
@@ -879,6 +956,15 @@ func (b *base) poll(ctx context.Context, sc *schema, interval time.Duration, h s
 	}
 }
 
+// pollStartQuery finds a poller's first floor: the newest change older than
+// gapWait, walking the primary key down from the newest.
+func (b *base) pollStartQuery() string {
+	return "SELECT seq FROM " + ChangeLogTable + " WHERE at < " + b.logAgo(gapWait) + " ORDER BY seq DESC LIMIT 1"
+}
+
+// maxGapList bounds the missing sequence numbers a poll names.
+const maxGapList = 1000
+
 // logAgo is the SQL for the change log's time d ago.
 func (b *base) logAgo(d time.Duration) string {
 	secs := strconv.Itoa(int(d / time.Second))
@@ -894,14 +980,18 @@ func (b *base) logAgo(d time.Duration) string {
 // never one a watcher has already seen (SQLite's rowid, with no
 // AUTOINCREMENT, is the largest plus one).
 func (b *base) pruneChangeLog(ctx context.Context) {
-	keep := strconv.Itoa(int(changeLogKeep / time.Second))
-	var q string
-	if b.d == MySQL {
-		q = "DELETE FROM " + ChangeLogTable + " WHERE at < NOW() - INTERVAL " + keep + " SECOND AND seq < (SELECT m FROM (SELECT MAX(seq) AS m FROM " + ChangeLogTable + ") AS newest)"
-	} else {
-		q = "DELETE FROM " + ChangeLogTable + " WHERE at < CAST(strftime('%s', 'now') AS INTEGER) - " + keep + " AND seq < (SELECT MAX(seq) FROM " + ChangeLogTable + ")"
+	// The rows below the first one young enough to keep, by the primary
+	// key (walking up from the oldest row reads only what is deleted).
+	var first int64
+	err := b.db.QueryRowContext(ctx, "SELECT seq FROM "+ChangeLogTable+" WHERE at >= "+b.logAgo(changeLogKeep)+" ORDER BY seq LIMIT 1").Scan(&first)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Nothing young: keep the newest row only.
+		err = b.db.QueryRowContext(ctx, "SELECT seq FROM "+ChangeLogTable+" ORDER BY seq DESC LIMIT 1").Scan(&first)
 	}
-	b.db.ExecContext(ctx, q)
+	if err != nil {
+		return
+	}
+	b.db.ExecContext(ctx, "DELETE FROM "+ChangeLogTable+" WHERE seq < ?", first)
 }
 
 // watching registers stop, called by Close; false if the store is closed.

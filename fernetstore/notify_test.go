@@ -193,7 +193,7 @@ func TestWatchPostgres(t *testing.T) {
 	}
 	b, _ := fresh.table(ctx, "test")
 	sc, _ := b.schemaOf(ctx)
-	if !sc.pgNotify || !strings.HasPrefix(sc.q.updateN, announceMarker) {
+	if !sc.pgNotify || !strings.HasPrefix(sc.q.updateN, announceMarker(sc.channel)) {
 		t.Fatal("keyward's own writes do not announce themselves with the marker the trigger leaves alone")
 	}
 	c1, _ := r.count(ids[1])
@@ -417,11 +417,13 @@ func TestPruneKeepsNewest(t *testing.T) {
 			if d == MySQL {
 				old = "NOW() - INTERVAL 2 HOUR"
 			}
-			if _, err := db.Exec("UPDATE "+ChangeLogTable+" SET at = "+old+" WHERE tbl = ?", table); err != nil {
-				t.Fatal(err)
-			}
+			// The log's rows up to ours made old (the log is in time order:
+			// the prune finds the first young row by sequence number).
 			var top int64
 			db.QueryRow("SELECT MAX(seq) FROM " + ChangeLogTable).Scan(&top)
+			if _, err := db.Exec("UPDATE "+ChangeLogTable+" SET at = "+old+" WHERE seq <= ?", top); err != nil {
+				t.Fatal(err)
+			}
 			b, _ := s.table(ctx, "test")
 			b.pruneChangeLog(ctx)
 			// Other packages' tests may write to the shared log meanwhile:

@@ -139,6 +139,16 @@ func (sc *schema) parseID(name string) (string, error) {
 
 const intRefShape = "the ref must be a row id (the id column holds integers: a positive integer, without leading zeros), optionally with #field"
 
+// canonicalUUID is the form PostgreSQL prints of a UUID it reads (id
+// passed isPostgresUUID): 32 lower-case hex digits in groups of 8-4-4-4-12.
+func canonicalUUID(id string) string {
+	h := strings.ToLower(strings.NewReplacer("{", "", "}", "", "-", "").Replace(id))
+	if len(h) != 32 {
+		return id
+	}
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
 // fits checks a text id against what the id column can hold, so that an id
 // the column cannot hold is refused as an integer column refuses "abc",
 // without asking the database (which would fail the query, and the store
@@ -152,6 +162,15 @@ func (sc *schema) fits(id string) error {
 	}
 	if sc.uuid && !isPostgresUUID(id) {
 		return driver.Errorf(secrets.CodeInvalidRef, "%s", uuidRefShape)
+	}
+	if sc.uuid {
+		// PostgreSQL reads E8D6..., {e8d6...} and e8d6... without hyphens
+		// as one UUID; a ref names it one way only, as the database
+		// prints it, so the cache entry a change invalidates is the one
+		// that was cached.
+		if c := canonicalUUID(id); c != id {
+			return driver.Errorf(secrets.CodeInvalidRef, "write the row id as %s: a ref names a row in one way only (lower case, with hyphens)", c)
+		}
 	}
 	if fit := charsetHolds[sc.idCharset]; fit != nil && strings.ContainsFunc(id, func(r rune) bool { return !fit(r) }) {
 		// MySQL would refuse the comparison (error 1267, an illegal mix

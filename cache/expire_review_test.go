@@ -13,7 +13,7 @@ import (
 	"github.com/keyward/secrets/cache"
 )
 
-// TestAttack2ExpireAfterFailedRefreshServesStale: a refresh-ahead that
+// TestReview2ExpireAfterFailedRefreshServesStale: a refresh-ahead that
 // failed (the database blinked: the same blink that drops the watch's
 // connection) leaves the entry with failures > 0 and a retry time. When
 // the watch is back it calls Lost, and ExpirePrefix makes the value due
@@ -25,7 +25,7 @@ import (
 // resolve ever reaches the backend again.
 // Fix: ExpirePrefix resets e.failures and e.retryAt (a due value is
 // fetched, and served stale only if that fetch fails).
-func TestAttack2ExpireAfterFailedRefreshServesStale(t *testing.T) {
+func TestReview2ExpireAfterFailedRefreshServesStale(t *testing.T) {
 	b := &flakyBackend{}
 	clk := newClock()
 	c := newCache(t, b, clk, cache.Options{TTL: time.Minute, Jitter: -1, RefreshAhead: 0.5})
@@ -82,7 +82,7 @@ func (b *followingBackend) Resolve(ctx context.Context, ref string) (secrets.Sec
 	return s, nil
 }
 
-// TestAttack2FollowerFetchInFlightKeepsOldValue: a fetch of bots:1 (a
+// TestReview2FollowerFetchInFlightKeepsOldValue: a fetch of bots:1 (a
 // refresh-ahead, a miss) that has read through db:7 when db:7 changes is
 // not known as a follower of db:7 yet (followers learn Source.Followed
 // when the fetch stores), so Invalidate("db:7") neither drops it nor marks
@@ -92,7 +92,7 @@ func (b *followingBackend) Resolve(ctx context.Context, ref string) (secrets.Sec
 // Fix: when storing a value with Source.Followed, refuse it if that base
 // ref was invalidated after the call started (a per-base-ref invalidation
 // sequence number compared with the call's start seq), as for the ref.
-func TestAttack2FollowerFetchInFlightKeepsOldValue(t *testing.T) {
+func TestReview2FollowerFetchInFlightKeepsOldValue(t *testing.T) {
 	b := &followingBackend{entered: make(chan struct{}, 1), gate: make(chan struct{})}
 	b.value.Store("sk-a2-follow-old")
 	c := cache.New(b, &cache.Options{TTL: time.Hour})
