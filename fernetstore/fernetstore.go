@@ -523,7 +523,10 @@ func (s *Store) Insert(ctx context.Context, row Row, value string) (string, erro
 		id = strconv.FormatInt(n, 10)
 	default:
 		var res sql.Result
-		res, err = b.db.ExecContext(ctx, sc.q.insert, args...)
+		var st *sql.Stmt
+		if st, err = b.writeStmt(ctx, sc.q.insert); err == nil {
+			res, err = st.ExecContext(ctx, args...)
+		}
 		if err == nil {
 			var n int64
 			n, err = res.LastInsertId()
