@@ -16,23 +16,7 @@ func (c *Cache) ExpirePrefix(prefix string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.noteInvLocked(prefix, true)
-	for _, follow := range []bool{false, true} {
-		flights, index := c.flights(follow)
-		for ref, cl := range flights {
-			if strings.HasPrefix(ref, prefix) {
-				cl.invalidated = true
-				delete(flights, ref)
-				index.remove(ref)
-			}
-		}
-	}
-	for b := range c.batches {
-		for ref := range b.refs {
-			if strings.HasPrefix(ref, prefix) {
-				b.refs[ref] = true
-			}
-		}
-	}
+	c.invalidateFlightsLocked(prefix)
 	now := c.now().UnixNano()
 	for k, e := range c.all {
 		if !strings.HasPrefix(k, prefix) && (e.followed == "" || !strings.HasPrefix(e.followed, prefix)) {

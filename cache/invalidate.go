@@ -75,6 +75,18 @@ func (c *Cache) InvalidatePrefix(prefix string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.noteInvLocked(prefix, true)
+	c.invalidateFlightsLocked(prefix)
+	for k, e := range c.all {
+		if strings.HasPrefix(k, prefix) || (e.followed != "" && strings.HasPrefix(e.followed, prefix)) {
+			c.removeLocked(e)
+		}
+	}
+}
+
+// invalidateFlightsLocked marks every fetch in flight and every Warm batch
+// ref that starts with prefix as not to be stored: they may have read
+// before the change.
+func (c *Cache) invalidateFlightsLocked(prefix string) {
 	for _, follow := range []bool{false, true} {
 		flights, index := c.flights(follow)
 		for ref, cl := range flights {
@@ -90,11 +102,6 @@ func (c *Cache) InvalidatePrefix(prefix string) {
 			if strings.HasPrefix(ref, prefix) {
 				b.refs[ref] = true
 			}
-		}
-	}
-	for k, e := range c.all {
-		if strings.HasPrefix(k, prefix) || (e.followed != "" && strings.HasPrefix(e.followed, prefix)) {
-			c.removeLocked(e)
 		}
 	}
 }
