@@ -46,8 +46,6 @@ type Stack struct {
 	top KeyResolver
 	// closers are the decorators to close, outermost first; the Mux is closed last.
 	closers []io.Closer
-	// watches is the cache the backends' change watches invalidate.
-	watches cacheInvalidator
 }
 
 var _ KeyResolver = (*Stack)(nil)
@@ -137,6 +135,7 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (_ *Stack, e
 
 	st := &Stack{Mux: mux}
 	var top KeyResolver = mux
+	var inv cacheInvalidator
 	if len(c.Allow) > 0 {
 		// Beneath the cache, so the cache's Warm cannot fill it with a
 		// refused ref; inside audit, so a refused ref is audited too.
@@ -169,10 +168,7 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (_ *Stack, e
 		if cl, ok := top.(io.Closer); ok {
 			st.closers = append(st.closers, cl)
 		}
-		if inv, ok := top.(cacheInvalidator); ok {
-			// Before the cache in closers: the watches stop first.
-			st.watches = inv
-		}
+		inv, _ = top.(cacheInvalidator) // what the backends' watches invalidate
 	}
 	top = EnforceExpiry(top, &ExpiryOptions{Now: o.Now})
 	if c.Audit || table != nil {
@@ -194,9 +190,9 @@ func OpenConfig(ctx context.Context, c *Config, opts *StackOptions) (_ *Stack, e
 	st.top = top
 	// Last, so that what an entry names is resolved through every layer.
 	followThroughStack(st)
-	if st.watches != nil {
-		w := startWatches(mux, st.watches)
-		st.closers = append([]io.Closer{w}, st.closers...)
+	if inv != nil {
+		// First in closers: the watches stop before the cache.
+		st.closers = append([]io.Closer{startWatches(mux, inv)}, st.closers...)
 	}
 	return st, nil
 }

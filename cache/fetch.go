@@ -95,7 +95,7 @@ func (c *Cache) store(ref string, cl *call, b *batch, s secrets.Secret, err erro
 	}
 	keep := !c.closed && (cl == nil || !cl.invalidated) && (b == nil || b.mayStore(ref, e)) &&
 		(err != nil || !c.followInvalidatedLocked(s.Source.Followed, start))
-	if len(c.inflight)+len(c.followed)+len(c.batches) == 0 {
+	if c.idleLocked() {
 		clear(c.lastInv)
 		clear(c.prefixInv)
 	}
@@ -265,10 +265,13 @@ func (c *Cache) followInvalidatedLocked(followed string, start uint64) bool {
 	return false
 }
 
+// idleLocked reports that no fetch or Warm batch is in flight.
+func (c *Cache) idleLocked() bool { return len(c.inflight)+len(c.followed)+len(c.batches) == 0 }
+
 // noteInvLocked records an invalidation of a base ref ("db:7") or, with
 // prefix, of every ref that starts with it, for followInvalidatedLocked.
 func (c *Cache) noteInvLocked(ref string, prefix bool) {
-	if len(c.inflight)+len(c.followed)+len(c.batches) == 0 {
+	if c.idleLocked() {
 		return // nothing in flight can have read it
 	}
 	c.invSeq++

@@ -510,10 +510,10 @@ func (s *Store) Insert(ctx context.Context, row Row, value string) (string, erro
 	}
 	switch {
 	case id != "":
-		_, _, err = b.execAnnounced(ctx, b.db, sc, sc.q.insertID, sc.q.insertIDN, append(args, sc.idArg(id))...)
+		_, _, err = b.execAnnounced(ctx, sc, sc.q.insertID, sc.q.insertIDN, append(args, sc.idArg(id))...)
 	case sc.q.insertN != "":
 		var n int64
-		n, id, err = b.execAnnounced(ctx, b.db, sc, "", sc.q.insertN, args...)
+		n, id, err = b.execAnnounced(ctx, sc, "", sc.q.insertN, args...)
 		if err == nil && n != 1 {
 			err = fmt.Errorf("the insert made %d rows", n)
 		}
@@ -611,9 +611,9 @@ func (s *Store) update(ctx context.Context, ref, value string, expiresAt *time.T
 	}
 	var n int64
 	if expiresAt != nil && sc.has.expires {
-		n, _, err = b.execAnnounced(ctx, b.db, sc, sc.q.update, sc.q.updateN, append([]any{tok, b.timeArg(*expiresAt)}, id...)...)
+		n, _, err = b.execAnnounced(ctx, sc, sc.q.update, sc.q.updateN, append([]any{tok, b.timeArg(*expiresAt)}, id...)...)
 	} else {
-		n, _, err = b.execAnnounced(ctx, b.db, sc, sc.q.updateValue, sc.q.updateValueN, append([]any{tok}, id...)...)
+		n, _, err = b.execAnnounced(ctx, sc, sc.q.updateValue, sc.q.updateValueN, append([]any{tok}, id...)...)
 	}
 	return affected(ctx, op, ref, n, err)
 }
@@ -638,7 +638,7 @@ func (s *Store) Delete(ctx context.Context, ref string) error {
 	if err != nil {
 		return err
 	}
-	n, _, err := b.execAnnounced(ctx, b.db, sc, sc.q.del, sc.q.delN, id...)
+	n, _, err := b.execAnnounced(ctx, sc, sc.q.del, sc.q.delN, id...)
 	return affected(ctx, "delete", ref, n, err)
 }
 

@@ -310,18 +310,15 @@ func announceMarker(channel string) string {
 // its changes itself.
 const announcingTable = "keyward_announcing"
 
-// triggersInstalled reports whether the table has all three of the change
-// triggers InstallTriggers makes.
+// triggersInstalled reports whether a MariaDB or SQLite table has all
+// three of the change triggers InstallTriggers makes (PostgreSQL's writes
+// announce themselves, with or without them).
 func (b *base) triggersInstalled(ctx context.Context, table string) (bool, error) {
 	tb := triggerBase(table)
 	names := []any{tb + "_ins", tb + "_upd", tb + "_del"}
 	var n int
 	var err error
 	switch b.d {
-	case Postgres:
-		qt, _ := b.d.quoteIdent(table, true)
-		err = b.db.QueryRowContext(ctx, "SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname IN ($2, $3, $4, $5) AND tgenabled <> 'D'", append([]any{qt}, append(names, tb+"_trunc")...)...).Scan(&n)
-		return n == 4, err
 	case MySQL:
 		err = b.db.QueryRowContext(ctx, "SELECT count(*) FROM information_schema.triggers WHERE trigger_schema = DATABASE() AND trigger_name IN (?, ?, ?)", names...).Scan(&n)
 	default:
@@ -332,11 +329,11 @@ func (b *base) triggersInstalled(ctx context.Context, table string) (bool, error
 
 // announce returns the statement that runs dml (an INSERT, UPDATE or
 // DELETE ending where a RETURNING clause may follow) and, in the same
-// statement, NOTIFYs the ids it changed, for PostgreSQL tables without the
-// trigger; its one row is the number of rows changed and, for an INSERT
-// whose id the database assigns, the id. The channel is its last
-// parameter, number param. Elsewhere (and with the trigger) it returns ""
-// and the write is made as it is.
+// statement, NOTIFYs the ids it changed, on PostgreSQL (sc.pgNotify); its
+// one row is the number of rows changed and, for an INSERT whose id the
+// database assigns, the id. The channel is its last parameter, number
+// param. Elsewhere it returns "" and the write is made as it is (MariaDB
+// and SQLite announce through their triggers).
 func (sc *schema) announce(dml, idRef string, param int) string {
 	if !sc.pgNotify {
 		return ""
@@ -362,10 +359,11 @@ func maxParam(query string) int {
 
 var paramRE = regexp.MustCompile(`\$([0-9]+)`)
 
-// execAnnounced runs a write of one row: dml as it is, or its announcing
-// form (query, from announce) with the channel appended. It returns the
-// rows changed and the id the first of them has.
-func (b *base) execAnnounced(ctx context.Context, ex *sql.DB, sc *schema, dml, query string, args ...any) (int64, string, error) {
+// execAnnounced runs a write of one row through its prepared statement:
+// dml as it is, or its announcing form (query, from announce) with the
+// channel appended. It returns the rows changed and the id the first of
+// them has.
+func (b *base) execAnnounced(ctx context.Context, sc *schema, dml, query string, args ...any) (int64, string, error) {
 	if query == "" {
 		st, err := b.writeStmt(ctx, dml)
 		if err != nil {
@@ -456,12 +454,7 @@ func (b *base) endLogged(ctx context.Context, tx *sql.Tx, sc *schema, ids []any)
 		ids = ids[len(chunk):]
 		list := make([]any, len(chunk))
 		for i, id := range chunk {
-			switch v := id.(type) {
-			case int64:
-				list[i] = v
-			default:
-				list[i] = fmt.Sprint(v)
-			}
+			list[i] = sc.jsonID(id)
 		}
 		js, err := json.Marshal(list)
 		if err != nil {
@@ -478,8 +471,22 @@ func (b *base) endLogged(ctx context.Context, tx *sql.Tx, sc *schema, ids []any)
 	return b.txExec(ctx, tx, q)
 }
 
-// notifyBatch NOTIFYs ids (query arguments of the id column) in tx, for a
-// PostgreSQL table without the trigger: one statement, payloads of at most
+// jsonID is an id query argument as a change announces it: an integer as a
+// JSON number, text as a string, a CHAR(n) id without its padding (as refs
+// name it).
+func (sc *schema) jsonID(id any) any {
+	if n, ok := id.(int64); ok {
+		return n
+	}
+	v := fmt.Sprint(id)
+	if sc.padded {
+		v = strings.TrimRight(v, " ")
+	}
+	return v
+}
+
+// notifyBatch NOTIFYs ids (query arguments of the id column) in tx, on
+// PostgreSQL (sc.pgNotify): one statement, payloads of at most
 // notifyPayloadMax bytes each.
 func (b *base) notifyBatch(ctx context.Context, tx *sql.Tx, sc *schema, ids []any) error {
 	if !sc.pgNotify || len(ids) == 0 {
@@ -494,13 +501,7 @@ func (b *base) notifyBatch(ctx context.Context, tx *sql.Tx, sc *schema, ids []an
 		}
 	}
 	for _, id := range ids {
-		var v any = fmt.Sprint(id)
-		if n, ok := id.(int64); ok {
-			v = n
-		} else if sc.padded {
-			v = strings.TrimRight(v.(string), " ") // CHAR(n): the id as refs name it
-		}
-		js, err := json.Marshal(v)
+		js, err := json.Marshal(sc.jsonID(id))
 		if err != nil {
 			return err
 		}

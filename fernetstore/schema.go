@@ -76,7 +76,8 @@ type schema struct {
 	padded  bool // PostgreSQL CHAR(n) ids: read back with trailing spaces
 	dialect Dialect
 	// PostgreSQL: the notification channel, and that keyward's writes send
-	// the NOTIFY themselves (always, on PostgreSQL).
+	// the NOTIFY themselves (set on PostgreSQL; BenchmarkNotify clears it
+	// for its baseline).
 	channel  string
 	pgNotify bool
 	// MariaDB and SQLite: the change triggers are installed, and keyward's
