@@ -164,10 +164,26 @@ func errorf(op, ref string, code secrets.Code, cause error, format string, args 
 // say) keeps its code and reason: it is a configuration problem, not a
 // server down.
 func dbError(err error) error {
+	if sqlClosed(err) {
+		return driver.Errorf(secrets.CodeUnavailable, "the store is closed")
+	}
 	if se := connectorError(err); se != nil {
 		return driver.Wrap(se.Code, se.Err, "%s", se.Reason)
 	}
 	return driver.Wrap(secrets.CodeUnavailable, err, "database error")
+}
+
+// sqlClosed reports whether err is database/sql's answer to a call on a
+// statement or database that Close closed under it: a call racing the
+// store's Close, not an outage. database/sql exports neither error.
+func sqlClosed(err error) bool {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		switch e.Error() {
+		case "sql: database is closed", "sql: statement is closed":
+			return true
+		}
+	}
+	return false
 }
 
 // connectorError returns the *secrets.Error the store's connector returned
@@ -185,6 +201,9 @@ func connectorError(err error) *secrets.Error {
 func opError(ctx context.Context, op, ref string, err error) error {
 	if cerr := ctx.Err(); cerr != nil {
 		return secrets.ContextError(op, Backend, ref, cerr)
+	}
+	if sqlClosed(err) {
+		return errorf(op, ref, secrets.CodeUnavailable, nil, "the store is closed")
 	}
 	if se := connectorError(err); se != nil {
 		return errorf(op, ref, se.Code, se.Err, "%s", se.Reason)

@@ -334,6 +334,62 @@ func TestReview2CloseRacingWrites(t *testing.T) {
 	}
 }
 
+// TestCloseRacingResolves is TestReview2CloseRacingWrites for reads: a
+// resolve that holds the prepared row query when Close closes it failed
+// with "database error: sql: statement is closed" (CI run of stop 21 failed
+// on the write form of it). It must answer with the closed store's error.
+func TestCloseRacingResolves(t *testing.T) {
+	for _, d := range []Dialect{SQLite, Postgres, MySQL} {
+		t.Run(string(d), func(t *testing.T) {
+			db := openTestDB(t, d)
+			ctx := context.Background()
+			bad := map[string]int{}
+			for round := 0; round < 40 && len(bad) == 0; round++ {
+				s := newTestStore(t, db, mustRing(t, mustKey(t)), nil)
+				id, err := s.Put(ctx, "a", "p", "sk-a2-closer-0", time.Time{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var wg sync.WaitGroup
+				var mu sync.Mutex
+				start := make(chan struct{})
+				for range 8 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						<-start
+						for i := 0; i < 400; i++ {
+							sec, err := s.Resolve(ctx, id)
+							if err == nil {
+								if sec.Reveal() != "sk-a2-closer-0" {
+									t.Errorf("resolve racing Close read another value")
+								}
+								continue
+							}
+							if strings.Contains(err.Error(), "sk-a2-closer") {
+								t.Errorf("an error shows the value: %v", err)
+							}
+							if !strings.Contains(err.Error(), "closed") || strings.Contains(err.Error(), "statement is closed") || strings.Contains(err.Error(), "database error") {
+								mu.Lock()
+								bad[err.Error()]++
+								mu.Unlock()
+							}
+							return
+						}
+					}()
+				}
+				close(start)
+				time.Sleep(time.Duration(1+round%5) * time.Millisecond) // let resolves run; no duration is asserted
+				s.Close()
+				wg.Wait()
+			}
+			for msg, n := range bad {
+				t.Errorf("%d resolves racing Close failed with %q: not a closed store's error", n, msg)
+			}
+		})
+	}
+}
+
 // TestReview2RecreatedTableUnderRunningStore: a migration that rebuilds
 // the table (create new, copy, drop old, rename) under a running store:
 // its prepared statements must go on working (they name the table, not

@@ -287,5 +287,8 @@ func storeError(ctx context.Context, op, ref string, err error) error {
 		e.Op, e.Backend, e.Ref = op, Backend, ref
 		return &e
 	}
+	if sqlClosed(err) {
+		return errorf(op, ref, secrets.CodeUnavailable, nil, "the store is closed")
+	}
 	return errorf(op, ref, secrets.CodeUnavailable, err, "database error")
 }

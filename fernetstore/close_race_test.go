@@ -1,0 +1,97 @@
+package fernetstore
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keyward/secrets/internal/testenv"
+)
+
+// TestOwnedStoreCloseRacingCalls: a store that owns its database
+// (NewFromEnv) closes it in Close, so a call racing Close meets either a
+// closed prepared statement or a closed database ("sql: database is
+// closed"). Every call of every kind must then fail with the closed store's
+// error (the store's or the driver core's: "the fernet backend is closed"), never a "database error" that sends an operator after a server
+// that is fine, and never with a value.
+func TestOwnedStoreCloseRacingCalls(t *testing.T) {
+	for _, name := range []string{"sqlite", "postgres", "mysql"} {
+		t.Run(name, func(t *testing.T) {
+			var dsn string
+			switch name {
+			case "sqlite":
+				dsn = "sqlite:" + filepath.Join(t.TempDir(), "k.db")
+			case "postgres":
+				dsn = testenv.PostgresDSN(t)
+			case "mysql":
+				dsn = "mysql://" + testenv.MySQLDSN(t)
+			}
+			ctx := context.Background()
+			table := "kw_test_" + randHex(6)
+			t.Cleanup(func() {
+				if db, err := OpenDB(dsn); err == nil {
+					db.Exec("DROP TABLE " + table)
+					db.Close()
+				}
+			})
+			t.Setenv(EnvDatabaseURL, dsn)
+			t.Setenv(EnvKey, mustKey(t))
+			bad := map[string]int{}
+			var mu sync.Mutex
+			for round := 0; round < 20 && len(bad) == 0; round++ {
+				s := NewFromEnv(&Options{Table: table})
+				if _, err := s.Init(ctx); err != nil {
+					t.Fatal(err)
+				}
+				id, err := s.Put(ctx, "a", "p", "sk-owned-close-0", time.Time{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				calls := []func(i int) error{
+					func(int) error { _, err := s.Resolve(ctx, id); return err },
+					func(i int) error { return s.UpdateValue(ctx, id, fmt.Sprint("sk-owned-close-", i)) },
+					func(int) error { _, err := s.Put(ctx, "b", "p", "sk-owned-close-put", time.Time{}); return err },
+					func(int) error { _, err := s.List(ctx); return err },
+					func(int) error { _, err := s.Rotate(ctx, nil); return err },
+					func(int) error { _, err := s.Describe(ctx); return err },
+				}
+				for _, call := range calls {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						<-start
+						for i := 0; i < 200; i++ {
+							err := call(i)
+							if err == nil {
+								continue
+							}
+							msg := err.Error()
+							if strings.Contains(msg, "sk-owned-close") {
+								t.Errorf("an error shows a value: %v", err)
+							}
+							if !strings.Contains(msg, "the store is closed") && !strings.Contains(msg, "the fernet backend is closed") || strings.Contains(msg, "database error") {
+								mu.Lock()
+								bad[msg]++
+								mu.Unlock()
+							}
+							return
+						}
+					}()
+				}
+				close(start)
+				time.Sleep(time.Duration(2+round%5) * time.Millisecond) // let calls run; no duration is asserted
+				s.Close()
+				wg.Wait()
+			}
+			for msg, n := range bad {
+				t.Errorf("%d calls racing Close failed with %q: not a closed store's error", n, msg)
+			}
+		})
+	}
+}
