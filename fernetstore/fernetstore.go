@@ -240,6 +240,12 @@ func (s *Store) Init(ctx context.Context) (TableInfo, error) {
 		return TableInfo{}, storeError(ctx, op, "", err)
 	}
 	sc, err := b.schemaOf(ctx)
+	if err != nil && ctx.Err() == nil {
+		// A schema read another caller began before the table existed (a
+		// watch starting, a resolve) was shared and failed; one begun now
+		// sees the table.
+		sc, err = b.schemaOf(ctx)
+	}
 	if err != nil {
 		return TableInfo{}, storeError(ctx, op, "", err)
 	}
