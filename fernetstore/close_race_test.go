@@ -17,7 +17,8 @@ import (
 // (NewFromEnv) closes it in Close, so a call racing Close meets either a
 // closed prepared statement or a closed database ("sql: database is
 // closed"). Every call of every kind must then fail with the closed store's
-// error (the store's or the driver core's: "the fernet backend is closed"), never a "database error" that sends an operator after a server
+// error (the store's or the driver core's: "the fernet backend is
+// closed"), never a "database error" that sends an operator after a server
 // that is fine, and never with a value.
 func TestOwnedStoreCloseRacingCalls(t *testing.T) {
 	for _, name := range []string{"sqlite", "postgres", "mysql"} {
@@ -41,9 +42,7 @@ func TestOwnedStoreCloseRacingCalls(t *testing.T) {
 			})
 			t.Setenv(EnvDatabaseURL, dsn)
 			t.Setenv(EnvKey, mustKey(t))
-			bad := map[string]int{}
-			var mu sync.Mutex
-			for round := 0; round < 20 && len(bad) == 0; round++ {
+			raceCallsWithClose(t, 20, "sk-owned-close", func(round int) (*Store, []func(i int) error) {
 				s := NewFromEnv(&Options{Table: table})
 				if _, err := s.Init(ctx); err != nil {
 					t.Fatal(err)
@@ -52,9 +51,7 @@ func TestOwnedStoreCloseRacingCalls(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				var wg sync.WaitGroup
-				start := make(chan struct{})
-				calls := []func(i int) error{
+				return s, []func(i int) error{
 					func(int) error { _, err := s.Resolve(ctx, id); return err },
 					func(i int) error { return s.UpdateValue(ctx, id, fmt.Sprint("sk-owned-close-", i)) },
 					func(int) error { _, err := s.Put(ctx, "b", "p", "sk-owned-close-put", time.Time{}); return err },
@@ -62,38 +59,57 @@ func TestOwnedStoreCloseRacingCalls(t *testing.T) {
 					func(int) error { _, err := s.Rotate(ctx, nil); return err },
 					func(int) error { _, err := s.Describe(ctx); return err },
 				}
-				for _, call := range calls {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						<-start
-						for i := 0; i < 200; i++ {
-							err := call(i)
-							if err == nil {
-								continue
-							}
-							msg := err.Error()
-							if strings.Contains(msg, "sk-owned-close") {
-								t.Errorf("an error shows a value: %v", err)
-							}
-							if !strings.Contains(msg, "the store is closed") && !strings.Contains(msg, "the fernet backend is closed") || strings.Contains(msg, "database error") {
-								mu.Lock()
-								bad[msg]++
-								mu.Unlock()
-							}
-							return
-						}
-					}()
-				}
-				close(start)
-				time.Sleep(time.Duration(2+round%5) * time.Millisecond) // let calls run; no duration is asserted
-				s.Close()
-				wg.Wait()
-			}
-			for msg, n := range bad {
-				t.Errorf("%d calls racing Close failed with %q: not a closed store's error", n, msg)
-			}
+			}, func(msg string) bool {
+				return (strings.Contains(msg, "the store is closed") || strings.Contains(msg, "the fernet backend is closed")) && !strings.Contains(msg, "database error")
+			})
 		})
+	}
+}
+
+// raceCallsWithClose races Close against calls, for up to rounds fresh
+// stores from open or until a call fails with an error closed rejects: each
+// call runs in a goroutine of its own, up to 200 times until it fails, while
+// the store is closed under it. Every rejected error is reported, and so is
+// an error that holds a value (every value the calls write starts with
+// canary).
+func raceCallsWithClose(t *testing.T, rounds int, canary string, open func(round int) (*Store, []func(i int) error), closed func(msg string) bool) {
+	t.Helper()
+	bad := map[string]int{}
+	var mu sync.Mutex
+	for round := 0; round < rounds && len(bad) == 0; round++ {
+		s, calls := open(round)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for _, call := range calls {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				for i := 0; i < 200; i++ {
+					err := call(i)
+					if err == nil {
+						continue
+					}
+					msg := err.Error()
+					if strings.Contains(msg, canary) {
+						t.Errorf("an error shows a value: %v", err)
+					}
+					if !closed(msg) {
+						mu.Lock()
+						bad[msg]++
+						mu.Unlock()
+					}
+					return
+				}
+			}()
+		}
+		close(start)
+		time.Sleep(time.Duration(1+round%5) * time.Millisecond) // let calls run; no duration is asserted
+		s.Close()
+		wg.Wait()
+	}
+	for msg, n := range bad {
+		t.Errorf("%d calls racing Close failed with %q: not a closed store's error", n, msg)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -285,51 +286,20 @@ func TestReview2CloseRacingWrites(t *testing.T) {
 	for _, d := range []Dialect{SQLite, Postgres, MySQL} {
 		t.Run(string(d), func(t *testing.T) {
 			db := openTestDB(t, d)
-			ctx := context.Background()
-			bad := map[string]int{}
-			// The window is narrow: race Close against writes on fresh
-			// stores until a write falls in it, or enough rounds passed.
-			for round := 0; round < 40 && len(bad) == 0; round++ {
+			raceCallsWithClose(t, 40, "sk-a2-close", func(round int) (*Store, []func(i int) error) {
 				s := newTestStore(t, db, mustRing(t, mustKey(t)), nil)
-				id, err := s.Put(ctx, "a", "p", "sk-a2-close-0", time.Time{})
+				id, err := s.Put(context.Background(), "a", "p", "sk-a2-close-0", time.Time{})
 				if err != nil {
 					t.Fatal(err)
 				}
-				var wg sync.WaitGroup
-				var mu sync.Mutex
-				start := make(chan struct{})
+				var calls []func(i int) error
 				for g := range 8 {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						<-start
-						for i := 0; i < 200; i++ {
-							err := s.UpdateValue(ctx, id, fmt.Sprint("sk-a2-close-", g, "-", i))
-							if err == nil {
-								continue
-							}
-							if strings.Contains(err.Error(), "sk-a2-close") {
-								t.Errorf("an error shows the value: %v", err)
-							}
-							if !strings.Contains(err.Error(), "closed") || strings.Contains(err.Error(), "statement is closed") || strings.Contains(err.Error(), "database error") {
-								mu.Lock()
-								bad[err.Error()]++
-								mu.Unlock()
-							}
-							if strings.Contains(err.Error(), "closed") {
-								return
-							}
-						}
-					}()
+					calls = append(calls, func(i int) error {
+						return s.UpdateValue(context.Background(), id, fmt.Sprint("sk-a2-close-", g, "-", i))
+					})
 				}
-				close(start)
-				time.Sleep(time.Duration(1+round%5) * time.Millisecond) // let writes run; no duration is asserted
-				s.Close()
-				wg.Wait()
-			}
-			for msg, n := range bad {
-				t.Errorf("%d writes racing Close failed with %q: not a closed store's error", n, msg)
-			}
+				return s, calls
+			}, closedStore)
 		})
 	}
 }
@@ -342,52 +312,28 @@ func TestCloseRacingResolves(t *testing.T) {
 	for _, d := range []Dialect{SQLite, Postgres, MySQL} {
 		t.Run(string(d), func(t *testing.T) {
 			db := openTestDB(t, d)
-			ctx := context.Background()
-			bad := map[string]int{}
-			for round := 0; round < 40 && len(bad) == 0; round++ {
+			raceCallsWithClose(t, 40, "sk-a2-closer", func(round int) (*Store, []func(i int) error) {
 				s := newTestStore(t, db, mustRing(t, mustKey(t)), nil)
-				id, err := s.Put(ctx, "a", "p", "sk-a2-closer-0", time.Time{})
+				id, err := s.Put(context.Background(), "a", "p", "sk-a2-closer-0", time.Time{})
 				if err != nil {
 					t.Fatal(err)
 				}
-				var wg sync.WaitGroup
-				var mu sync.Mutex
-				start := make(chan struct{})
-				for range 8 {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						<-start
-						for i := 0; i < 400; i++ {
-							sec, err := s.Resolve(ctx, id)
-							if err == nil {
-								if sec.Reveal() != "sk-a2-closer-0" {
-									t.Errorf("resolve racing Close read another value")
-								}
-								continue
-							}
-							if strings.Contains(err.Error(), "sk-a2-closer") {
-								t.Errorf("an error shows the value: %v", err)
-							}
-							if !strings.Contains(err.Error(), "closed") || strings.Contains(err.Error(), "statement is closed") || strings.Contains(err.Error(), "database error") {
-								mu.Lock()
-								bad[err.Error()]++
-								mu.Unlock()
-							}
-							return
-						}
-					}()
+				resolve := func(int) error {
+					sec, err := s.Resolve(context.Background(), id)
+					if err == nil && sec.Reveal() != "sk-a2-closer-0" {
+						t.Errorf("resolve racing Close read another value")
+					}
+					return err
 				}
-				close(start)
-				time.Sleep(time.Duration(1+round%5) * time.Millisecond) // let resolves run; no duration is asserted
-				s.Close()
-				wg.Wait()
-			}
-			for msg, n := range bad {
-				t.Errorf("%d resolves racing Close failed with %q: not a closed store's error", n, msg)
-			}
+				return s, slices.Repeat([]func(int) error{resolve}, 8)
+			}, closedStore)
 		})
 	}
+}
+
+// closedStore accepts the store's own closed error.
+func closedStore(msg string) bool {
+	return strings.Contains(msg, "closed") && !strings.Contains(msg, "statement is closed") && !strings.Contains(msg, "database error")
 }
 
 // TestReview2RecreatedTableUnderRunningStore: a migration that rebuilds
