@@ -36,8 +36,9 @@ var (
 // ResolveVersions reads up to max versions of the secret raw names, newest
 // first (see secrets.VersionResolver), with the driver's VersionsGetter.
 // raw is parsed as Resolve parses it and the driver opened as for Resolve;
-// the #field is picked from every version; an expired previous version is
-// left out, an expired current one is ErrExpired. A driver without the
+// the #field is picked from every version; a previous version it cannot be
+// picked from (the field was added after it) and an expired previous version
+// are left out, an expired current one is ErrExpired. A driver without the
 // ability fails with ErrInvalidRef, saying the backend keeps no versions.
 // Errors are *secrets.Error with Op "resolve versions", under Resolve's
 // rules.
@@ -80,11 +81,14 @@ func (r *Resolver) ResolveVersions(ctx context.Context, raw string, max int) ([]
 		value := v.Data
 		if ref.Field != "" {
 			if value, err = pick(v, ref.Field); err != nil {
-				var se *secrets.Error
-				if errors.As(err, &se) && i > 0 {
-					c := *se
-					c.Reason = "version " + versionName(v, i) + ": " + c.Reason
-					err = &c
+				if i > 0 {
+					// A previous version without the field (or not a
+					// document) holds nothing under it: it is left out,
+					// as a deleted version is, and older ones are read
+					// on. Failing here made a secret whose field was
+					// added later (keyward genkey --store REF#field into
+					// an existing document) unreadable as a key ring.
+					continue
 				}
 				return nil, r.fail(ctx, op, raw, err)
 			}
