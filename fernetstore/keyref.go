@@ -168,12 +168,41 @@ func checkKeyRef(raw string) (string, error) {
 }
 
 // looksLikeFernetKey reports whether s, or the part of s before a #field or
-// ?option, is a Fernet key.
+// ?option, is a Fernet key, or nearly one: in quotes or with a stray
+// comma or semicolon, or without its '=' padding. Such a name would be
+// quoted in every error and log line as the ring's ref.
 func looksLikeFernetKey(s string) bool {
 	if i := strings.IndexAny(s, "#?"); i >= 0 {
 		s = s[:i]
 	}
-	_, err := decodeKey(s, "")
+	s = strings.Trim(s, " \t\r\n\"'`,;")
+	if _, err := decodeKey(s, ""); err == nil {
+		return true
+	}
+	// Without its padding a key is 43 characters of URL-safe base64 (as
+	// Python's Fernet.generate_key prints it) that, being random, mix upper
+	// and lower case with digits or '-' and '_'; a secret's name of that
+	// exact length and mix, with no '/', is rare.
+	if len(s) != 43 {
+		return false
+	}
+	var upper, lower, other bool
+	for _, c := range s {
+		switch {
+		case c >= 'A' && c <= 'Z':
+			upper = true
+		case c >= 'a' && c <= 'z':
+			lower = true
+		case c >= '0' && c <= '9' || c == '-' || c == '_':
+			other = true
+		default:
+			return false
+		}
+	}
+	if !upper || !lower || !other {
+		return false
+	}
+	_, err := decodeKey(s+"=", "")
 	return err == nil
 }
 
@@ -407,6 +436,12 @@ func (s *keySource) read(ctx context.Context, through secrets.KeyResolver) (*rin
 		}
 		return nil, refError(s.ref, secrets.CodeOf(err), cause, reason)
 	}
+	// The resolver may be a host's own: hold it to VersionResolver's "1 to
+	// max", so a ring is never left without a primary key.
+	if len(vs) == 0 {
+		return nil, refError(s.ref, secrets.CodeNotFound, nil, "cannot read "+EnvKeyRef+" ("+s.ref+"): the secret manager answered with no version of it; put a key in it (keyward genkey --store "+s.ref+")")
+	}
+	vs = vs[:min(len(vs), s.opts.MaxVersions)]
 	keys := make([]*fernet.Key, 0, len(vs))
 	versions := make([]string, 0, len(vs))
 	for i, v := range vs {

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	secrets "github.com/keyward/secrets"
@@ -67,12 +68,27 @@ func databaseURL() string {
 // read on first use from that secret's versions, through the Mux of the
 // stack the store is served in (the resolver OpenConfig gives it, see
 // secrets.Follower), and read again every ENCRYPTION_KEY_REFRESH and when
-// a token no key opens. The ring's clock is opts.Now.
+// a token no key opens. A first read that fails is tried again at most once
+// per DefaultKeyMissInterval; calls in between get its error. The ring's
+// clock is opts.Now.
 func NewFromEnv(opts *Options) *Store {
 	var now func() time.Time
 	if opts != nil {
 		now = opts.Now
 	}
+	clock := now
+	if clock == nil {
+		clock = time.Now
+	}
+	// A first read of ENCRYPTION_KEY_REF that reached the manager and
+	// failed is tried again at most once per the ring's MissInterval: each
+	// use would otherwise read the manager again (a paid call, and more
+	// load on a manager that throttles), and meanwhile gets the same error.
+	var (
+		mu       sync.Mutex
+		failedAt time.Time
+		failed   error
+	)
 	var s *Store
 	s = newStore(opts, func(ctx context.Context) (*sql.DB, *KeyRing, bool, error) {
 		var ring *KeyRing
@@ -86,9 +102,25 @@ func NewFromEnv(opts *Options) *Store {
 			return nil, nil, false, err
 		}
 		if ring.Ref() != "" {
-			if err := ring.Load(ctx, s.FollowedThrough()); err != nil {
+			through := s.FollowedThrough()
+			mu.Lock()
+			if failed != nil && clock().Sub(failedAt) < ring.src.opts.MissInterval {
+				err := failed
+				mu.Unlock()
 				return nil, nil, false, err
 			}
+			mu.Unlock()
+			if err := ring.Load(ctx, through); err != nil {
+				if through != nil && ctx.Err() == nil {
+					mu.Lock()
+					failedAt, failed = clock(), err
+					mu.Unlock()
+				}
+				return nil, nil, false, err
+			}
+			mu.Lock()
+			failed = nil
+			mu.Unlock()
 		}
 		db, err := OpenDB(databaseURL())
 		if err != nil {
