@@ -22,8 +22,10 @@ const MaxVersions = 25
 // expired) is left out; a current version that cannot be read fails the
 // call, with the error Resolve would give. ref is backend-local, as for
 // Resolve, and its #field is picked from every version: a current version
-// without the field fails the call (ErrNotFound), a previous one is left
-// out (it holds nothing under the field: the field was added after it). A ref that names one version itself (awssm ?version=, vault
+// without the field fails the call (ErrNotFound), a previous document
+// without it is left out (the field was added after it), and a previous
+// version that is not a document fails the call (ErrInvalidRef, naming the
+// version) rather than quietly dropping a key. A ref that names one version itself (awssm ?version=, vault
 // ?version=, azurekv name/version) is ErrInvalidRef. Errors never hold a
 // value.
 //

@@ -36,9 +36,10 @@ var (
 // ResolveVersions reads up to max versions of the secret raw names, newest
 // first (see secrets.VersionResolver), with the driver's VersionsGetter.
 // raw is parsed as Resolve parses it and the driver opened as for Resolve;
-// the #field is picked from every version; a previous version it cannot be
-// picked from (the field was added after it) and an expired previous version
-// are left out, an expired current one is ErrExpired. A driver without the
+// the #field is picked from every version; a previous document without the
+// field (it was added after it) and an expired previous version are left
+// out, a previous version that is no document fails the call, and an
+// expired current one is ErrExpired. A driver without the
 // ability fails with ErrInvalidRef, saying the backend keeps no versions.
 // Errors are *secrets.Error with Op "resolve versions", under Resolve's
 // rules.
@@ -81,14 +82,23 @@ func (r *Resolver) ResolveVersions(ctx context.Context, raw string, max int) ([]
 		value := v.Data
 		if ref.Field != "" {
 			if value, err = pick(v, ref.Field); err != nil {
-				if i > 0 {
-					// A previous version without the field (or not a
-					// document) holds nothing under it: it is left out,
-					// as a deleted version is, and older ones are read
-					// on. Failing here made a secret whose field was
-					// added later (keyward genkey --store REF#field into
-					// an existing document) unreadable as a key ring.
+				if i > 0 && secrets.CodeOf(err) == secrets.CodeNotFound {
+					// A previous document without the field holds nothing
+					// under it: it is left out, as a deleted version is,
+					// and older ones are read on. Failing here made a
+					// secret whose field was added later (keyward genkey
+					// --store REF#field into an existing document)
+					// unreadable as a key ring. A previous version that is
+					// no document at all (a plain key before the secret
+					// became one) still fails the call, naming it: leaving
+					// it out would drop a key without a word.
 					continue
+				}
+				var se *secrets.Error
+				if errors.As(err, &se) && i > 0 {
+					c := *se
+					c.Reason = "version " + versionName(v, i) + ": " + c.Reason
+					err = &c
 				}
 				return nil, r.fail(ctx, op, raw, err)
 			}

@@ -83,6 +83,10 @@ func TestResolveVersions(t *testing.T) {
 			{Document: map[string]any{"other": "o2"}, Version: "2"},
 			{Document: map[string]any{"key": "d3"}, Version: "3"},
 		},
+		"plainbefore": {
+			{Data: "k1", Version: "1"},
+			{Document: map[string]any{"key": "d2"}, Version: "2"},
+		},
 		"gone":  {{Data: "k1", Version: "1", ExpiresAt: now}},
 		"names": {{Ref: "env:KEY", Version: "1"}},
 	}}
@@ -131,6 +135,7 @@ func TestResolveVersions(t *testing.T) {
 		{"ring", 0, secrets.CodeInvalidRef, "1 to 25"},
 		{"ring", secrets.MaxVersions + 1, secrets.CodeInvalidRef, "1 to 25"},
 		{"missing", 2, secrets.CodeNotFound, "no secret"},
+		{"plainbefore#key", 2, secrets.CodeInvalidRef, `version "1": the secret is not a JSON object`},
 		{"gone", 2, secrets.CodeExpired, ""},
 		{"names", 2, secrets.CodeInvalidRef, "names another ref"},
 		{"ring?x=1", 2, secrets.CodeInvalidRef, ""},

@@ -2,6 +2,7 @@ package fernetstore
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,8 +70,9 @@ type KeyRefOptions struct {
 
 // keySource is what a ring read from a ref keeps to read it again.
 type keySource struct {
-	ref  string
-	opts KeyRefOptions // defaults filled in
+	ref   string
+	shown string        // ref as errors and logs show it: maskKeyLike(ref)
+	opts  KeyRefOptions // defaults filled in
 
 	lastTry    atomic.Int64 // Now().UnixNano() of the last read's start
 	refreshing atomic.Bool  // a background reload is under way
@@ -131,7 +133,7 @@ func KeyRingFromRef(ref string, opts *KeyRefOptions) (*KeyRing, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &KeyRing{src: &keySource{ref: ref, opts: o}}, nil
+	return &KeyRing{src: &keySource{ref: ref, shown: maskKeyLike(ref), opts: o}}, nil
 }
 
 // keyRefHow is how every error about the shape of ENCRYPTION_KEY_REF ends.
@@ -149,8 +151,8 @@ func checkKeyRef(raw string) (string, error) {
 	if _, err := decodeKey(ref, ""); err == nil || (ok && looksLikeFernetKey(name)) {
 		return "", refError("", secrets.CodeInvalidRef, nil, EnvKeyRef+" holds what looks like a Fernet key, not a ref: it names where the key is kept. Put the key in the secret manager (keyward genkey --store REF writes a new one there) and set "+EnvKeyRef+" to that secret's ref; "+keyRefHow)
 	}
-	if strings.ContainsFunc(ref, func(c rune) bool { return unicode.IsSpace(c) || unicode.IsControl(c) }) {
-		return "", refError("", secrets.CodeInvalidRef, nil, EnvKeyRef+" holds a space or a control character: "+keyRefHow)
+	if strings.ContainsFunc(ref, func(c rune) bool { return unicode.IsSpace(c) || unicode.IsControl(c) || unicode.Is(unicode.Cf, c) }) {
+		return "", refError("", secrets.CodeInvalidRef, nil, EnvKeyRef+" holds a space, a control character or an invisible one (a zero-width space, a byte order mark): "+keyRefHow)
 	}
 	if !ok {
 		return "", refError("", secrets.CodeInvalidRef, nil, EnvKeyRef+" has no scheme: "+keyRefHow)
@@ -168,42 +170,79 @@ func checkKeyRef(raw string) (string, error) {
 }
 
 // looksLikeFernetKey reports whether s, or the part of s before a #field or
-// ?option, is a Fernet key, or nearly one: in quotes or with a stray
-// comma or semicolon, or without its '=' padding. Such a name would be
-// quoted in every error and log line as the ring's ref.
+// ?option, is a Fernet key or holds one with its padding anywhere in it (in
+// quotes, as Python prints bytes, under a path, after "ENCRYPTION_KEY=",
+// with its '=' escaped as %3D): 43 characters of base64 followed by '='
+// that decode to 32 bytes. Such a name would be quoted in every error and
+// log line as the ring's ref. A key without its padding is not told from a
+// name here; maskKeyLike hides it wherever the ref is shown.
 func looksLikeFernetKey(s string) bool {
 	if i := strings.IndexAny(s, "#?"); i >= 0 {
 		s = s[:i]
 	}
-	s = strings.Trim(s, " \t\r\n\"'`,;")
 	if _, err := decodeKey(s, ""); err == nil {
 		return true
 	}
-	// Without its padding a key is 43 characters of URL-safe base64 (as
-	// Python's Fernet.generate_key prints it) that, being random, mix upper
-	// and lower case with digits or '-' and '_'; a secret's name of that
-	// exact length and mix, with no '/', is rare.
-	if len(s) != 43 {
-		return false
-	}
-	var upper, lower, other bool
-	for _, c := range s {
-		switch {
-		case c >= 'A' && c <= 'Z':
-			upper = true
-		case c >= 'a' && c <= 'z':
-			lower = true
-		case c >= '0' && c <= '9' || c == '-' || c == '_':
-			other = true
-		default:
-			return false
+	for _, alphabet := range []struct {
+		isChar func(rune) bool
+		enc    *base64.Encoding
+	}{{isURLBase64, base64.URLEncoding.Strict()}, {isStdBase64, base64.StdEncoding.Strict()}} {
+		for i := 0; i < len(s); {
+			j := i
+			for j < len(s) && alphabet.isChar(rune(s[j])) {
+				j++
+			}
+			if j-i == 43 && (strings.HasPrefix(s[j:], "=") || strings.HasPrefix(strings.ToUpper(s[j:]), "%3D")) {
+				if b, err := alphabet.enc.DecodeString(s[i:j] + "="); err == nil && len(b) == 32 {
+					return true
+				}
+			}
+			i = j + 1
 		}
 	}
-	if !upper || !lower || !other {
-		return false
+	return false
+}
+
+func isURLBase64(c rune) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+}
+
+func isStdBase64(c rune) bool {
+	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/'
+}
+
+// keyLikeRun is how long a run of URL-safe base64 characters maskKeyLike
+// hides: a key is 43 without its padding, and most of a key is still most
+// of it.
+const keyLikeRun = 32
+
+// maskKeyLike returns s with every run of keyLikeRun or more URL-safe base64
+// characters hidden: a ref is shown in errors and log lines, and a key
+// pasted into one without its padding (or a half of one) would be shown
+// with it. A long name is hidden too; the text says why.
+func maskKeyLike(s string) string {
+	var b strings.Builder
+	masked := false
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && isURLBase64(rune(s[j])) {
+			j++
+		}
+		if j-i >= keyLikeRun {
+			fmt.Fprintf(&b, "[%d characters hidden: they look like a Fernet key]", j-i)
+			masked = true
+		} else {
+			b.WriteString(s[i:j])
+		}
+		if j < len(s) {
+			b.WriteByte(s[j])
+		}
+		i = j + 1
 	}
-	_, err := decodeKey(s+"=", "")
-	return err == nil
+	if !masked {
+		return s
+	}
+	return b.String()
 }
 
 // refError is an error about the ring's ref: Op "load keys", with the ref
@@ -261,7 +300,7 @@ func (r *KeyRing) Load(ctx context.Context, through secrets.KeyResolver) error {
 
 // notLoaded is the error of using a ring from a ref before Load.
 func (s *keySource) notLoaded() error {
-	return refError(s.ref, secrets.CodeInvalidRef, nil, "the key ring named by "+EnvKeyRef+" ("+s.ref+") has not been read yet: serve the store in a stack (secrets.OpenConfig, a fernet:// line), through whose Mux it is read on first use, or call KeyRing.Load")
+	return refError(s.shown, secrets.CodeInvalidRef, nil, "the key ring named by "+EnvKeyRef+" ("+s.shown+") has not been read yet: serve the store in a stack (secrets.OpenConfig, a fernet:// line), through whose Mux it is read on first use, or call KeyRing.Load")
 }
 
 // refreshIfDue starts a background reload when Refresh has passed since
@@ -354,7 +393,7 @@ func (r *KeyRing) reload(ctx context.Context) error {
 	case <-l.done:
 		return l.err
 	case <-ctx.Done():
-		return secrets.ContextError("load keys", Backend, s.ref, ctx.Err())
+		return secrets.ContextError("load keys", Backend, s.shown, ctx.Err())
 	}
 }
 
@@ -376,16 +415,16 @@ func (r *KeyRing) fetch(ctx context.Context, through secrets.KeyResolver) error 
 		// says so here.
 		if !wasFailing && old != nil {
 			log.Warn("fernetstore: cannot read the key ring again; keeping the keys read before until a read succeeds",
-				"ref", s.ref, "primary_version", old.versions[0], "err", err)
+				"ref", s.shown, "primary_version", old.versions[0], "err", err)
 		}
 		return err
 	}
 	r.state.Store(keys)
 	switch {
 	case old != nil && old.versions[0] != keys.versions[0]:
-		log.Info("fernetstore: the key ring has a new primary key", "ref", s.ref, "primary_version", keys.versions[0], "versions", keys.versions)
+		log.Info("fernetstore: the key ring has a new primary key", "ref", s.shown, "primary_version", keys.versions[0], "versions", keys.versions)
 	case wasFailing && old != nil:
-		log.Info("fernetstore: the key ring was read again", "ref", s.ref, "primary_version", keys.versions[0])
+		log.Info("fernetstore: the key ring was read again", "ref", s.shown, "primary_version", keys.versions[0])
 	}
 	return nil
 }
@@ -398,7 +437,7 @@ func (s *keySource) read(ctx context.Context, through secrets.KeyResolver) (*rin
 	}
 	scheme, _, _ := strings.Cut(s.ref, ":")
 	if own, ok := through.(interface{ FollowScheme() string }); ok && own.FollowScheme() == scheme {
-		return nil, refError(s.ref, secrets.CodeInvalidRef, nil, fmt.Sprintf(
+		return nil, refError(s.shown, secrets.CodeInvalidRef, nil, fmt.Sprintf(
 			"%s names a ref of this store's own scheme %s: the key that protects the table cannot be kept in it; keep it in a secret manager (awssm, vault, azurekv)", EnvKeyRef, scheme+":"))
 	}
 	var vr secrets.VersionResolver
@@ -407,10 +446,10 @@ func (s *keySource) read(ctx context.Context, through secrets.KeyResolver) (*rin
 			if be, ok := secrets.Find[interface{ Backend() string }](b); ok {
 				switch be.Backend() {
 				case Backend:
-					return nil, refError(s.ref, secrets.CodeInvalidRef, nil, fmt.Sprintf(
+					return nil, refError(s.shown, secrets.CodeInvalidRef, nil, fmt.Sprintf(
 						"%s names a ref of scheme %s, which an encrypted column (fernet) serves: the key that protects a table cannot be kept in one; keep it in a secret manager (awssm, vault, azurekv)", EnvKeyRef, scheme+":"))
 				case "env":
-					return nil, refError(s.ref, secrets.CodeInvalidRef, nil, fmt.Sprintf(
+					return nil, refError(s.shown, secrets.CodeInvalidRef, nil, fmt.Sprintf(
 						"%s names a ref of scheme %s, which environment variables (env) serve: set ENCRYPTION_KEY instead, or keep the key in a secret manager that keeps versions (awssm, vault, azurekv)", EnvKeyRef, scheme+":"))
 				}
 			}
@@ -419,41 +458,46 @@ func (s *keySource) read(ctx context.Context, through secrets.KeyResolver) (*rin
 	} else if v, ok := secrets.Find[secrets.VersionResolver](through); ok {
 		vr = v
 	} else {
-		return nil, refError(s.ref, secrets.CodeInvalidRef, nil,
+		return nil, refError(s.shown, secrets.CodeInvalidRef, nil,
 			"the resolver the store was given leads to no Mux that could read "+EnvKeyRef+": serve the store in a stack (secrets.OpenConfig), or call KeyRing.Load with the Stack or its Mux")
 	}
 	vs, err := vr.ResolveVersions(ctx, s.ref, s.opts.MaxVersions)
 	if err != nil {
 		// The backend's reason, and its cause for errors.As (the SDK's
 		// error), under this ring's words; not its whole text again.
-		reason, cause := "cannot read "+EnvKeyRef+" ("+s.ref+")", err
+		reason, cause := "cannot read "+EnvKeyRef+" ("+s.shown+")", err
 		var se *secrets.Error
 		if errors.As(err, &se) {
 			if se.Reason != "" {
-				reason += ": " + se.Reason
+				reason += ": " + maskKeyLike(se.Reason)
 			}
 			cause = se.Err
 		}
-		return nil, refError(s.ref, secrets.CodeOf(err), cause, reason)
+		if s.shown != s.ref {
+			// The SDK's text may quote the name (Vault's request URL
+			// does), and the name looks like a key.
+			cause = nil
+		}
+		return nil, refError(s.shown, secrets.CodeOf(err), cause, reason)
 	}
 	// The resolver may be a host's own: hold it to VersionResolver's "1 to
 	// max", so a ring is never left without a primary key.
 	if len(vs) == 0 {
-		return nil, refError(s.ref, secrets.CodeNotFound, nil, "cannot read "+EnvKeyRef+" ("+s.ref+"): the secret manager answered with no version of it; put a key in it (keyward genkey --store "+s.ref+")")
+		return nil, refError(s.shown, secrets.CodeNotFound, nil, "cannot read "+EnvKeyRef+" ("+s.shown+"): the secret manager answered with no version of it; put a key in it (keyward genkey --store "+s.shown+")")
 	}
 	vs = vs[:min(len(vs), s.opts.MaxVersions)]
 	keys := make([]*fernet.Key, 0, len(vs))
 	versions := make([]string, 0, len(vs))
 	for i, v := range vs {
-		what := fmt.Sprintf("version %q of %s", v.Version, s.ref)
+		what := fmt.Sprintf("version %q of %s", v.Version, s.shown)
 		if i == 0 {
-			what = fmt.Sprintf("the current version (%q) of %s", v.Version, s.ref)
+			what = fmt.Sprintf("the current version (%q) of %s", v.Version, s.shown)
 		}
 		k, err := decodeKey(v.Reveal(), what)
 		if err != nil {
 			var se *secrets.Error
 			if errors.As(err, &se) {
-				return nil, refError(s.ref, secrets.CodeInvalidRef, nil, se.Reason)
+				return nil, refError(s.shown, secrets.CodeInvalidRef, nil, se.Reason)
 			}
 			return nil, err
 		}

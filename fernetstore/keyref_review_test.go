@@ -65,14 +65,11 @@ func TestKeyRefReviewZeroVersions(t *testing.T) {
 // most of a key". Expected: such a ref is refused without quoting it, or
 // at least never quoted back.
 func TestKeyRefReviewNearMissKeyQuotedBack(t *testing.T) {
-	var key, body string
-	for body == "" || !randomLooking(body) { // 1 key in 7,000 does not look random without its padding: see looksLikeFernetKey
-		k, err := GenerateKey()
-		if err != nil {
-			t.Fatal(err)
-		}
-		key, body = k, strings.TrimRight(k, "=")
+	key, err := GenerateKey()
+	if err != nil {
+		t.Fatal(err)
 	}
+	body := strings.TrimRight(key, "=")
 	for what, ref := range map[string]string{
 		"the key without its padding": "awssm:" + body,
 		"the key in quotes":           `awssm:"` + key + `"`,

@@ -69,8 +69,9 @@ func databaseURL() string {
 // stack the store is served in (the resolver OpenConfig gives it, see
 // secrets.Follower), and read again every ENCRYPTION_KEY_REFRESH and when
 // a token no key opens. A first read that fails is tried again at most once
-// per DefaultKeyMissInterval; calls in between get its error. The ring's
-// clock is opts.Now.
+// per DefaultKeyMissInterval, calls in between getting its error, and a ring
+// read is kept while the database cannot be opened. The ring's clock is
+// opts.Now.
 func NewFromEnv(opts *Options) *Store {
 	var now func() time.Time
 	if opts != nil {
@@ -81,13 +82,17 @@ func NewFromEnv(opts *Options) *Store {
 		clock = time.Now
 	}
 	// A first read of ENCRYPTION_KEY_REF that reached the manager and
-	// failed is tried again at most once per the ring's MissInterval: each
-	// use would otherwise read the manager again (a paid call, and more
-	// load on a manager that throttles), and meanwhile gets the same error.
+	// failed is tried again at most once per the ring's MissInterval, and a
+	// ring that was read is kept when what follows fails (the database):
+	// each use would otherwise read the manager again (a paid call, and
+	// more load on a manager that throttles), and meanwhile gets the same
+	// error.
 	var (
-		mu       sync.Mutex
-		failedAt time.Time
-		failed   error
+		mu        sync.Mutex
+		kept      *KeyRing // read, though the connect failed after it
+		failedRef string
+		failedAt  time.Time
+		failed    error
 	)
 	var s *Store
 	s = newStore(opts, func(ctx context.Context) (*sql.DB, *KeyRing, bool, error) {
@@ -101,26 +106,31 @@ func NewFromEnv(opts *Options) *Store {
 		if err != nil {
 			return nil, nil, false, err
 		}
-		if ring.Ref() != "" {
+		if ref := ring.Ref(); ref != "" {
 			through := s.FollowedThrough()
 			mu.Lock()
-			if failed != nil && clock().Sub(failedAt) < ring.src.opts.MissInterval {
+			if kept != nil && kept.Ref() == ref {
+				ring = kept
+			} else if since := clock().Sub(failedAt); failed != nil && failedRef == ref && since >= 0 && since < ring.src.opts.MissInterval {
+				// (A clock that stepped back makes the retry due.)
 				err := failed
 				mu.Unlock()
 				return nil, nil, false, err
 			}
 			mu.Unlock()
-			if err := ring.Load(ctx, through); err != nil {
-				if through != nil && ctx.Err() == nil {
-					mu.Lock()
-					failedAt, failed = clock(), err
-					mu.Unlock()
+			if ring != kept {
+				if err := ring.Load(ctx, through); err != nil {
+					if through != nil && ctx.Err() == nil {
+						mu.Lock()
+						failedRef, failedAt, failed = ref, clock(), err
+						mu.Unlock()
+					}
+					return nil, nil, false, err
 				}
-				return nil, nil, false, err
+				mu.Lock()
+				kept, failed = ring, nil
+				mu.Unlock()
 			}
-			mu.Lock()
-			failed = nil
-			mu.Unlock()
 		}
 		db, err := OpenDB(databaseURL())
 		if err != nil {
