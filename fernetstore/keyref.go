@@ -183,21 +183,16 @@ func looksLikeFernetKey(s string) bool {
 	if _, err := decodeKey(s, ""); err == nil {
 		return true
 	}
-	for _, alphabet := range []struct {
-		isChar func(rune) bool
-		enc    *base64.Encoding
-	}{{isURLBase64, base64.URLEncoding.Strict()}, {isStdBase64, base64.StdEncoding.Strict()}} {
-		for i := 0; i < len(s); {
-			j := i
-			for j < len(s) && alphabet.isChar(rune(s[j])) {
-				j++
+	// Every 43 characters before a '=' or "%3D", wherever they are: glued
+	// to a name, under a path (a std key's '/' joins it to the path).
+	for j := 43; j <= len(s); j++ {
+		if !strings.HasPrefix(s[j:], "=") && !strings.HasPrefix(s[j:], "%3D") && !strings.HasPrefix(s[j:], "%3d") {
+			continue
+		}
+		for _, enc := range []*base64.Encoding{base64.URLEncoding.Strict(), base64.StdEncoding.Strict()} {
+			if b, err := enc.DecodeString(s[j-43:j] + "="); err == nil && len(b) == 32 {
+				return true
 			}
-			if j-i == 43 && (strings.HasPrefix(s[j:], "=") || strings.HasPrefix(strings.ToUpper(s[j:]), "%3D")) {
-				if b, err := alphabet.enc.DecodeString(s[i:j] + "="); err == nil && len(b) == 32 {
-					return true
-				}
-			}
-			i = j + 1
 		}
 	}
 	return false
@@ -211,21 +206,26 @@ func isStdBase64(c rune) bool {
 	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/'
 }
 
-// keyLikeRun is how long a run of URL-safe base64 characters maskKeyLike
-// hides: a key is 43 without its padding, and most of a key is still most
-// of it.
+// keyLikeRun is how long a run of base64 characters (either alphabet, '/'
+// included) MaskKeyLike hides: a key is 43 without its padding, and most of
+// a key is still most of it.
 const keyLikeRun = 32
 
-// maskKeyLike returns s with every run of keyLikeRun or more URL-safe base64
-// characters hidden: a ref is shown in errors and log lines, and a key
-// pasted into one without its padding (or a half of one) would be shown
-// with it. A long name is hidden too; the text says why.
+// MaskKeyLike returns s with every run of 32 or more characters of base64
+// (URL-safe or standard, so '/' too) hidden. Show a ref through it: a key
+// pasted into one without its padding (or most of one) would be shown with
+// it. A long name or path is hidden too; the text says why. The ring's
+// errors and log lines show its ref so.
+func MaskKeyLike(s string) string {
+	return maskKeyLike(s)
+}
+
 func maskKeyLike(s string) string {
 	var b strings.Builder
 	masked := false
 	for i := 0; i < len(s); {
 		j := i
-		for j < len(s) && isURLBase64(rune(s[j])) {
+		for j < len(s) && (isURLBase64(rune(s[j])) || isStdBase64(rune(s[j]))) {
 			j++
 		}
 		if j-i >= keyLikeRun {
@@ -252,7 +252,7 @@ func refError(ref string, code secrets.Code, cause error, reason string) error {
 }
 
 // Ref returns the ref the ring is read from, or "" for a ring of fixed
-// keys.
+// keys. Show it through MaskKeyLike.
 func (r *KeyRing) Ref() string {
 	if r.src == nil {
 		return ""

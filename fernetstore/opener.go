@@ -109,7 +109,8 @@ func NewFromEnv(opts *Options) *Store {
 		if ref := ring.Ref(); ref != "" {
 			through := s.FollowedThrough()
 			mu.Lock()
-			if kept != nil && kept.Ref() == ref {
+			reuse := kept != nil && kept.Ref() == ref
+			if reuse {
 				ring = kept
 			} else if since := clock().Sub(failedAt); failed != nil && failedRef == ref && since >= 0 && since < ring.src.opts.MissInterval {
 				// (A clock that stepped back makes the retry due.)
@@ -118,7 +119,7 @@ func NewFromEnv(opts *Options) *Store {
 				return nil, nil, false, err
 			}
 			mu.Unlock()
-			if ring != kept {
+			if !reuse {
 				if err := ring.Load(ctx, through); err != nil {
 					if through != nil && ctx.Err() == nil {
 						mu.Lock()

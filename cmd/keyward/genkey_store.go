@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -34,7 +35,18 @@ func (a *app) genkeyStoreFlag(c *cobra.Command) *string {
 
 // genkeyStore writes a new key as the new current version of ref through
 // the configured stack's Mux, and prints the version id, never the key.
-func (a *app) genkeyStore(ctx context.Context, ref string) error {
+func (a *app) genkeyStore(ctx context.Context, ref string) (err error) {
+	defer func() {
+		// The backends' errors quote the ref; one holding what looks like
+		// a key without its padding is shown masked, as the ring shows it.
+		if err == nil || fernetstore.MaskKeyLike(ref) == ref {
+			return
+		}
+		var e *exitError
+		if errors.As(classify(err), &e) {
+			err = &exitError{code: e.code, err: errors.New(fernetstore.MaskKeyLike(e.Error()))}
+		}
+	}()
 	if err := checkStoreRef(ref); err != nil {
 		return err
 	}
@@ -51,7 +63,7 @@ func (a *app) genkeyStore(ctx context.Context, ref string) error {
 	switch {
 	case err == nil:
 		if _, kerr := fernetstore.ParseKeyRing(cur[0].Reveal()); kerr != nil {
-			return errorf(exitConfig, "--store %s: the secret's current version (%s) is not a Fernet key: is it the right secret? A key ring read from it would refuse that version; name a new secret, or one that holds only keys", ref, clean(cur[0].Version))
+			return errorf(exitConfig, "--store %s: the secret's current version (%s) is not a Fernet key: is it the right secret? A key ring read from it would refuse that version; name a new secret, or one that holds only keys", fernetstore.MaskKeyLike(ref), clean(cur[0].Version))
 		}
 	case secrets.CodeOf(err) == secrets.CodeNotFound:
 		// A new secret (or a new #field): nothing to check.
@@ -66,9 +78,10 @@ func (a *app) genkeyStore(ctx context.Context, ref string) error {
 	if err != nil {
 		return classify(err)
 	}
-	fmt.Fprintf(a.stdout, "%s: stored a new key as version %s\n", ref, clean(version))
+	shown := fernetstore.MaskKeyLike(ref) // a key pasted into the name without its padding is not printed
+	fmt.Fprintf(a.stdout, "%s: stored a new key as version %s\n", shown, clean(version))
 	fmt.Fprintf(a.stderr, "Services with %s=%s read it within %s (default 1m) and encrypt under it; the previous version still decrypts.\nThen run keyward rotate (with %s=%s) to re-encrypt every row under it, and keyward check.\n",
-		fernetstore.EnvKeyRef, ref, fernetstore.EnvKeyRefresh, fernetstore.EnvKeyRef, ref)
+		fernetstore.EnvKeyRef, shown, fernetstore.EnvKeyRefresh, fernetstore.EnvKeyRef, shown)
 	return nil
 }
 
