@@ -216,20 +216,33 @@ func TestReview2PollRereadsWholeWindow(t *testing.T) {
 	if _, err := wc.ExecContext(ctx, "SET SESSION max_recursive_iterations = 100000"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := wc.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (name, provider, api_key) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < %d) SELECT CONCAT('a2-', i), 'p', 'x' FROM n", table, burst)); err != nil {
-		t.Fatal(err)
-	}
-	var last string
-	if err := plain.QueryRow("SELECT CAST(MAX(id) AS CHAR) FROM " + table).Scan(&last); err != nil {
-		t.Fatal(err)
-	}
-	r.heard(t, last, 0)
-	rows0, polls0 := cc.rows.Load(), cc.polls.Load()
-	r.waitFor(t, "ten more polls", func() bool { return cc.polls.Load() >= polls0+10 })
-	rows, polls := cc.rows.Load()-rows0, cc.polls.Load()-polls0
-	t.Logf("after a burst of %d changes: %d rows read by %d polls that found nothing new", burst, rows, polls)
-	if rows > burst {
-		t.Errorf("%d polls after the burst was heard read %d change-log rows (%d per poll), all seen before: a poll costs the last 30 s of writes of every table, not the new ones", polls, rows, rows/max(polls, 1))
+	// The change log is shared with every other test on this server: a
+	// burst whose sequence numbers other packages' writes (run at the same
+	// time in CI) split by more than maxGapList makes the poller read the
+	// range by design until gapWait. So a burst is tried up to three times,
+	// gapWait apart; the old poller reread the window after every one (CI
+	// run 44 met the range read once).
+	for attempt := 1; ; attempt++ {
+		if _, err := wc.ExecContext(ctx, fmt.Sprintf("INSERT INTO %s (name, provider, api_key) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i < %d) SELECT CONCAT('a2-%d-', i), 'p', 'x' FROM n", table, burst, attempt)); err != nil {
+			t.Fatal(err)
+		}
+		var last string
+		if err := plain.QueryRow("SELECT CAST(MAX(id) AS CHAR) FROM " + table).Scan(&last); err != nil {
+			t.Fatal(err)
+		}
+		r.heard(t, last, 0)
+		rows0, polls0 := cc.rows.Load(), cc.polls.Load()
+		r.waitFor(t, "ten more polls", func() bool { return cc.polls.Load() >= polls0+10 })
+		rows, polls := cc.rows.Load()-rows0, cc.polls.Load()-polls0
+		t.Logf("burst %d of %d changes: %d rows read by %d polls that found nothing new", attempt, burst, rows, polls)
+		if rows <= burst {
+			return
+		}
+		if attempt == 3 {
+			t.Errorf("%d polls after the burst was heard read %d change-log rows (%d per poll), all seen before: a poll costs the last 30 s of writes of every table, not the new ones", polls, rows, rows/max(polls, 1))
+			return
+		}
+		time.Sleep(gapWait + 2*time.Second) // the range read ends when its rows are gapWait old; no duration is asserted
 	}
 }
 
